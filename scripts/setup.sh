@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Installs everything tracer needs to build and to run the real tt-metal runtime on a mock
+# 8-chip mesh. Idempotent: each step checks first and says what it does.
+#
+#   scripts/setup.sh            toolchain + ttnn 0.81.1
+#   scripts/setup.sh --all      also ttnn 0.75.0 (the second layout era, used by the tests)
+#
+# The Python environments live in ${TRACER_VENV_ROOT:-$HOME/.cache/tracer/venvs} so that
+# several clones share one download.
+set -euo pipefail
+
+step() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+ok() { printf '    ok: %s\n' "$*" >&2; }
+
+need_root() {
+    if [ "$(id -u)" != 0 ]; then
+        echo "error: installing $1 needs root; re-run with sudo" >&2
+        exit 1
+    fi
+}
+
+ERAS=("0.81.1")
+[ "${1:-}" = "--all" ] && ERAS=("0.81.1" "0.75.0")
+
+VENV_ROOT="${TRACER_VENV_ROOT:-$HOME/.cache/tracer/venvs}"
+LLVM_VERSION=22
+BPF_LINKER_VERSION=0.13.0
+
+step "nightly Rust with rust-src (builds the eBPF programs)"
+if rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then
+    ok "nightly rust-src present"
+else
+    rustup toolchain install nightly --profile minimal
+    rustup component add rust-src --toolchain nightly
+fi
+
+step "LLVM ${LLVM_VERSION} development files (needed by bpf-linker)"
+if [ -x "/usr/lib/llvm-${LLVM_VERSION}/bin/llvm-config" ]; then
+    ok "llvm-${LLVM_VERSION}-dev present"
+else
+    need_root "llvm-${LLVM_VERSION}-dev"
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "llvm-${LLVM_VERSION}-dev"
+fi
+
+step "bpf-linker ${BPF_LINKER_VERSION}"
+if command -v bpf-linker >/dev/null && bpf-linker --version 2>/dev/null | grep -q "${BPF_LINKER_VERSION}"; then
+    ok "$(bpf-linker --version)"
+else
+    LLVM_PREFIX="/usr/lib/llvm-${LLVM_VERSION}" cargo install bpf-linker --version "${BPF_LINKER_VERSION}" \
+        --no-default-features --features "llvm-${LLVM_VERSION}" --locked
+fi
+
+# ttnn wheels exist for CPython 3.10 and 3.12 only (0.75.0: 3.10 only).
+python_for() {
+    local want
+    case "$1" in
+        0.75.*) want=3.10 ;;
+        *) want=3.12 ;;
+    esac
+    for cand in "python${want}" "$(pyenv root 2>/dev/null)/versions/${want}"*/bin/python; do
+        if command -v "$cand" >/dev/null 2>&1; then
+            command -v "$cand"
+            return
+        fi
+    done
+    echo "error: ttnn $1 needs CPython ${want}; install it (e.g. 'pyenv install ${want}') and re-run" >&2
+    exit 1
+}
+
+# Mock mode never compiles a kernel but checks the RISC-V compiler's version first; a stand-in
+# that only answers --version lets the real runtime open a mock mesh without the toolchain.
+install_compiler_standin() {
+    local site="$1"
+    local ver_file="$site/ttnn/tt_metal/sfpi-version"
+    local bin="$site/ttnn/runtime/sfpi/compiler/bin/riscv-tt-elf-g++"
+    [ -f "$ver_file" ] || { echo "error: $ver_file missing; is ttnn installed?" >&2; exit 1; }
+    local version build
+    version=$(sed -n "s/^sfpi_version='\(.*\)'/\1/p" "$ver_file")
+    build=$(sed -n "s/^sfpi_build='\(.*\)'/\1/p" "$ver_file")
+    mkdir -p "$(dirname "$bin")"
+    cat >"$bin" <<STANDIN
+#!/bin/sh
+# Stand-in for the RISC-V compiler: answers the runtime's version check, compiles nothing.
+if [ "\$1" = "--version" ]; then
+    echo "riscv-tt-elf-g++ (tenstorrent/sfpi:${version}[${build}]) 15.1.0"
+    exit 0
+fi
+echo "riscv-tt-elf-g++ stand-in: kernels cannot be compiled on a mock device" >&2
+exit 1
+STANDIN
+    chmod +x "$bin"
+}
+
+for era in "${ERAS[@]}"; do
+    venv="$VENV_ROOT/ttnn-$era"
+    step "Python environment with ttnn ${era} ($venv)"
+    if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import importlib.metadata as m; assert m.version('ttnn') == '$era'" 2>/dev/null; then
+        ok "ttnn ${era} present"
+    else
+        py=$(python_for "$era")
+        "$py" -m venv "$venv"
+        "$venv/bin/pip" install --progress-bar on "ttnn==${era}"
+    fi
+    site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    install_compiler_standin "$site"
+    ok "compiler stand-in in place"
+done
+step "setup complete"

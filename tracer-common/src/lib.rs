@@ -1,0 +1,81 @@
+//! The ABI shared by the eBPF programs and the userspace collector.
+//!
+//! The eBPF side knows nothing about tt-metal: userspace calibrates the runtime's layout and
+//! writes, per probe slot, a list of [`FieldPath`]s ("start at argument N, follow these
+//! offsets"). The eBPF program reads those values and emits a [`RawEvent`]; userspace gives the
+//! values their meaning. A new runtime release changes the plan, never the eBPF code.
+#![no_std]
+
+/// Values one probe hit can carry.
+pub const MAX_VALUES: usize = 10;
+/// Memory reads along one path (pointer chasing depth + final read).
+pub const MAX_STEPS: usize = 4;
+/// Probe slots (one per probed function role); the attach cookie selects the slot.
+pub const MAX_SLOTS: u32 = 16;
+
+/// Where a value comes from.
+///
+/// `v = arg[arg]`; then for each of the `steps` offsets: `v = *(v + offset)`, reading 8 bytes
+/// for intermediate pointers and `width` bytes for the last read. With `steps == 0` the value is
+/// the argument register itself, masked to `width` bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FieldPath {
+    /// Argument register index (0 = first argument, `this` for methods).
+    pub arg: u8,
+    pub steps: u8,
+    /// 1, 2, 4 or 8.
+    pub width: u8,
+    pub _pad: u8,
+    pub offsets: [i32; MAX_STEPS],
+}
+
+/// What one probe slot reads.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SlotSpec {
+    pub fields: [FieldPath; MAX_VALUES],
+    pub nfields: u32,
+    pub _pad: u32,
+}
+
+/// Indexes into the CONFIG array (u64 values written by userspace before attaching).
+pub const CFG_FLAGS: u32 = 0;
+/// Offsets of `parent_pid` / `child_pid` in the sched_process_fork record (from its format file).
+pub const CFG_FORK_PARENT_OFF: u32 = 1;
+pub const CFG_FORK_CHILD_OFF: u32 = 2;
+/// Offset of `pid` in the sched_process_exit record.
+pub const CFG_EXIT_PID_OFF: u32 = 3;
+pub const CFG_LEN: u32 = 8;
+
+/// `CFG_FLAGS` bit: trace every process, not only those in the TRACKED map.
+pub const FLAG_ALL_PROCESSES: u64 = 1;
+
+/// One probe hit, as it leaves the kernel.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RawEvent {
+    pub slot: u32,
+    /// Thread-group id (the process id users see).
+    pub pid: u32,
+    pub tid: u32,
+    /// Number of valid entries in `values`; reads that faulted leave 0 and clear their bit in
+    /// `valid`.
+    pub nvalues: u16,
+    pub valid: u16,
+    pub ts_ns: u64,
+    pub values: [u64; MAX_VALUES],
+}
+
+/// Slot number used in `RawEvent.slot` for process exits (values[0] = exit status).
+pub const SLOT_PROCESS_EXIT: u32 = 0xffff;
+/// Slot number used for forks of traced processes (values[0] = child pid, values[1] = parent).
+pub const SLOT_PROCESS_FORK: u32 = 0xfffe;
+
+#[cfg(feature = "user")]
+mod user {
+    use super::*;
+    // SAFETY: plain-old-data, repr(C), no padding holes with undefined meaning.
+    unsafe impl aya::Pod for SlotSpec {}
+    unsafe impl aya::Pod for RawEvent {}
+}

@@ -1,0 +1,212 @@
+//! eBPF side of tracer: generic, layout-agnostic probes.
+//!
+//! `probe` is attached once per probed function; the attach cookie is the slot number, and the
+//! slot's [`SlotSpec`] (written by userspace from calibration) says which values to read.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    helpers::{bpf_get_attach_cookie, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
+    macros::{map, tracepoint, uprobe},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    programs::{ProbeContext, TracePointContext},
+    EbpfContext,
+};
+use tracer_common::{
+    RawEvent, SlotSpec, CFG_EXIT_PID_OFF, CFG_FLAGS, CFG_FORK_CHILD_OFF, CFG_FORK_PARENT_OFF,
+    CFG_LEN, FLAG_ALL_PROCESSES, MAX_SLOTS, MAX_STEPS, MAX_VALUES, SLOT_PROCESS_EXIT,
+    SLOT_PROCESS_FORK,
+};
+
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
+
+#[map]
+static SLOTS: Array<SlotSpec> = Array::with_max_entries(MAX_SLOTS, 0);
+
+#[map]
+static CONFIG: Array<u64> = Array::with_max_entries(CFG_LEN, 0);
+
+/// Processes to trace (tgid -> 1) unless FLAG_ALL_PROCESSES is set.
+#[map]
+static TRACKED: HashMap<u32, u8> = HashMap::with_max_entries(16384, 0);
+
+/// Events dropped because the ring buffer was full, per CPU.
+#[map]
+static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Probe hits per slot, per CPU (the benchmark counts traps with it).
+#[map]
+static HITS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_SLOTS + 1, 0);
+
+#[inline(always)]
+fn config(index: u32) -> u64 {
+    CONFIG.get(index).copied().unwrap_or(0)
+}
+
+#[inline(always)]
+fn bump(map: &PerCpuArray<u64>, index: u32) {
+    if let Some(p) = map.get_ptr_mut(index) {
+        unsafe { *p += 1 };
+    }
+}
+
+#[inline(always)]
+fn is_traced(tgid: u32) -> bool {
+    config(CFG_FLAGS) & FLAG_ALL_PROCESSES != 0 || unsafe { TRACKED.get(&tgid) }.is_some()
+}
+
+#[inline(always)]
+fn read_user(addr: u64, width: u8) -> Option<u64> {
+    let v = unsafe {
+        match width {
+            1 => bpf_probe_read_user(addr as *const u8).map(u64::from),
+            2 => bpf_probe_read_user(addr as *const u16).map(u64::from),
+            4 => bpf_probe_read_user(addr as *const u32).map(u64::from),
+            _ => bpf_probe_read_user(addr as *const u64),
+        }
+    };
+    v.ok()
+}
+
+#[inline(always)]
+fn mask(v: u64, width: u8) -> u64 {
+    match width {
+        1 => v & 0xff,
+        2 => v & 0xffff,
+        4 => v & 0xffff_ffff,
+        _ => v,
+    }
+}
+
+#[uprobe]
+pub fn probe(ctx: ProbeContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if !is_traced(tgid) {
+        return 0;
+    }
+    let slot = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
+    bump(&HITS, slot.min(MAX_SLOTS));
+    let Some(spec) = SLOTS.get(slot) else {
+        return 0;
+    };
+    let Some(mut entry) = EVENTS.reserve::<RawEvent>(0) else {
+        bump(&LOST, 0);
+        return 0;
+    };
+    let ev = entry.as_mut_ptr();
+    unsafe {
+        (*ev).slot = slot;
+        (*ev).pid = tgid;
+        (*ev).tid = pid_tgid as u32;
+        (*ev).ts_ns = bpf_ktime_get_ns();
+        (*ev).nvalues = spec.nfields as u16;
+        (*ev).valid = 0;
+        (*ev).values = [0; MAX_VALUES];
+    }
+    let mut valid: u16 = 0;
+    for i in 0..MAX_VALUES {
+        if i as u32 >= spec.nfields {
+            break;
+        }
+        let f = &spec.fields[i];
+        let mut v: u64 = ctx.arg::<u64>(f.arg as usize).unwrap_or(0);
+        let mut ok = true;
+        for s in 0..MAX_STEPS {
+            if s as u8 >= f.steps {
+                break;
+            }
+            let width = if s as u8 + 1 == f.steps { f.width } else { 8 };
+            match read_user(v.wrapping_add(f.offsets[s] as i64 as u64), width) {
+                Some(x) => v = x,
+                None => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        if ok {
+            unsafe { (*ev).values[i] = if f.steps == 0 { mask(v, f.width) } else { v } };
+            valid |= 1 << i;
+        }
+    }
+    unsafe { (*ev).valid = valid };
+    entry.submit(0);
+    0
+}
+
+/// Does nothing: the benchmark attaches it beside `probe` to measure the bare trap cost.
+#[uprobe]
+pub fn bare(_ctx: ProbeContext) -> u32 {
+    bump(&HITS, MAX_SLOTS);
+    0
+}
+
+fn emit_lifecycle(slot: u32, pid: u32, a: u64, b: u64) {
+    let Some(mut entry) = EVENTS.reserve::<RawEvent>(0) else {
+        bump(&LOST, 0);
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    unsafe {
+        (*ev).slot = slot;
+        (*ev).pid = pid;
+        (*ev).tid = pid;
+        (*ev).ts_ns = bpf_ktime_get_ns();
+        (*ev).nvalues = 2;
+        (*ev).valid = 3;
+        (*ev).values = [0; MAX_VALUES];
+        (*ev).values[0] = a;
+        (*ev).values[1] = b;
+    }
+    entry.submit(0);
+}
+
+/// Follows the process tree of traced processes: children of a traced task are traced.
+#[tracepoint]
+pub fn on_fork(ctx: TracePointContext) -> u32 {
+    if config(CFG_FLAGS) & FLAG_ALL_PROCESSES != 0 {
+        return 0;
+    }
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if unsafe { TRACKED.get(&tgid) }.is_none() {
+        return 0;
+    }
+    let child: u32 = unsafe { ctx.read_at(config(CFG_FORK_CHILD_OFF) as usize) }.unwrap_or(0);
+    let parent: u32 = unsafe { ctx.read_at(config(CFG_FORK_PARENT_OFF) as usize) }.unwrap_or(0);
+    if child == 0 {
+        return 0;
+    }
+    // Threads are forks too; their ids never appear as a tgid, so the entry is harmless and the
+    // exit hook removes it.
+    let _ = TRACKED.insert(&child, &1, 0);
+    emit_lifecycle(SLOT_PROCESS_FORK, tgid, child as u64, parent as u64);
+    0
+}
+
+#[tracepoint]
+pub fn on_exit(ctx: TracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    let pid: u32 = unsafe { ctx.read_at(config(CFG_EXIT_PID_OFF) as usize) }.unwrap_or(0);
+    let all = config(CFG_FLAGS) & FLAG_ALL_PROCESSES != 0;
+    let tracked = unsafe { TRACKED.get(&pid) }.is_some();
+    if tracked {
+        let _ = TRACKED.remove(&pid);
+    }
+    if pid == tgid && (tracked || all) {
+        emit_lifecycle(SLOT_PROCESS_EXIT, tgid, 0, 0);
+    }
+    0
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

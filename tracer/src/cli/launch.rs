@@ -1,0 +1,117 @@
+//! Starting the traced command: forked, held at a gate until the probes are attached, then
+//! exec'd (as the invoking user when started through sudo).
+use std::{ffi::CString, os::fd::AsRawFd};
+
+use anyhow::{bail, Context, Result};
+use nix::{
+    sys::wait::{waitpid, WaitStatus},
+    unistd::{fork, pipe, ForkResult, Gid, Pid, Uid},
+};
+
+pub struct Gated {
+    pub pid: u32,
+    gate: Option<std::os::fd::OwnedFd>,
+    exec_errors: std::os::fd::OwnedFd,
+}
+
+fn ids_from_sudo() -> Option<(Uid, Gid)> {
+    if !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    let uid = std::env::var("SUDO_UID").ok()?.parse().ok()?;
+    let gid = std::env::var("SUDO_GID").ok()?.parse().ok()?;
+    (uid != 0).then(|| (Uid::from_raw(uid), Gid::from_raw(gid)))
+}
+
+/// Forks `argv`; the child waits for [`Gated::release`] before exec.
+pub fn spawn_gated(argv: &[String]) -> Result<Gated> {
+    let program = argv.first().context("no command given")?;
+    if !program.contains('/')
+        && !std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+            .unwrap_or(false)
+    {
+        bail!("command not found: {program}");
+    }
+    if program.contains('/') && !std::path::Path::new(program).is_file() {
+        bail!("command not found: {program}");
+    }
+    let cargs: Vec<CString> = argv
+        .iter()
+        .map(|a| CString::new(a.as_bytes()).context("argument contains a NUL byte"))
+        .collect::<Result<_>>()?;
+    let (gate_r, gate_w) = pipe()?;
+    let (err_r, err_w) = pipe2_cloexec()?;
+    let ids = ids_from_sudo();
+    // SAFETY: the child only calls async-signal-safe functions before exec.
+    match unsafe { fork() }.context("fork failed")? {
+        ForkResult::Child => {
+            drop(gate_w);
+            drop(err_r);
+            let mut b = [0u8; 1];
+            let _ = nix::unistd::read(gate_r.as_raw_fd(), &mut b);
+            if b[0] != b'g' {
+                unsafe { libc::_exit(126) };
+            }
+            if let Some((uid, gid)) = ids {
+                let _ = nix::unistd::setgroups(&[gid]);
+                if nix::unistd::setgid(gid).is_err() || nix::unistd::setuid(uid).is_err() {
+                    unsafe { libc::_exit(126) };
+                }
+            }
+            let e = nix::unistd::execvp(&cargs[0], &cargs).unwrap_err();
+            let _ = nix::unistd::write(&err_w, &(e as i32).to_le_bytes());
+            unsafe { libc::_exit(127) };
+        }
+        ForkResult::Parent { child } => {
+            drop(gate_r);
+            drop(err_w);
+            Ok(Gated {
+                pid: child.as_raw() as u32,
+                gate: Some(gate_w),
+                exec_errors: err_r,
+            })
+        }
+    }
+}
+
+fn pipe2_cloexec() -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    Ok(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?)
+}
+
+impl Gated {
+    /// Lets the child exec; fails if exec failed.
+    pub fn release(&mut self, program: &str) -> Result<()> {
+        if let Some(gate) = self.gate.take() {
+            nix::unistd::write(&gate, b"g")?;
+        }
+        let mut b = [0u8; 4];
+        match nix::unistd::read(self.exec_errors.as_raw_fd(), &mut b) {
+            Ok(4) => {
+                let errno = nix::errno::Errno::from_raw(i32::from_le_bytes(b));
+                let _ = waitpid(Pid::from_raw(self.pid as i32), None);
+                bail!("cannot execute {program}: {errno}")
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Kills a child that never got released (setup failed after fork).
+    pub fn abort(mut self) {
+        self.gate.take();
+        let _ = waitpid(Pid::from_raw(self.pid as i32), None);
+    }
+}
+
+/// Blocks until `pid` exits; returns the shell-style exit code.
+pub fn wait_exit(pid: u32) -> i32 {
+    loop {
+        match waitpid(Pid::from_raw(pid as i32), None) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return 255,
+        }
+    }
+}

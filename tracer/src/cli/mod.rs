@@ -1,0 +1,89 @@
+//! Command-line interface: clap definitions and the wiring of the stages.
+mod doctor;
+mod launch;
+mod run;
+mod session;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "tracer",
+    version,
+    about = "Device memory per process and per chip for tt-metal, from eBPF uprobes"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Launch CMD and trace it (and its children) until it exits.
+    Run {
+        #[command(flatten)]
+        opts: TraceOpts,
+        /// The command to run, after `--`.
+        #[arg(required = true, last = true)]
+        cmd: Vec<String>,
+    },
+    /// Check kernel, permissions and the runtime library; print the probe plan and layout.
+    Doctor {
+        /// The runtime library to calibrate.
+        #[arg(long)]
+        lib: Option<PathBuf>,
+        /// A running process whose runtime library to calibrate.
+        #[arg(long)]
+        pid: Option<u32>,
+    },
+}
+
+/// Options shared by the tracing modes.
+#[derive(Args, Clone, Debug)]
+pub struct TraceOpts {
+    /// Record the session to FILE.
+    #[arg(short = 'o', long = "output")]
+    pub output: Option<PathBuf>,
+    /// Write the tracer.summary/1 JSON to FILE ("-" for stdout).
+    #[arg(long)]
+    pub summary_json: Option<PathBuf>,
+    /// The runtime library (default: found from the command's Python environment).
+    #[arg(long)]
+    pub lib: Option<PathBuf>,
+    /// No event lines; only the summary.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Exit non-zero if any event was lost.
+    #[arg(long)]
+    pub strict: bool,
+    /// Serve Prometheus metrics on ADDR.
+    #[arg(long)]
+    pub metrics: Option<String>,
+    /// Stop tracing after SECS seconds.
+    #[arg(long)]
+    pub duration: Option<f64>,
+}
+
+pub fn main() -> Result<i32> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { opts, cmd } => run::run(opts, cmd),
+        Command::Doctor { lib, pid } => doctor::doctor(lib, pid),
+    }
+}
+
+/// Exit code when `--strict` finds lost events.
+pub const EXIT_LOST_EVENTS: i32 = 3;
+
+pub fn require_root() -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        anyhow::bail!(
+            "tracer needs root to load eBPF programs and attach uprobes; run it with sudo \
+             (the traced command still runs as you)"
+        );
+    }
+    Ok(())
+}

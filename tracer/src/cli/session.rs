@@ -1,0 +1,145 @@
+//! A live tracing session: probes -> decoder -> ledger -> printer, until told to stop.
+use std::{io::Write as _, time::Duration};
+
+use anyhow::{Context, Result};
+use tokio::signal::unix::{signal, SignalKind};
+use tracer_common::RawEvent;
+
+use super::{TraceOpts, EXIT_LOST_EVENTS};
+use crate::{
+    ledger::{Event, EventKind, Ledger},
+    probe::{decode::Decoder, Probes},
+    report::{self, SessionInfo},
+};
+
+pub struct LiveSession {
+    pub probes: Probes,
+    pub decoder: Decoder,
+    pub ledger: Ledger,
+    opts: TraceOpts,
+    out: std::io::BufWriter<std::io::Stdout>,
+}
+
+/// Why the event loop stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stop {
+    ChildExited(i32),
+    Signal(i32),
+    Duration,
+}
+
+impl LiveSession {
+    pub fn new(probes: Probes, decoder: Decoder, opts: TraceOpts) -> Self {
+        Self {
+            probes,
+            decoder,
+            ledger: Ledger::new(),
+            opts,
+            out: std::io::BufWriter::new(std::io::stdout()),
+        }
+    }
+
+    /// Feeds one event through the ledger and the printer.
+    pub fn apply(&mut self, ev: &Event) {
+        let before = self.ledger.processes.get(&ev.pid).map_or(0, |p| p.outstanding.len());
+        self.ledger.apply(ev);
+        if self.opts.quiet {
+            return;
+        }
+        for line in report::lines::event_lines(ev) {
+            let _ = writeln!(self.out, "{line}");
+        }
+        if let EventKind::DeviceClose { .. } = ev.kind {
+            let p = &self.ledger.processes[&ev.pid];
+            if let Some(line) = report::lines::dropped_by_close(ev.pid, &p.outstanding[before..]) {
+                let _ = writeln!(self.out, "{line}");
+            }
+        }
+    }
+
+    fn handle_raw(&mut self, raw: RawEvent) {
+        for ev in self.decoder.decode(&raw) {
+            self.apply(&ev);
+        }
+    }
+
+    fn drain(&mut self) {
+        let mut raws = Vec::new();
+        self.probes.drain(|r| raws.push(r));
+        for r in raws {
+            self.handle_raw(r);
+        }
+        let _ = self.out.flush();
+    }
+
+    /// Runs until `done` resolves, a signal arrives, or `--duration` passes.
+    pub async fn run_until(
+        &mut self,
+        done: impl std::future::Future<Output = i32>,
+    ) -> Result<Stop> {
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut term = signal(SignalKind::terminate())?;
+        let duration = self.opts.duration.map(Duration::from_secs_f64);
+        let sleep = async {
+            match duration {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(done);
+        tokio::pin!(sleep);
+        let stop = loop {
+            let mut raws = Vec::new();
+            tokio::select! {
+                r = self.probes.next_batch(|r| raws.push(r)) => { r?; }
+                code = &mut done => break Stop::ChildExited(code),
+                _ = int.recv() => break Stop::Signal(libc::SIGINT),
+                _ = term.recv() => break Stop::Signal(libc::SIGTERM),
+                _ = &mut sleep => break Stop::Duration,
+            }
+            for r in raws {
+                self.handle_raw(r);
+            }
+            let _ = self.out.flush();
+        };
+        // Events already in the ring buffer belong to the session.
+        self.drain();
+        Ok(stop)
+    }
+
+    /// Closes the books, prints the summary, writes the JSON; returns the exit code to use
+    /// when the traced program itself did not decide it.
+    pub fn finish(mut self, now_ns: u64) -> Result<i32> {
+        self.ledger.finish(now_ns);
+        let lost = self.probes.lost().unwrap_or(0);
+        let plan = self.decoder.plan();
+        let info = SessionInfo {
+            library: plan.library.display().to_string(),
+            build_id: plan.build_id.clone(),
+            layout: plan.layout.describe(),
+            lost_events: lost,
+        };
+        let _ = write!(self.out, "{}", report::text::summary(&self.ledger, &info));
+        let _ = self.out.flush();
+        if let Some(path) = &self.opts.summary_json {
+            let doc = serde_json::to_string_pretty(&report::json::summary(&self.ledger, &info))?;
+            if path.as_os_str() == "-" {
+                println!("{doc}");
+            } else {
+                std::fs::write(path, doc + "\n")
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+        }
+        if self.opts.strict && lost > 0 {
+            eprintln!("tracer: {lost} event(s) lost and --strict is set");
+            return Ok(EXIT_LOST_EVENTS);
+        }
+        Ok(0)
+    }
+}
+
+/// Monotonic clock, the one bpf_ktime_get_ns uses.
+pub fn monotonic_ns() -> u64 {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
+    t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
+}

@@ -1,0 +1,89 @@
+//! Decoded events: what the ledger consumes, live or replayed from a recording.
+use serde::{Deserialize, Serialize};
+
+/// tt-metal's `BufferType`, in its enum order (the raw value read from the runtime).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum BufferType {
+    Dram,
+    L1,
+    SystemMemory,
+    L1Small,
+    Trace,
+}
+
+impl BufferType {
+    pub const ALL: [BufferType; 5] = [
+        BufferType::Dram,
+        BufferType::L1,
+        BufferType::L1Small,
+        BufferType::Trace,
+        BufferType::SystemMemory,
+    ];
+
+    pub fn from_raw(raw: u64) -> Option<Self> {
+        Some(match raw {
+            0 => Self::Dram,
+            1 => Self::L1,
+            2 => Self::SystemMemory,
+            3 => Self::L1Small,
+            4 => Self::Trace,
+            _ => return None,
+        })
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The name used in event lines and JSON keys.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Dram => "DRAM",
+            Self::L1 => "L1",
+            Self::SystemMemory => "SYSTEM_MEMORY",
+            Self::L1Small => "L1_SMALL",
+            Self::Trace => "TRACE",
+        }
+    }
+}
+
+/// The device a buffer belongs to: a single chip, or a mesh spanning several chips.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRef {
+    /// Address of the runtime's device object (identifies it within one process).
+    pub handle: u64,
+    /// Physical chip ids (`Device::id()`), in the mesh's order. One entry for a chip.
+    pub chips: Vec<i32>,
+    pub mesh: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BufferInfo {
+    /// Device address; what event lines call `buffer_id` (identical on every chip of a mesh).
+    pub address: u64,
+    /// Bytes the program asked for (`Buffer::size()`).
+    pub size: u64,
+    pub page_size: u64,
+    pub kind: BufferType,
+    pub unique_id: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventKind {
+    /// A traced process appeared (launched, forked or attached).
+    ProcessStart { command: String },
+    Alloc { device: DeviceRef, buffer: BufferInfo },
+    Free { device: DeviceRef, buffer: BufferInfo },
+    /// A device or mesh closed: its allocator is reset without per-buffer frees.
+    DeviceClose { device: DeviceRef },
+    /// An allocator bank manager was built: how many banks and the alignment for a buffer type.
+    BankGeometry { kind: BufferType, banks: u32, alignment: u32 },
+    ProcessExit { code: Option<i32> },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub ts_ns: u64,
+    pub pid: u32,
+    pub kind: EventKind,
+}

@@ -1,0 +1,244 @@
+//! The ledger: a pure state machine from [`Event`]s to per-process, per-chip accounts.
+//!
+//! No I/O happens here; live tracing and offline `report` feed the same code.
+mod account;
+pub mod event;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+
+pub use account::{Amounts, DeviceAccount};
+pub use event::{BufferInfo, BufferType, DeviceRef, Event, EventKind};
+
+/// Why a buffer was still held at the end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A device/mesh close dropped it; the program never deallocated it.
+    FreedByClose,
+    /// The process ended with the device still open.
+    Leaked,
+    /// The tracer stopped (detach) while the process still held it.
+    LiveAtDetach,
+}
+
+impl Outcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::FreedByClose => "freed_by_close",
+            Self::Leaked => "leaked",
+            Self::LiveAtDetach => "live_at_detach",
+        }
+    }
+}
+
+/// A buffer the ledger holds (or held, for outstanding ones).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldBuffer {
+    pub device: DeviceRef,
+    pub buffer: BufferInfo,
+    /// Bytes the allocator reserves for it on EACH chip.
+    pub reserved: u64,
+    pub allocated_ns: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outstanding {
+    pub held: HeldBuffer,
+    pub outcome: Outcome,
+    pub at_ns: u64,
+}
+
+/// Allocator geometry for one buffer type, learned from the runtime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    pub banks: u32,
+    pub alignment: u32,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ProcessLedger {
+    pub pid: u32,
+    pub command: String,
+    pub exit_code: Option<i32>,
+    pub exited: bool,
+    pub devices: BTreeMap<i32, DeviceAccount>,
+    pub outstanding: Vec<Outstanding>,
+    /// Frees of buffers the ledger never saw allocated (e.g. allocated before attach).
+    pub unknown_frees: u64,
+    /// Allocations whose reserved size had to fall back to the requested size because the
+    /// allocator geometry was not known.
+    pub reserved_estimated: u64,
+    geometry: HashMap<BufferType, Geometry>,
+    live: HashMap<(u64, u64), HeldBuffer>,
+}
+
+impl ProcessLedger {
+    /// Buffers currently held, in allocation order.
+    pub fn live_buffers(&self) -> Vec<&HeldBuffer> {
+        let mut v: Vec<_> = self.live.values().collect();
+        v.sort_by_key(|b| (b.allocated_ns, b.buffer.unique_id));
+        v
+    }
+
+    pub fn geometry(&self, kind: BufferType) -> Option<Geometry> {
+        self.geometry.get(&kind).copied()
+    }
+
+    fn reserved_for(&mut self, b: &BufferInfo) -> u64 {
+        match self.geometry.get(&b.kind) {
+            Some(g) => reserved_bytes(b.size, b.page_size, *g),
+            None => {
+                self.reserved_estimated += 1;
+                b.size
+            }
+        }
+    }
+
+    fn release(&mut self, key: (u64, u64), at_ns: u64, outcome: Option<Outcome>) -> bool {
+        let Some(held) = self.live.remove(&key) else {
+            return false;
+        };
+        for chip in &held.device.chips {
+            let acct = self.devices.entry(*chip).or_default();
+            acct.remove(held.buffer.kind, held.buffer.size, held.reserved);
+            if outcome.is_none() {
+                acct.deallocations += 1;
+            }
+        }
+        if let Some(outcome) = outcome {
+            self.outstanding.push(Outstanding {
+                held,
+                outcome,
+                at_ns,
+            });
+        }
+        true
+    }
+}
+
+/// Bytes the device allocator holds for a buffer, summed over all banks of its type.
+///
+/// tt-metal spreads `ceil(size / page_size)` pages round-robin over the banks, so every bank
+/// reserves `ceil(pages / banks)` aligned pages, and the allocator reports per-bank totals times
+/// the number of banks (`get_memory_view`).
+pub fn reserved_bytes(size: u64, page_size: u64, g: Geometry) -> u64 {
+    let banks = u64::from(g.banks.max(1));
+    let align = u64::from(g.alignment.max(1));
+    if page_size == 0 {
+        return size.div_ceil(banks).next_multiple_of(align) * banks;
+    }
+    let pages = size.div_ceil(page_size);
+    let pages_per_bank = pages.div_ceil(banks);
+    pages_per_bank * page_size.next_multiple_of(align) * banks
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Ledger {
+    pub processes: BTreeMap<u32, ProcessLedger>,
+}
+
+impl Ledger {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn process(&mut self, pid: u32) -> &mut ProcessLedger {
+        self.processes.entry(pid).or_insert_with(|| ProcessLedger {
+            pid,
+            ..Default::default()
+        })
+    }
+
+    pub fn apply(&mut self, ev: &Event) {
+        let p = self.process(ev.pid);
+        match &ev.kind {
+            EventKind::ProcessStart { command } => {
+                if p.command.is_empty() {
+                    p.command = command.clone();
+                }
+            }
+            EventKind::BankGeometry {
+                kind,
+                banks,
+                alignment,
+            } => {
+                // A buffer type with no banks (unused on this chip) says nothing useful.
+                if *banks > 0 {
+                    p.geometry.insert(
+                        *kind,
+                        Geometry {
+                            banks: *banks,
+                            alignment: *alignment,
+                        },
+                    );
+                }
+            }
+            EventKind::Alloc { device, buffer } => {
+                let reserved = p.reserved_for(buffer);
+                let key = (device.handle, buffer.unique_id);
+                // The same key twice means we missed the free: drop the stale record first.
+                p.release(key, ev.ts_ns, None);
+                for chip in &device.chips {
+                    let acct = p.devices.entry(*chip).or_default();
+                    acct.add(buffer.kind, buffer.size, reserved);
+                    acct.allocations += 1;
+                }
+                p.live.insert(
+                    key,
+                    HeldBuffer {
+                        device: device.clone(),
+                        buffer: buffer.clone(),
+                        reserved,
+                        allocated_ns: ev.ts_ns,
+                    },
+                );
+            }
+            EventKind::Free { device, buffer } => {
+                if !p.release((device.handle, buffer.unique_id), ev.ts_ns, None) {
+                    p.unknown_frees += 1;
+                }
+            }
+            EventKind::DeviceClose { device } => {
+                let mut doomed: Vec<_> = p
+                    .live
+                    .iter()
+                    .filter(|(_, b)| b.device.handle == device.handle)
+                    .map(|(k, b)| (b.allocated_ns, *k))
+                    .collect();
+                doomed.sort_unstable();
+                for (_, key) in doomed {
+                    p.release(key, ev.ts_ns, Some(Outcome::FreedByClose));
+                }
+            }
+            EventKind::ProcessExit { code } => {
+                p.exited = true;
+                if code.is_some() {
+                    p.exit_code = *code;
+                }
+            }
+        }
+    }
+
+    /// Closes the books at the end of a session: whatever is still held becomes `leaked` (the
+    /// process ended) or `live_at_detach` (the tracer stopped first). Live totals stay as they
+    /// are: they are what the process held at that moment.
+    pub fn finish(&mut self, at_ns: u64) {
+        for p in self.processes.values_mut() {
+            let outcome = if p.exited {
+                Outcome::Leaked
+            } else {
+                Outcome::LiveAtDetach
+            };
+            let mut held: Vec<_> = p.live.values().cloned().collect();
+            held.sort_by_key(|b| (b.allocated_ns, b.buffer.unique_id));
+            for h in held {
+                p.outstanding.push(Outstanding {
+                    held: h,
+                    outcome,
+                    at_ns,
+                });
+            }
+        }
+    }
+}

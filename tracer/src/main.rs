@@ -1,0 +1,17 @@
+//! tracer: per-process, per-chip device memory of accelerator runtimes, from eBPF uprobes.
+mod cli;
+mod ledger;
+mod probe;
+mod report;
+mod runtime;
+
+fn main() {
+    let code = match cli::main() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tracer: error: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,171 @@
+//! Raw probe values -> ledger events, using the probe plan to give values their meaning.
+use std::collections::HashMap;
+
+use tracer_common::{RawEvent, SLOT_PROCESS_EXIT, SLOT_PROCESS_FORK};
+
+use crate::{
+    ledger::{BufferInfo, BufferType, DeviceRef, Event, EventKind},
+    runtime::{
+        devices::{DeviceResolver, Vptrs},
+        discover::library_in_process,
+        plan::{field, ProbePlan, Role},
+    },
+};
+
+pub struct Decoder {
+    plan: ProbePlan,
+    resolver: DeviceResolver,
+    /// Where the runtime is loaded in each process (None: not loaded / unreadable).
+    bias: HashMap<u32, Option<u64>>,
+    seen: std::collections::HashSet<u32>,
+    pub undecodable: u64,
+}
+
+impl Decoder {
+    pub fn new(plan: ProbePlan) -> Self {
+        Self {
+            plan,
+            resolver: DeviceResolver::default(),
+            bias: HashMap::new(),
+            seen: Default::default(),
+            undecodable: 0,
+        }
+    }
+
+    pub fn plan(&self) -> &ProbePlan {
+        &self.plan
+    }
+
+    fn bias(&mut self, pid: u32) -> Option<u64> {
+        if let Some(b) = self.bias.get(&pid) {
+            return *b;
+        }
+        let b = library_in_process(pid).ok().flatten().map(|(_, base)| base);
+        if b.is_some() {
+            self.bias.insert(pid, b);
+        }
+        b
+    }
+
+    fn device(&mut self, pid: u32, handle: u64, vptr: u64, id_word: u64) -> DeviceRef {
+        let bias = self.bias(pid);
+        let vptrs = match (self.plan.device_vptr, self.plan.mesh_vptr) {
+            (Some(device), Some(mesh)) => Some(Vptrs { device, mesh }),
+            _ => None,
+        };
+        let id_off = self.plan.layout.device_id.offsets[0];
+        self.resolver
+            .resolve(pid, handle, vptr, id_word, bias, vptrs, id_off)
+    }
+
+    /// Marks `pid` as announced (the launcher announces its child itself).
+    pub fn announce(&mut self, pid: u32) {
+        self.seen.insert(pid);
+    }
+
+    /// Decodes one raw event into ledger events: the event itself, preceded by a
+    /// `ProcessStart` the first time a process shows up.
+    pub fn decode(&mut self, raw: &RawEvent) -> Vec<Event> {
+        let Some(ev) = self.decode_one(raw) else {
+            return Vec::new();
+        };
+        let mut out = Vec::with_capacity(2);
+        if !matches!(ev.kind, EventKind::ProcessExit { .. }) && self.seen.insert(ev.pid) {
+            out.push(Event {
+                ts_ns: ev.ts_ns,
+                pid: ev.pid,
+                kind: EventKind::ProcessStart {
+                    command: command_line(ev.pid),
+                },
+            });
+        }
+        out.push(ev);
+        out
+    }
+
+    fn decode_one(&mut self, raw: &RawEvent) -> Option<Event> {
+        let v = &raw.values;
+        let has = |i: usize| raw.valid & (1 << i) != 0;
+        let kind = match raw.slot {
+            SLOT_PROCESS_EXIT => {
+                self.resolver.forget_process(raw.pid);
+                self.bias.remove(&raw.pid);
+                // Only processes that used the runtime have a ledger worth closing.
+                if !self.seen.contains(&raw.pid) {
+                    return None;
+                }
+                EventKind::ProcessExit { code: None }
+            }
+            // Children announce themselves with their first runtime event.
+            SLOT_PROCESS_FORK => return None,
+            slot => match self.plan.role(slot)? {
+                role @ (Role::Alloc | Role::Free) => {
+                    let needed = [
+                        field::DEVICE,
+                        field::ADDRESS,
+                        field::SIZE,
+                        field::KIND,
+                        field::UNIQUE_ID,
+                    ];
+                    let kind = BufferType::from_raw(v[field::KIND]);
+                    if !needed.iter().all(|i| has(*i)) || kind.is_none() {
+                        self.undecodable += 1;
+                        return None;
+                    }
+                    let device = self.device(
+                        raw.pid,
+                        v[field::DEVICE],
+                        v[field::DEVICE_VTABLE],
+                        v[field::DEVICE_ID],
+                    );
+                    let buffer = BufferInfo {
+                        address: v[field::ADDRESS],
+                        size: v[field::SIZE],
+                        page_size: v[field::PAGE_SIZE],
+                        kind: kind?,
+                        unique_id: v[field::UNIQUE_ID],
+                    };
+                    if role == Role::Alloc {
+                        EventKind::Alloc { device, buffer }
+                    } else {
+                        EventKind::Free { device, buffer }
+                    }
+                }
+                Role::DeviceClose | Role::MeshClose => {
+                    let id_word = if raw.nvalues > 2 { v[2] } else { 0 };
+                    let device = self.device(raw.pid, v[0], v[1], id_word);
+                    self.resolver.forget(raw.pid, v[0]);
+                    EventKind::DeviceClose { device }
+                }
+                Role::BanksVector => EventKind::BankGeometry {
+                    kind: BufferType::from_raw(v[0])?,
+                    banks: (v[2].saturating_sub(v[1]) / 8) as u32,
+                    alignment: v[3] as u32,
+                },
+                Role::BanksMap => EventKind::BankGeometry {
+                    kind: BufferType::from_raw(v[0])?,
+                    banks: v[1] as u32,
+                    alignment: v[2] as u32,
+                },
+            },
+        };
+        Some(Event {
+            ts_ns: raw.ts_ns,
+            pid: raw.pid,
+            kind,
+        })
+    }
+}
+
+/// `/proc/PID/cmdline` as one line ("" when the process is gone).
+pub fn command_line(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| {
+            b.split(|c| *c == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,195 @@
+//! The kernel side, from userspace: load the eBPF object, write the probe plan into it,
+//! attach the uprobes and tracepoints, and stream raw events out of the ring buffer.
+pub mod decode;
+
+use std::os::fd::AsRawFd;
+
+use anyhow::{anyhow, bail, Context, Result};
+use aya::{
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{
+        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
+        TracePoint, UProbe,
+    },
+    Ebpf,
+};
+use tokio::io::unix::AsyncFd;
+use tracer_common::{
+    RawEvent, CFG_EXIT_PID_OFF, CFG_FLAGS, CFG_FORK_CHILD_OFF, CFG_FORK_PARENT_OFF,
+    FLAG_ALL_PROCESSES, MAX_SLOTS,
+};
+
+use crate::runtime::plan::ProbePlan;
+
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
+
+/// Which processes the probes report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Only processes added with [`Probes::track`] and their descendants.
+    Tracked,
+    /// Every process that runs the probed code.
+    All,
+}
+
+pub struct Probes {
+    ebpf: Ebpf,
+    ring: AsyncFd<RingBuf<MapData>>,
+}
+
+fn tracefs_dir() -> Result<&'static str> {
+    for dir in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
+        if std::path::Path::new(dir).join("events").is_dir() {
+            return Ok(dir);
+        }
+    }
+    bail!("tracefs is not mounted; run `mount -t tracefs nodev /sys/kernel/tracing` as root")
+}
+
+/// Offset of `field` in a tracepoint record, from the kernel's format file.
+fn tracepoint_field(category: &str, name: &str, field: &str) -> Result<u64> {
+    let path = format!("{}/events/{category}/{name}/format", tracefs_dir()?);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    text.lines()
+        .find(|l| l.contains(&format!(" {field};")))
+        .and_then(|l| l.split("offset:").nth(1))
+        .and_then(|s| s.split(';').next())
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| anyhow!("no field `{field}` in {path}"))
+}
+
+impl Probes {
+    /// Loads and attaches everything. Probes detach when this value is dropped, and the kernel
+    /// detaches them by itself if the tracer dies (they live only as long as our descriptors).
+    pub fn attach(plan: &ProbePlan, scope: Scope, with_bare: bool) -> Result<Self> {
+        if plan.probes.len() as u32 > MAX_SLOTS {
+            bail!("probe plan has {} probes; at most {MAX_SLOTS} fit", plan.probes.len());
+        }
+        let mut ebpf = Ebpf::load(OBJECT).map_err(|e| {
+            anyhow!("cannot load the eBPF programs: {e}. Is this root, on a kernel with BPF? (`tracer doctor` checks)")
+        })?;
+        {
+            let mut config: Array<_, u64> = Array::try_from(ebpf.map_mut("CONFIG").unwrap())?;
+            let flags = if scope == Scope::All { FLAG_ALL_PROCESSES } else { 0 };
+            config.set(CFG_FLAGS, flags, 0)?;
+            config.set(
+                CFG_FORK_PARENT_OFF,
+                tracepoint_field("sched", "sched_process_fork", "parent_pid")?,
+                0,
+            )?;
+            config.set(
+                CFG_FORK_CHILD_OFF,
+                tracepoint_field("sched", "sched_process_fork", "child_pid")?,
+                0,
+            )?;
+            config.set(
+                CFG_EXIT_PID_OFF,
+                tracepoint_field("sched", "sched_process_exit", "pid")?,
+                0,
+            )?;
+            let mut slots: Array<_, tracer_common::SlotSpec> =
+                Array::try_from(ebpf.map_mut("SLOTS").unwrap())?;
+            for (i, p) in plan.probes.iter().enumerate() {
+                slots.set(i as u32, p.spec, 0)?;
+            }
+        }
+        for (prog, tp) in [("on_fork", "sched_process_fork"), ("on_exit", "sched_process_exit")] {
+            let p: &mut TracePoint = ebpf.program_mut(prog).unwrap().try_into()?;
+            p.load().with_context(|| format!("loading {prog}"))?;
+            p.attach("sched", tp).with_context(|| format!("attaching to sched:{tp}"))?;
+        }
+        {
+            let probe: &mut UProbe = ebpf.program_mut("probe").unwrap().try_into()?;
+            probe.load().context("the kernel rejected the uprobe program")?;
+            for (slot, p) in plan.probes.iter().enumerate() {
+                let point = UProbeAttachPoint {
+                    location: UProbeAttachLocation::AbsoluteOffset(p.file_offset),
+                    cookie: Some(slot as u64),
+                };
+                probe
+                    .attach(point, &plan.library, UProbeScope::AllProcesses)
+                    .with_context(|| {
+                        format!(
+                            "cannot attach a uprobe to {} in {}",
+                            crate::runtime::calibrate::pretty(&p.symbol),
+                            plan.library.display()
+                        )
+                    })?;
+            }
+        }
+        if with_bare {
+            let bare: &mut UProbe = ebpf.program_mut("bare").unwrap().try_into()?;
+            bare.load()?;
+        }
+        let ring = RingBuf::try_from(ebpf.take_map("EVENTS").unwrap())?;
+        // SAFETY: the ring buffer owns its descriptor and lives exactly as long as the AsyncFd.
+        let ring = unsafe { AsyncFd::register(ring) }
+            .map_err(|e| anyhow!("cannot poll the ring buffer: {e}"))?;
+        Ok(Self { ebpf, ring })
+    }
+
+    /// Attaches the do-nothing program to `file_offset` (for the overhead benchmark).
+    pub fn attach_bare(&mut self, plan: &ProbePlan, file_offset: u64) -> Result<()> {
+        let bare: &mut UProbe = self.ebpf.program_mut("bare").unwrap().try_into()?;
+        bare.attach(
+            UProbeAttachLocation::AbsoluteOffset(file_offset),
+            &plan.library,
+            UProbeScope::AllProcesses,
+        )?;
+        Ok(())
+    }
+
+    /// Starts reporting `pid` (and, from now on, its descendants).
+    pub fn track(&mut self, pid: u32) -> Result<()> {
+        let mut m: HashMap<_, u32, u8> = HashMap::try_from(self.ebpf.map_mut("TRACKED").unwrap())?;
+        m.insert(pid, 1, 0).with_context(|| format!("cannot track PID {pid}"))?;
+        Ok(())
+    }
+
+    /// Events the kernel dropped because the ring buffer was full.
+    pub fn lost(&self) -> Result<u64> {
+        let m: PerCpuArray<_, u64> = PerCpuArray::try_from(self.ebpf.map("LOST").unwrap())?;
+        Ok(m.get(&0, 0)?.iter().sum())
+    }
+
+    /// Probe hits per slot; the last entry counts the bare program.
+    pub fn hits(&self) -> Result<Vec<u64>> {
+        let m: PerCpuArray<_, u64> = PerCpuArray::try_from(self.ebpf.map("HITS").unwrap())?;
+        (0..=MAX_SLOTS)
+            .map(|i| Ok(m.get(&i, 0)?.iter().sum()))
+            .collect()
+    }
+
+    /// Waits for events and hands each to `f`; returns after one batch.
+    pub async fn next_batch(&mut self, mut f: impl FnMut(RawEvent)) -> Result<()> {
+        let mut guard = self.ring.readable_mut().await?;
+        let ring = guard.get_inner_mut();
+        while let Some(item) = ring.next() {
+            f(parse(&item));
+        }
+        guard.clear_ready();
+        Ok(())
+    }
+
+    /// Takes whatever is already in the ring buffer without waiting.
+    pub fn drain(&mut self, mut f: impl FnMut(RawEvent)) {
+        let ring = self.ring.get_mut();
+        while let Some(item) = ring.next() {
+            f(parse(&item));
+        }
+    }
+
+    pub fn ring_fd(&self) -> i32 {
+        self.ring.get_ref().as_raw_fd()
+    }
+}
+
+fn parse(bytes: &[u8]) -> RawEvent {
+    let mut ev = RawEvent::default();
+    let n = bytes.len().min(std::mem::size_of::<RawEvent>());
+    // SAFETY: RawEvent is repr(C) plain data; we copy at most its size.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), &mut ev as *mut RawEvent as *mut u8, n);
+    }
+    ev
+}

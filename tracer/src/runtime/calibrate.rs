@@ -1,0 +1,195 @@
+//! Calibration: the offsets of the runtime's objects, read from its own machine code.
+use anyhow::{anyhow, bail, Result};
+
+use super::{
+    disasm::{accessor_chain, constructor_stores, Chain, Stored},
+    elf::{demangle, parameters, Library},
+    symbols as sym,
+};
+
+/// Where each fact about a `Buffer` lives, as loads from the `Buffer*`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BufferLayout {
+    pub device: Chain,
+    pub address: Chain,
+    pub size: Chain,
+    pub page_size: Chain,
+    pub kind: Chain,
+    pub unique_id: Chain,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub buffer: BufferLayout,
+    /// `Device::id()` as a load from the `Device*`.
+    pub device_id: Chain,
+    /// How each field was found, for `doctor` and the recording header.
+    pub provenance: Vec<(String, String)>,
+}
+
+impl Layout {
+    pub fn describe(&self) -> String {
+        let b = &self.buffer;
+        format!(
+            "Buffer{{device {} address {} size {} page_size {} type {} unique_id {}}} Device{{id {}}}",
+            b.device.describe(),
+            b.address.describe(),
+            b.size.describe(),
+            b.page_size.describe(),
+            b.kind.describe(),
+            b.unique_id.describe(),
+            self.device_id.describe()
+        )
+    }
+}
+
+fn accessor(lib: &Library, mangled: &str) -> Option<Chain> {
+    let s = lib.symbol(mangled)?;
+    accessor_chain(lib.code(s, 256)?, s.address, 0)
+}
+
+/// Field offsets from a constructor `(IDevice*, size, page_size, BufferType, ...)`.
+struct CtorFields {
+    device: Option<Chain>,
+    size: Option<Chain>,
+    page_size: Option<Chain>,
+    kind: Option<Chain>,
+    unique_id: Option<Chain>,
+}
+
+fn constructor_fields(lib: &Library, prefix: &str) -> Option<CtorFields> {
+    let (_, demangled, s) = lib.find_demangled(prefix).into_iter().next()?;
+    let params = parameters(&demangled);
+    // Parameter index -> argument register (argument 0 is `this`).
+    let arg_of = |pred: &dyn Fn(&str) -> bool, nth: usize| {
+        params
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| pred(p))
+            .nth(nth)
+            .map(|(i, _)| i + 1)
+    };
+    let device_arg = arg_of(&|p| p.ends_with("IDevice*"), 0);
+    let size_arg = arg_of(&|p| p == "unsigned long", 0);
+    let page_arg = arg_of(&|p| p == "unsigned long", 1);
+    let kind_arg = arg_of(&|p| p == "tt::tt_metal::BufferType", 0);
+    let stores = constructor_stores(lib.code(s, 4096)?, s.address, 1500);
+    let find = |arg: Option<usize>| {
+        let arg = arg?;
+        stores
+            .iter()
+            .find(|st| st.value == Stored::Arg(arg))
+            .map(|st| Chain::field(st.offset, st.width))
+    };
+    Some(CtorFields {
+        device: find(device_arg),
+        size: find(size_arg),
+        page_size: find(page_arg),
+        kind: find(kind_arg),
+        unique_id: stores
+            .iter()
+            .find(|st| st.value == Stored::Counter)
+            .map(|st| Chain::field(st.offset, st.width)),
+    })
+}
+
+/// Calibrates the layout of `lib`. Accessors first (exact), constructor stores for fields
+/// whose accessors were inlined away. Fails naming the field and the symbols it tried.
+pub fn calibrate(lib: &Library) -> Result<Layout> {
+    let mut provenance = Vec::new();
+    let mut get = |field: &str, mangled: &str| {
+        let c = accessor(lib, mangled);
+        if let Some(c) = &c {
+            provenance.push((field.to_string(), format!("accessor {}", pretty(mangled))));
+            let _ = c;
+        }
+        c
+    };
+    let device = get("device", sym::BUFFER_DEVICE);
+    let address = get("address", sym::BUFFER_ADDRESS);
+    let size = get("size", sym::BUFFER_SIZE);
+    let page_size = get("page_size", sym::BUFFER_PAGE_SIZE);
+    let kind = get("buffer_type", sym::BUFFER_TYPE);
+    let unique_id = get("unique_id", sym::BUFFER_UNIQUE_ID);
+
+    // A pimpl era (all accessors hop through one pointer) keeps fields in BufferImpl.
+    let known: Vec<&Chain> = [&device, &address, &size, &page_size, &kind, &unique_id]
+        .into_iter()
+        .flatten()
+        .collect();
+    let pimpl = match known.first() {
+        Some(c) if c.offsets.len() == 2 && known.iter().all(|k| k.offsets[0] == c.offsets[0]) => {
+            Some(c.offsets[0])
+        }
+        _ => None,
+    };
+    let ctor = if [&device, &size, &page_size, &kind, &unique_id].iter().any(|c| c.is_none()) {
+        match pimpl {
+            Some(_) => constructor_fields(lib, sym::BUFFER_IMPL_CTOR),
+            None => constructor_fields(lib, sym::BUFFER_CTOR),
+        }
+    } else {
+        None
+    };
+    let ctor_name = if pimpl.is_some() {
+        sym::BUFFER_IMPL_CTOR
+    } else {
+        sym::BUFFER_CTOR
+    };
+    let mut fill = |field: &str, c: Option<Chain>, from_ctor: Option<Chain>| -> Result<Chain> {
+        if let Some(c) = c {
+            return Ok(c);
+        }
+        let mut c = from_ctor.ok_or_else(|| {
+            anyhow!(
+                "calibration failed for Buffer::{field}: no out-of-line accessor and no store of it \
+                 found in the constructor `{ctor_name}...)` of {}",
+                lib.path.display()
+            )
+        })?;
+        if let Some(p) = pimpl {
+            c.offsets.insert(0, p);
+        }
+        provenance.push((field.to_string(), format!("constructor store in {ctor_name}...)")));
+        Ok(c)
+    };
+    let device = fill("device", device, ctor.as_ref().and_then(|c| c.device.clone()))?;
+    let size = fill("size", size, ctor.as_ref().and_then(|c| c.size.clone()))?;
+    let page_size = fill("page_size", page_size, ctor.as_ref().and_then(|c| c.page_size.clone()))?;
+    let kind = fill("buffer_type", kind, ctor.as_ref().and_then(|c| c.kind.clone()))?;
+    let unique_id = fill("unique_id", unique_id, ctor.as_ref().and_then(|c| c.unique_id.clone()))?;
+    let Some(address) = address else {
+        bail!(
+            "calibration failed for Buffer::address: expected an out-of-line accessor `{}` in {}",
+            pretty(sym::BUFFER_ADDRESS),
+            lib.path.display()
+        );
+    };
+    let device_id = accessor(lib, sym::DEVICE_ID).ok_or_else(|| {
+        anyhow!(
+            "calibration failed for Device::id: expected `{}` (a load from `this`) in {}",
+            pretty(sym::DEVICE_ID),
+            lib.path.display()
+        )
+    })?;
+    if device_id.offsets.len() != 1 {
+        bail!("calibration failed for Device::id: `{}` is not a plain field load", pretty(sym::DEVICE_ID));
+    }
+    provenance.push(("device_id".into(), format!("accessor {}", pretty(sym::DEVICE_ID))));
+    Ok(Layout {
+        buffer: BufferLayout {
+            device,
+            address,
+            size,
+            page_size,
+            kind,
+            unique_id,
+        },
+        device_id,
+        provenance,
+    })
+}
+
+pub fn pretty(mangled: &str) -> String {
+    demangle(mangled).unwrap_or_else(|| mangled.to_string())
+}

@@ -1,0 +1,258 @@
+//! Reading struct layouts out of machine code (x86-64 System V).
+//!
+//! Two patterns cover what tt-metal's release binaries offer:
+//! - out-of-line accessors (`Buffer::size() const`): a chain of loads from `this` into the
+//!   return register, e.g. `mov 0x10(%rdi),%rax; mov 0x8(%rax),%rax; ret`;
+//! - constructors that store their arguments into `this`, e.g. `mov %rdx,0x18(%rdi)`, and a
+//!   `lock xadd` of a global counter for unique ids.
+use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic, OpKind, Register};
+
+/// Loads from an argument: `offsets[..n-1]` are pointer hops, the last one reads `width` bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chain {
+    pub offsets: Vec<i32>,
+    pub width: u8,
+}
+
+impl Chain {
+    pub fn field(offset: i32, width: u8) -> Self {
+        Self {
+            offsets: vec![offset],
+            width,
+        }
+    }
+
+    /// This chain, reached through a pointer that `self` loads (e.g. device -> vtable).
+    pub fn then(&self, offset: i32, width: u8) -> Self {
+        let mut offsets = self.offsets.clone();
+        offsets.push(offset);
+        Self { offsets, width }
+    }
+
+    pub fn describe(&self) -> String {
+        let hops: Vec<_> = self.offsets.iter().map(|o| format!("+{o:#x}")).collect();
+        format!("{}:{}", hops.join("->"), self.width)
+    }
+}
+
+const ARG_REGS: [Register; 6] = [
+    Register::RDI,
+    Register::RSI,
+    Register::RDX,
+    Register::RCX,
+    Register::R8,
+    Register::R9,
+];
+
+const CALLER_SAVED: [Register; 9] = [
+    Register::RAX,
+    Register::RCX,
+    Register::RDX,
+    Register::RSI,
+    Register::RDI,
+    Register::R8,
+    Register::R9,
+    Register::R10,
+    Register::R11,
+];
+
+fn decode(code: &[u8], ip: u64, max: usize) -> Vec<Instruction> {
+    let mut d = Decoder::with_ip(64, code, ip, DecoderOptions::NONE);
+    let mut out = Vec::new();
+    while d.can_decode() && out.len() < max {
+        out.push(d.decode());
+    }
+    out
+}
+
+fn is_load(i: &Instruction) -> bool {
+    matches!(
+        i.mnemonic(),
+        Mnemonic::Mov | Mnemonic::Movzx | Mnemonic::Movsx | Mnemonic::Movsxd
+    )
+}
+
+/// Follows loads from `arg` (0 = `this`) until `ret`; returns the chain that ends in RAX.
+/// `None` when the function does anything else with its result (calls, arithmetic).
+pub fn accessor_chain(code: &[u8], ip: u64, arg: usize) -> Option<Chain> {
+    let mut state: std::collections::HashMap<Register, Chain> = Default::default();
+    state.insert(
+        ARG_REGS[arg],
+        Chain {
+            offsets: vec![],
+            width: 8,
+        },
+    );
+    for i in decode(code, ip, 32) {
+        match i.mnemonic() {
+            Mnemonic::Ret => {
+                return state.get(&Register::RAX).filter(|c| !c.offsets.is_empty()).cloned()
+            }
+            Mnemonic::Cmp | Mnemonic::Test | Mnemonic::Nop | Mnemonic::Endbr64 => continue,
+            m if i.is_jcc_short_or_near() => {
+                let _ = m;
+                continue;
+            }
+            Mnemonic::Call | Mnemonic::Jmp => return None,
+            _ => {}
+        }
+        if i.op_count() == 0 || i.op0_kind() != OpKind::Register {
+            continue;
+        }
+        let dst = i.op0_register().full_register();
+        let value = if is_load(&i) && i.op1_kind() == OpKind::Memory {
+            let base = i.memory_base().full_register();
+            match state.get(&base) {
+                Some(c) if i.memory_index() == Register::None => Some(c.then(
+                    i.memory_displacement64() as i64 as i32,
+                    i.memory_size().size() as u8,
+                )),
+                _ => None,
+            }
+        } else if i.mnemonic() == Mnemonic::Mov && i.op1_kind() == OpKind::Register {
+            state.get(&i.op1_register().full_register()).cloned()
+        } else {
+            None
+        };
+        match value {
+            Some(v) => state.insert(dst, v),
+            None => state.remove(&dst),
+        };
+    }
+    None
+}
+
+/// A value a constructor stores into `this`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stored {
+    /// The n-th argument register (1 = first parameter after `this`).
+    Arg(usize),
+    /// The result of a `lock xadd` (a fetch-and-increment of a global id counter).
+    Counter,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Store {
+    pub value: Stored,
+    pub offset: i32,
+    pub width: u8,
+}
+
+/// Stores into `this` (RDI on entry) of argument registers and counters, in program order,
+/// following a linear sweep of the first `max` instructions.
+pub fn constructor_stores(code: &[u8], ip: u64, max: usize) -> Vec<Store> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum V {
+        This,
+        Val(Stored),
+    }
+    let mut state: std::collections::HashMap<Register, V> = Default::default();
+    state.insert(Register::RDI, V::This);
+    for (n, r) in ARG_REGS.iter().enumerate().skip(1) {
+        state.insert(*r, V::Val(Stored::Arg(n)));
+    }
+    let mut out = Vec::new();
+    for i in decode(code, ip, max) {
+        match i.mnemonic() {
+            Mnemonic::Ret => break,
+            Mnemonic::Call => {
+                for r in CALLER_SAVED {
+                    state.remove(&r);
+                }
+                continue;
+            }
+            Mnemonic::Xadd if i.op1_kind() == OpKind::Register => {
+                state.insert(i.op1_register().full_register(), V::Val(Stored::Counter));
+                continue;
+            }
+            Mnemonic::Cmp | Mnemonic::Test | Mnemonic::Push => continue,
+            _ => {}
+        }
+        if i.op_count() < 2 {
+            continue;
+        }
+        // Store: mov %reg, disp(%this)
+        if i.mnemonic() == Mnemonic::Mov
+            && i.op0_kind() == OpKind::Memory
+            && i.op1_kind() == OpKind::Register
+            && i.memory_index() == Register::None
+            && state.get(&i.memory_base().full_register()) == Some(&V::This)
+        {
+            if let Some(V::Val(v)) = state.get(&i.op1_register().full_register()) {
+                out.push(Store {
+                    value: *v,
+                    offset: i.memory_displacement64() as i64 as i32,
+                    width: i.memory_size().size() as u8,
+                });
+            }
+            continue;
+        }
+        if i.op0_kind() != OpKind::Register {
+            continue;
+        }
+        let dst = i.op0_register().full_register();
+        let copied = if i.mnemonic() == Mnemonic::Mov && i.op1_kind() == OpKind::Register {
+            state.get(&i.op1_register().full_register()).copied()
+        } else {
+            None
+        };
+        match copied {
+            Some(v) => state.insert(dst, v),
+            None => state.remove(&dst),
+        };
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // mov 0x10(%rdi),%rax ; mov 0x8(%rax),%rax ; ret
+    const PIMPL_SIZE: &[u8] = &[0x48, 0x8b, 0x47, 0x10, 0x48, 0x8b, 0x40, 0x08, 0xc3];
+    // cmpb $0,0x48(%rdi) ; je +4 ; mov 0x50(%rdi),%eax ; ret ; push %rax
+    const GUARDED_ADDRESS: &[u8] = &[
+        0x80, 0x7f, 0x48, 0x00, 0x74, 0x04, 0x8b, 0x47, 0x50, 0xc3, 0x50,
+    ];
+
+    #[test]
+    fn follows_pimpl_accessor() {
+        let c = accessor_chain(PIMPL_SIZE, 0x1000, 0).unwrap();
+        assert_eq!(c.offsets, vec![0x10, 0x8]);
+        assert_eq!(c.width, 8);
+    }
+
+    #[test]
+    fn skips_status_check_before_load() {
+        let c = accessor_chain(GUARDED_ADDRESS, 0x1000, 0).unwrap();
+        assert_eq!(c, Chain::field(0x50, 4));
+    }
+
+    #[test]
+    fn rejects_computed_results() {
+        // mov $0xa0,%eax ; add 0x10(%rdi),%rax ; ret
+        let code = [0xb8, 0xa0, 0, 0, 0, 0x48, 0x03, 0x47, 0x10, 0xc3];
+        assert_eq!(accessor_chain(&code, 0, 0), None);
+    }
+
+    #[test]
+    fn finds_constructor_stores_through_register_copies() {
+        // mov %rsi,%rbp ; mov %rdi,%rbx ; mov %rbp,0x10(%rbx) ; mov %rdx,0x18(%rdi) ;
+        // mov %r8d,0x20(%rdi) ; mov $1,%ecx ; lock xadd %rcx,(%rax) ; mov %rcx,0x220(%rbx) ; ret
+        let code = [
+            0x48, 0x89, 0xf5, 0x48, 0x89, 0xfb, 0x48, 0x89, 0x6b, 0x10, 0x48, 0x89, 0x57, 0x18,
+            0x44, 0x89, 0x47, 0x20, 0xb9, 0x01, 0, 0, 0, 0xf0, 0x48, 0x0f, 0xc1, 0x08, 0x48,
+            0x89, 0x8b, 0x20, 0x02, 0, 0, 0xc3,
+        ];
+        let s = constructor_stores(&code, 0, 100);
+        assert_eq!(
+            s,
+            vec![
+                Store { value: Stored::Arg(1), offset: 0x10, width: 8 },
+                Store { value: Stored::Arg(2), offset: 0x18, width: 8 },
+                Store { value: Stored::Arg(4), offset: 0x20, width: 4 },
+                Store { value: Stored::Counter, offset: 0x220, width: 8 },
+            ]
+        );
+    }
+}

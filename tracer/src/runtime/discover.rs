@@ -1,0 +1,151 @@
+//! Finding libtt_metal.so before the program that loads it has started.
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{bail, Context, Result};
+
+pub const LIB_NAME: &str = "libtt_metal.so";
+
+/// Where a library search looked, for the error message.
+fn not_found(tried: &[String]) -> anyhow::Error {
+    anyhow::anyhow!(
+        "could not find {LIB_NAME} for this command (looked in: {}); pass --lib PATH",
+        if tried.is_empty() { "nothing to look in".to_string() } else { tried.join(", ") }
+    )
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Some(PathBuf::from(program));
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
+/// The Python interpreter a command will run: the command itself, or a script's shebang.
+fn interpreter(program: &Path) -> Option<PathBuf> {
+    let name = program.file_name()?.to_string_lossy().to_string();
+    if name.starts_with("python") {
+        return Some(program.to_path_buf());
+    }
+    let head = std::fs::read(program).ok()?;
+    let first = head.split(|b| *b == b'\n').next()?;
+    let line = std::str::from_utf8(first).ok()?.strip_prefix("#!")?.trim();
+    let mut parts = line.split_whitespace();
+    let exe = parts.next()?;
+    if exe.ends_with("/env") {
+        let py = parts.find(|p| !p.starts_with('-'))?;
+        return py.starts_with("python").then(|| which(py)).flatten();
+    }
+    exe.contains("python").then(|| PathBuf::from(exe))
+}
+
+fn find_in(dir: &Path, depth: usize) -> Option<PathBuf> {
+    let direct = dir.join(LIB_NAME);
+    if direct.is_file() {
+        return Some(direct);
+    }
+    if depth == 0 {
+        return None;
+    }
+    let mut entries: Vec<_> = std::fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).collect();
+    entries.sort();
+    entries
+        .into_iter()
+        .filter(|p| p.is_dir())
+        .find_map(|p| find_in(&p, depth - 1))
+}
+
+/// Asks the command's Python where the `ttnn` package is, without importing it.
+fn from_python(python: &Path) -> Option<PathBuf> {
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import importlib.util as u; s = u.find_spec('ttnn'); \
+             print(s.submodule_search_locations[0] if s and s.submodule_search_locations else '')",
+        ])
+        .output()
+        .ok()?;
+    let dir = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    if dir.is_empty() {
+        return None;
+    }
+    let dir = PathBuf::from(dir);
+    find_in(&dir.join("build").join("lib"), 0).or_else(|| find_in(&dir, 3))
+}
+
+/// The runtime library `argv` will load: from `--lib`, the command's Python environment,
+/// `TT_METAL_HOME`, or the dynamic linker's cache.
+pub fn library_for_command(lib: Option<&Path>, argv: &[String]) -> Result<PathBuf> {
+    if let Some(lib) = lib {
+        return checked(lib);
+    }
+    let mut tried = Vec::new();
+    if let Some(program) = argv.first().and_then(|p| which(p)) {
+        if let Some(py) = interpreter(&program) {
+            tried.push(format!("the ttnn package of {}", py.display()));
+            if let Some(found) = from_python(&py) {
+                return Ok(found);
+            }
+        } else if let Some(found) = program.parent().and_then(|d| find_in(d, 0)) {
+            return Ok(found);
+        }
+    }
+    if let Some(home) = std::env::var_os("TT_METAL_HOME") {
+        let dir = PathBuf::from(home).join("build").join("lib");
+        tried.push(dir.display().to_string());
+        if let Some(found) = find_in(&dir, 0) {
+            return Ok(found);
+        }
+    }
+    tried.push("ldconfig -p".into());
+    if let Ok(out) = Command::new("ldconfig").arg("-p").output() {
+        let text = String::from_utf8_lossy(&out.stdout);
+        if let Some(path) = text
+            .lines()
+            .filter(|l| l.contains(LIB_NAME))
+            .filter_map(|l| l.split("=>").nth(1))
+            .map(|p| PathBuf::from(p.trim()))
+            .next()
+        {
+            return Ok(path);
+        }
+    }
+    Err(not_found(&tried))
+}
+
+pub fn checked(lib: &Path) -> Result<PathBuf> {
+    let meta = std::fs::metadata(lib).with_context(|| format!("--lib {}", lib.display()))?;
+    if !meta.is_file() {
+        bail!("--lib {} is not a file", lib.display());
+    }
+    std::fs::canonicalize(lib).with_context(|| format!("--lib {}", lib.display()))
+}
+
+/// Where `pid` has the runtime mapped: (path as seen from here, load base).
+pub fn library_in_process(pid: u32) -> Result<Option<(PathBuf, u64)>> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .with_context(|| format!("cannot read /proc/{pid}/maps (does PID {pid} exist?)"))?;
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), _, Some(offset), _, _, Some(path)) =
+            (f.next(), f.next(), f.next(), f.next(), f.next(), f.next())
+        else {
+            continue;
+        };
+        if !path.ends_with(LIB_NAME) || u64::from_str_radix(offset, 16).ok() != Some(0) {
+            continue;
+        }
+        let start = u64::from_str_radix(range.split('-').next().unwrap_or("0"), 16)?;
+        // A process in a container sees its own root; reach the file through it.
+        let via_root = PathBuf::from(format!("/proc/{pid}/root{path}"));
+        let path = if Path::new(path).exists() { PathBuf::from(path) } else { via_root };
+        return Ok(Some((path, start)));
+    }
+    Ok(None)
+}

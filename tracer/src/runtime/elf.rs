@@ -1,0 +1,161 @@
+//! The runtime library as a file: symbols from `.dynsym` and `.symtab`, code bytes, build-id.
+use std::{collections::HashMap, path::Path};
+
+use anyhow::{bail, Context, Result};
+use object::{Object, ObjectSegment, ObjectSymbol, SymbolKind};
+
+#[derive(Clone, Copy, Debug)]
+pub struct Symbol {
+    pub address: u64,
+    pub size: u64,
+}
+
+pub struct Library {
+    pub path: std::path::PathBuf,
+    data: Vec<u8>,
+    /// Mangled name -> symbol (first definition wins; .dynsym and .symtab agree).
+    symbols: HashMap<String, Symbol>,
+    pub build_id: Option<String>,
+    /// (vaddr, file offset, size) of loadable segments, to turn addresses into file offsets.
+    segments: Vec<(u64, u64, u64)>,
+}
+
+impl Library {
+    pub fn open(path: &Path) -> Result<Self> {
+        let data = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let (symbols, build_id, segments) = Self::index(&data, path)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            data,
+            symbols,
+            build_id,
+            segments,
+        })
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn index(
+        data: &[u8],
+        path: &Path,
+    ) -> Result<(HashMap<String, Symbol>, Option<String>, Vec<(u64, u64, u64)>)> {
+        let file = object::File::parse(data)
+            .with_context(|| format!("{} is not an ELF shared library", path.display()))?;
+        let mut symbols = HashMap::new();
+        for sym in file.dynamic_symbols().chain(file.symbols()) {
+            if sym.kind() == SymbolKind::Text || sym.kind() == SymbolKind::Data {
+                if let Ok(name) = sym.name() {
+                    if sym.address() != 0 {
+                        symbols.entry(name.to_string()).or_insert(Symbol {
+                            address: sym.address(),
+                            size: sym.size(),
+                        });
+                    }
+                }
+            }
+        }
+        if symbols.is_empty() {
+            bail!("{} has no symbols (stripped?); tracer needs .dynsym or .symtab", path.display());
+        }
+        let build_id = file
+            .build_id()
+            .ok()
+            .flatten()
+            .map(|b| b.iter().map(|x| format!("{x:02x}")).collect());
+        let segments = file
+            .segments()
+            .map(|s| (s.address(), s.file_range().0, s.file_range().1))
+            .collect();
+        Ok((symbols, build_id, segments))
+    }
+
+    pub fn symbol(&self, mangled: &str) -> Option<Symbol> {
+        self.symbols.get(mangled).copied()
+    }
+
+    /// Symbols whose demangled name starts with `prefix` (e.g. a constructor's qualified name).
+    pub fn find_demangled(&self, prefix: &str) -> Vec<(String, String, Symbol)> {
+        let mut out: Vec<_> = self
+            .symbols
+            .iter()
+            .filter(|(m, _)| m.starts_with("_Z"))
+            .filter_map(|(m, s)| {
+                let d = demangle(m)?;
+                d.starts_with(prefix).then(|| (m.clone(), d, *s))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// File offset of a virtual address (what the kernel's uprobe attach wants).
+    pub fn file_offset(&self, vaddr: u64) -> Option<u64> {
+        self.segments
+            .iter()
+            .find(|(a, _, len)| vaddr >= *a && vaddr < a + len)
+            .map(|(a, off, _)| vaddr - a + off)
+    }
+
+    /// Code bytes of a function (at most `max` bytes).
+    pub fn code(&self, sym: Symbol, max: usize) -> Option<&[u8]> {
+        let off = self.file_offset(sym.address)? as usize;
+        let len = if sym.size > 0 { sym.size as usize } else { max }.min(max);
+        self.data.get(off..off + len.min(self.data.len().saturating_sub(off)))
+    }
+}
+
+pub fn demangle(mangled: &str) -> Option<String> {
+    let sym = cpp_demangle::Symbol::new(mangled).ok()?;
+    sym.demangle(&Default::default()).ok()
+}
+
+/// Top-level parameters of a demangled function signature, e.g.
+/// `A::f(int, std::vector<long, x> const&)` -> ["int", "std::vector<long, x> const&"].
+pub fn parameters(demangled: &str) -> Vec<String> {
+    let Some(open) = demangled.find('(') else {
+        return Vec::new();
+    };
+    let mut depth = 0i32;
+    let mut cur = String::new();
+    let mut out = Vec::new();
+    for c in demangled[open + 1..].chars() {
+        match c {
+            '<' | '(' | '[' => depth += 1,
+            '>' | ']' => depth -= 1,
+            ')' if depth == 0 => break,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(cur.trim().to_string());
+                cur.clear();
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    if !cur.trim().is_empty() {
+        out.push(cur.trim().to_string());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_parameters_at_top_level() {
+        let p = parameters(
+            "tt::tt_metal::BankManager::BankManager(tt::tt_metal::BufferType const&, std::vector<long, std::allocator<long> > const&, unsigned long, unsigned int)",
+        );
+        assert_eq!(
+            p,
+            vec![
+                "tt::tt_metal::BufferType const&",
+                "std::vector<long, std::allocator<long> > const&",
+                "unsigned long",
+                "unsigned int"
+            ]
+        );
+        assert!(parameters("f()").is_empty());
+    }
+}

@@ -1,0 +1,225 @@
+//! The probe plan: which functions to probe and what each probe reads.
+use std::path::PathBuf;
+
+use anyhow::{anyhow, Result};
+use tracer_common::{FieldPath, SlotSpec, MAX_STEPS, MAX_VALUES};
+
+use super::{
+    calibrate::{calibrate, pretty, Layout},
+    disasm::Chain,
+    elf::{parameters, Library},
+    symbols as sym,
+};
+
+/// What a probed function means to the ledger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// `GraphTracker::track_allocate(const Buffer*)`: a buffer got its address.
+    Alloc,
+    /// `GraphTracker::track_deallocate(Buffer*)`: a buffer is about to be freed.
+    Free,
+    /// `Device::close()`.
+    DeviceClose,
+    /// `MeshDevice::close()`.
+    MeshClose,
+    /// `BankManager(BufferType const&, std::vector<long> const& offsets, ..., alignment, ...)`.
+    BanksVector,
+    /// `BankManager(BufferType const&, std::unordered_map<..> const& offsets, ..., alignment, ...)`.
+    BanksMap,
+}
+
+/// Value positions in Alloc/Free events.
+pub mod field {
+    pub const DEVICE: usize = 0;
+    pub const DEVICE_VTABLE: usize = 1;
+    pub const DEVICE_ID: usize = 2;
+    pub const ADDRESS: usize = 3;
+    pub const SIZE: usize = 4;
+    pub const PAGE_SIZE: usize = 5;
+    pub const KIND: usize = 6;
+    pub const UNIQUE_ID: usize = 7;
+}
+
+#[derive(Clone, Debug)]
+pub struct PlannedProbe {
+    pub role: Role,
+    pub symbol: String,
+    pub file_offset: u64,
+    pub spec: SlotSpec,
+}
+
+#[derive(Clone, Debug)]
+pub struct ProbePlan {
+    pub library: PathBuf,
+    pub build_id: Option<String>,
+    pub layout: Layout,
+    /// Slot number == index (the attach cookie).
+    pub probes: Vec<PlannedProbe>,
+    /// Link-time addresses of the objects' vtable pointers (vtable symbol + 16).
+    pub device_vptr: Option<u64>,
+    pub mesh_vptr: Option<u64>,
+    /// Things that work in a degraded way with this library.
+    pub warnings: Vec<String>,
+}
+
+impl ProbePlan {
+    pub fn role(&self, slot: u32) -> Option<Role> {
+        self.probes.get(slot as usize).map(|p| p.role)
+    }
+}
+
+fn path(arg: u8, chain: &Chain) -> Result<FieldPath> {
+    if chain.offsets.len() > MAX_STEPS {
+        return Err(anyhow!("layout chain {} deeper than {MAX_STEPS} loads", chain.describe()));
+    }
+    let mut offsets = [0i32; MAX_STEPS];
+    offsets[..chain.offsets.len()].copy_from_slice(&chain.offsets);
+    Ok(FieldPath {
+        arg,
+        steps: chain.offsets.len() as u8,
+        width: chain.width,
+        _pad: 0,
+        offsets,
+    })
+}
+
+fn register(arg: u8, width: u8) -> FieldPath {
+    FieldPath {
+        arg,
+        steps: 0,
+        width,
+        _pad: 0,
+        offsets: [0; MAX_STEPS],
+    }
+}
+
+fn spec(fields: &[FieldPath]) -> SlotSpec {
+    let mut s = SlotSpec {
+        nfields: fields.len() as u32,
+        ..Default::default()
+    };
+    s.fields[..fields.len()].copy_from_slice(fields);
+    s
+}
+
+fn buffer_fields(layout: &Layout) -> Result<Vec<FieldPath>> {
+    let b = &layout.buffer;
+    let id_off = layout.device_id.offsets[0];
+    // Argument 1: GraphTracker's methods take `this` first, the Buffer second.
+    let v = vec![
+        path(1, &b.device)?,
+        path(1, &b.device.then(0, 8))?,
+        path(1, &b.device.then(id_off, layout.device_id.width))?,
+        path(1, &b.address)?,
+        path(1, &b.size)?,
+        path(1, &b.page_size)?,
+        path(1, &b.kind)?,
+        path(1, &b.unique_id)?,
+    ];
+    debug_assert!(v.len() <= MAX_VALUES);
+    Ok(v)
+}
+
+/// A bank-manager constructor's arguments: buffer type, bank container, alignment.
+fn bank_probe(lib: &Library, mangled: &str, demangled: &str) -> Option<(Role, SlotSpec)> {
+    let params = parameters(demangled);
+    let arg = |pred: &dyn Fn(&str) -> bool| {
+        params
+            .iter()
+            .position(|p| pred(p))
+            .map(|i| i as u8 + 1)
+            .filter(|a| *a <= 5)
+    };
+    let kind = arg(&|p| p.starts_with("tt::tt_metal::BufferType"))?;
+    let align = arg(&|p| p == "unsigned int")?;
+    let _ = lib.symbol(mangled)?;
+    let kind_f = path(kind, &Chain::field(0, 4)).ok()?;
+    if let Some(c) = arg(&|p| p.starts_with("std::vector<")) {
+        let begin = path(c, &Chain::field(0, 8)).ok()?;
+        let end = path(c, &Chain::field(8, 8)).ok()?;
+        return Some((Role::BanksVector, spec(&[kind_f, begin, end, register(align, 4)])));
+    }
+    if let Some(c) = arg(&|p| p.starts_with("std::unordered_map<")) {
+        // libstdc++'s _Hashtable: buckets, bucket_count, before_begin, element_count.
+        let count = path(c, &Chain::field(0x18, 8)).ok()?;
+        return Some((Role::BanksMap, spec(&[kind_f, count, register(align, 4)])));
+    }
+    None
+}
+
+pub fn build(lib: &Library) -> Result<ProbePlan> {
+    let layout = calibrate(lib)?;
+    let mut probes = Vec::new();
+    let mut warnings = Vec::new();
+    let offset_of = |mangled: &str| -> Result<u64> {
+        let s = lib.symbol(mangled).ok_or_else(|| {
+            anyhow!(
+                "symbol `{}` ({mangled}) not found in {}: this does not look like a tt-metal \
+                 build tracer supports (is it libtt_metal.so?)",
+                pretty(mangled),
+                lib.path.display()
+            )
+        })?;
+        lib.file_offset(s.address)
+            .ok_or_else(|| anyhow!("symbol {mangled} lies outside any loadable segment"))
+    };
+    let fields = buffer_fields(&layout)?;
+    for (role, mangled) in [(Role::Alloc, sym::TRACK_ALLOCATE), (Role::Free, sym::TRACK_DEALLOCATE)] {
+        probes.push(PlannedProbe {
+            role,
+            symbol: mangled.to_string(),
+            file_offset: offset_of(mangled)?,
+            spec: spec(&fields),
+        });
+    }
+    let id = &layout.device_id;
+    let this = register(0, 8);
+    let vptr = path(0, &Chain::field(0, 8))?;
+    let close_specs = [
+        (Role::DeviceClose, sym::DEVICE_CLOSE, spec(&[this, vptr, path(0, id)?])),
+        (Role::MeshClose, sym::MESH_DEVICE_CLOSE, spec(&[this, vptr])),
+    ];
+    for (role, mangled, spec) in close_specs {
+        match offset_of(mangled) {
+            Ok(file_offset) => probes.push(PlannedProbe {
+                role,
+                symbol: mangled.to_string(),
+                file_offset,
+                spec,
+            }),
+            Err(_) => warnings.push(format!(
+                "`{}` not found: buffers dropped by closing a device stay live in the ledger",
+                pretty(mangled)
+            )),
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (mangled, demangled, s) in lib.find_demangled(sym::BANK_MANAGER_CTOR) {
+        if !seen.insert(s.address) {
+            continue; // C1 and C2 constructors share one body.
+        }
+        if let Some((role, spec)) = bank_probe(lib, &mangled, &demangled) {
+            probes.push(PlannedProbe {
+                role,
+                symbol: mangled.clone(),
+                file_offset: offset_of(&mangled)?,
+                spec,
+            });
+        }
+    }
+    if !probes.iter().any(|p| matches!(p.role, Role::BanksVector | Role::BanksMap)) {
+        warnings.push(
+            "no BankManager constructor understood: `reserved` falls back to requested bytes".into(),
+        );
+    }
+    let vptr_of = |m: &str| lib.symbol(m).map(|s| s.address + 16);
+    Ok(ProbePlan {
+        library: lib.path.clone(),
+        build_id: lib.build_id.clone(),
+        layout,
+        probes,
+        device_vptr: vptr_of(sym::DEVICE_VTABLE),
+        mesh_vptr: vptr_of(sym::MESH_DEVICE_VTABLE),
+        warnings,
+    })
+}

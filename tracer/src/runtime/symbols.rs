@@ -1,0 +1,22 @@
+//! The tt-metal symbols tracer relies on (mangled, as in the binary).
+
+pub const TRACK_ALLOCATE: &str = "_ZN2tt8tt_metal12GraphTracker14track_allocateEPKNS0_6BufferE";
+pub const TRACK_DEALLOCATE: &str = "_ZN2tt8tt_metal12GraphTracker16track_deallocateEPNS0_6BufferE";
+pub const DEVICE_CLOSE: &str = "_ZN2tt8tt_metal6Device5closeEv";
+pub const MESH_DEVICE_CLOSE: &str = "_ZN2tt8tt_metal11distributed10MeshDevice5closeEv";
+pub const DEVICE_ID: &str = "_ZNK2tt8tt_metal6Device2idEv";
+pub const DEVICE_VTABLE: &str = "_ZTVN2tt8tt_metal6DeviceE";
+pub const MESH_DEVICE_VTABLE: &str = "_ZTVN2tt8tt_metal11distributed10MeshDeviceE";
+
+pub const BUFFER_DEVICE: &str = "_ZNK2tt8tt_metal6Buffer6deviceEv";
+pub const BUFFER_ADDRESS: &str = "_ZNK2tt8tt_metal6Buffer7addressEv";
+pub const BUFFER_SIZE: &str = "_ZNK2tt8tt_metal6Buffer4sizeEv";
+pub const BUFFER_PAGE_SIZE: &str = "_ZNK2tt8tt_metal6Buffer9page_sizeEv";
+pub const BUFFER_TYPE: &str = "_ZNK2tt8tt_metal6Buffer11buffer_typeEv";
+pub const BUFFER_UNIQUE_ID: &str = "_ZNK2tt8tt_metal6Buffer9unique_idEv";
+
+/// Demangled prefixes of constructors whose stores reveal field offsets when accessors are
+/// inlined away.
+pub const BUFFER_CTOR: &str = "tt::tt_metal::Buffer::Buffer(tt::tt_metal::IDevice*";
+pub const BUFFER_IMPL_CTOR: &str = "tt::tt_metal::BufferImpl::BufferImpl(tt::tt_metal::IDevice*";
+pub const BANK_MANAGER_CTOR: &str = "tt::tt_metal::BankManager::BankManager(";
