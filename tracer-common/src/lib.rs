@@ -21,13 +21,27 @@ pub const MAX_SLOTS: u32 = 16;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FieldPath {
-    /// Argument register index (0 = first argument, `this` for methods).
+    /// Word index into the kernel's `struct pt_regs` of the register the path starts from
+    /// (see [`arg_word`]).
     pub arg: u8,
     pub steps: u8,
     /// 1, 2, 4 or 8.
     pub width: u8,
     pub _pad: u8,
     pub offsets: [i32; MAX_STEPS],
+}
+
+/// The `pt_regs` word holding System V x86-64 argument `n` (0 = first argument, `this` for
+/// methods): rdi, rsi, rdx, rcx, r8, r9.
+pub const fn arg_word(n: u8) -> u8 {
+    match n {
+        0 => 14,
+        1 => 13,
+        2 => 12,
+        3 => 11,
+        4 => 9,
+        _ => 8,
+    }
 }
 
 /// What one probe slot reads.

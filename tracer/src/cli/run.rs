@@ -17,6 +17,7 @@ pub fn run(opts: TraceOpts, cmd: Vec<String>) -> Result<i32> {
     }
     let mut child = launch::spawn_gated(&cmd)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let _rt_guard = rt.enter();
     let probes = match Probes::attach(&plan, Scope::Tracked, false) {
         Ok(p) => p,
         Err(e) => {

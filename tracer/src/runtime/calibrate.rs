@@ -57,8 +57,8 @@ struct CtorFields {
     unique_id: Option<Chain>,
 }
 
-fn constructor_fields(lib: &Library, prefix: &str) -> Option<CtorFields> {
-    let (_, demangled, s) = lib.find_demangled(prefix).into_iter().next()?;
+fn constructor_fields(lib: &Library, (mangled, prefix): (&str, &str)) -> Option<CtorFields> {
+    let (_, demangled, s) = lib.find_demangled(mangled, prefix).into_iter().next()?;
     let params = parameters(&demangled);
     // Parameter index -> argument register (argument 0 is `this`).
     let arg_of = |pred: &dyn Fn(&str) -> bool, nth: usize| {
@@ -132,9 +132,9 @@ pub fn calibrate(lib: &Library) -> Result<Layout> {
         None
     };
     let ctor_name = if pimpl.is_some() {
-        sym::BUFFER_IMPL_CTOR
+        sym::BUFFER_IMPL_CTOR.1
     } else {
-        sym::BUFFER_CTOR
+        sym::BUFFER_CTOR.1
     };
     let mut fill = |field: &str, c: Option<Chain>, from_ctor: Option<Chain>| -> Result<Chain> {
         if let Some(c) = c {

@@ -72,12 +72,13 @@ impl Library {
         self.symbols.get(mangled).copied()
     }
 
-    /// Symbols whose demangled name starts with `prefix` (e.g. a constructor's qualified name).
-    pub fn find_demangled(&self, prefix: &str) -> Vec<(String, String, Symbol)> {
+    /// Symbols whose mangled name starts with `mangled_prefix` and whose demangled name starts
+    /// with `prefix` (e.g. a constructor's qualified name and first parameter).
+    pub fn find_demangled(&self, mangled_prefix: &str, prefix: &str) -> Vec<(String, String, Symbol)> {
         let mut out: Vec<_> = self
             .symbols
             .iter()
-            .filter(|(m, _)| m.starts_with("_Z"))
+            .filter(|(m, _)| m.starts_with(mangled_prefix))
             .filter_map(|(m, s)| {
                 let d = demangle(m)?;
                 d.starts_with(prefix).then(|| (m.clone(), d, *s))

@@ -2,7 +2,7 @@
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Result};
-use tracer_common::{FieldPath, SlotSpec, MAX_STEPS, MAX_VALUES};
+use tracer_common::{arg_word, FieldPath, SlotSpec, MAX_STEPS, MAX_VALUES};
 
 use super::{
     calibrate::{calibrate, pretty, Layout},
@@ -75,7 +75,7 @@ fn path(arg: u8, chain: &Chain) -> Result<FieldPath> {
     let mut offsets = [0i32; MAX_STEPS];
     offsets[..chain.offsets.len()].copy_from_slice(&chain.offsets);
     Ok(FieldPath {
-        arg,
+        arg: arg_word(arg),
         steps: chain.offsets.len() as u8,
         width: chain.width,
         _pad: 0,
@@ -85,7 +85,7 @@ fn path(arg: u8, chain: &Chain) -> Result<FieldPath> {
 
 fn register(arg: u8, width: u8) -> FieldPath {
     FieldPath {
-        arg,
+        arg: arg_word(arg),
         steps: 0,
         width,
         _pad: 0,
@@ -194,7 +194,7 @@ pub fn build(lib: &Library) -> Result<ProbePlan> {
         }
     }
     let mut seen = std::collections::HashSet::new();
-    for (mangled, demangled, s) in lib.find_demangled(sym::BANK_MANAGER_CTOR) {
+    for (mangled, demangled, s) in lib.find_demangled(sym::BANK_MANAGER_CTOR.0, sym::BANK_MANAGER_CTOR.1) {
         if !seen.insert(s.address) {
             continue; // C1 and C2 constructors share one body.
         }

@@ -17,6 +17,12 @@ pub const BUFFER_UNIQUE_ID: &str = "_ZNK2tt8tt_metal6Buffer9unique_idEv";
 
 /// Demangled prefixes of constructors whose stores reveal field offsets when accessors are
 /// inlined away.
-pub const BUFFER_CTOR: &str = "tt::tt_metal::Buffer::Buffer(tt::tt_metal::IDevice*";
-pub const BUFFER_IMPL_CTOR: &str = "tt::tt_metal::BufferImpl::BufferImpl(tt::tt_metal::IDevice*";
-pub const BANK_MANAGER_CTOR: &str = "tt::tt_metal::BankManager::BankManager(";
+/// (mangled prefix, demangled prefix) pairs: the mangled one keeps the search cheap.
+pub const BUFFER_CTOR: (&str, &str) =
+    ("_ZN2tt8tt_metal6BufferC", "tt::tt_metal::Buffer::Buffer(tt::tt_metal::IDevice*");
+pub const BUFFER_IMPL_CTOR: (&str, &str) = (
+    "_ZN2tt8tt_metal10BufferImplC",
+    "tt::tt_metal::BufferImpl::BufferImpl(tt::tt_metal::IDevice*",
+);
+pub const BANK_MANAGER_CTOR: (&str, &str) =
+    ("_ZN2tt8tt_metal11BankManagerC", "tt::tt_metal::BankManager::BankManager(");
