@@ -44,6 +44,9 @@ pub const fn arg_word(n: u8) -> u8 {
     }
 }
 
+/// The `pt_regs` word holding the stack pointer (stack-passed arguments are read through it).
+pub const PT_REGS_SP: u8 = 19;
+
 /// What one probe slot reads.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -79,6 +79,12 @@ pub fn doctor(lib: Option<PathBuf>, pid: Option<u32>) -> Result<i32> {
                 for (field, how) in &plan.layout.provenance {
                     println!("    {field}: {how}");
                 }
+                let vptr = |v: Option<u64>| v.map_or("not found".to_string(), |a| format!("{a:#x}"));
+                println!(
+                    "  vtable pointers: Device {}, MeshDevice {}",
+                    vptr(plan.device_vptr),
+                    vptr(plan.mesh_vptr)
+                );
                 println!("  probe plan ({} uprobes):", plan.probes.len());
                 for (slot, p) in plan.probes.iter().enumerate() {
                     println!(

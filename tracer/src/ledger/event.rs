@@ -76,8 +76,14 @@ pub enum EventKind {
     Free { device: DeviceRef, buffer: BufferInfo },
     /// A device or mesh closed: its allocator is reset without per-buffer frees.
     DeviceClose { device: DeviceRef },
-    /// An allocator bank manager was built: how many banks and the alignment for a buffer type.
-    BankGeometry { kind: BufferType, banks: u32, alignment: u32 },
+    /// An allocator bank manager was built for a buffer type: its bank count, the alignment of
+    /// a page, and the granularity each bank's share is rounded up to.
+    BankGeometry {
+        kind: BufferType,
+        banks: u32,
+        alignment: u32,
+        granularity: u32,
+    },
     ProcessExit { code: Option<i32> },
 }
 

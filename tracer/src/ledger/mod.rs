@@ -53,7 +53,10 @@ pub struct Outstanding {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Geometry {
     pub banks: u32,
+    /// Each page is padded to this.
     pub alignment: u32,
+    /// Each bank's share is rounded up to this (the allocator's minimum block).
+    pub granularity: u32,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -120,17 +123,18 @@ impl ProcessLedger {
 /// Bytes the device allocator holds for a buffer, summed over all banks of its type.
 ///
 /// tt-metal spreads `ceil(size / page_size)` pages round-robin over the banks, so every bank
-/// reserves `ceil(pages / banks)` aligned pages, and the allocator reports per-bank totals times
-/// the number of banks (`get_memory_view`).
+/// reserves `ceil(pages / banks)` aligned pages, rounded up to the allocator's granularity; the
+/// allocator reports per-bank totals times the number of banks (`get_memory_view`).
 pub fn reserved_bytes(size: u64, page_size: u64, g: Geometry) -> u64 {
     let banks = u64::from(g.banks.max(1));
     let align = u64::from(g.alignment.max(1));
-    if page_size == 0 {
-        return size.div_ceil(banks).next_multiple_of(align) * banks;
-    }
-    let pages = size.div_ceil(page_size);
-    let pages_per_bank = pages.div_ceil(banks);
-    pages_per_bank * page_size.next_multiple_of(align) * banks
+    let granule = u64::from(g.granularity.max(1));
+    let per_bank = if page_size == 0 {
+        size.div_ceil(banks)
+    } else {
+        size.div_ceil(page_size).div_ceil(banks) * page_size.next_multiple_of(align)
+    };
+    per_bank.next_multiple_of(granule) * banks
 }
 
 #[derive(Clone, Debug, Default)]
@@ -162,6 +166,7 @@ impl Ledger {
                 kind,
                 banks,
                 alignment,
+                granularity,
             } => {
                 // A buffer type with no banks (unused on this chip) says nothing useful.
                 if *banks > 0 {
@@ -170,6 +175,7 @@ impl Ledger {
                         Geometry {
                             banks: *banks,
                             alignment: *alignment,
+                            granularity: *granularity,
                         },
                     );
                 }

@@ -141,11 +141,13 @@ impl Decoder {
                     kind: BufferType::from_raw(v[0])?,
                     banks: (v[2].saturating_sub(v[1]) / 8) as u32,
                     alignment: v[3] as u32,
+                    granularity: v[4] as u32,
                 },
                 Role::BanksMap => EventKind::BankGeometry {
                     kind: BufferType::from_raw(v[0])?,
                     banks: v[1] as u32,
                     alignment: v[2] as u32,
+                    granularity: v[3] as u32,
                 },
             },
         };

@@ -128,13 +128,22 @@ impl DeviceResolver {
             mesh: false,
         };
         let (Some(bias), Some(v)) = (bias, vptrs) else {
+            if std::env::var_os("TRACER_DEBUG").is_some() {
+                eprintln!("resolve pid={pid} handle={handle:#x} vptr={vptr:#x} bias={bias:?} vptrs={vptrs:?}");
+            }
             return chip;
         };
+        if std::env::var_os("TRACER_DEBUG").is_some() {
+            eprintln!("resolve pid={pid} handle={handle:#x} vptr={vptr:#x} bias={bias:#x} mesh={:#x} device={:#x}", bias + v.mesh, bias + v.device);
+        }
         let resolved = if vptr == bias + v.mesh {
             let mem = ProcMem::open(pid);
             let devs = mem
                 .as_ref()
                 .and_then(|m| mesh_devices(m, handle, bias + v.device, 3).map(|d| (m, d)));
+            if std::env::var_os("TRACER_DEBUG").is_some() {
+                eprintln!("scan result: mem={} devs={:?}", mem.is_some(), devs.as_ref().map(|d| d.1.len()));
+            }
             match devs {
                 Some((m, devs)) => {
                     let chips = devs
@@ -216,5 +225,19 @@ mod tests {
         m.insert(0x30000, 0x40000);
         m.insert(0x40000, 0x1234);
         assert_eq!(mesh_devices(&Fake(m), 0x10000, 0x7000_0010, 2), None);
+    }
+}
+#[cfg(test)]
+mod live_probe {
+    #[test]
+    fn scan_env_process() {
+        let (Ok(pid), Ok(h), Ok(vt)) = (std::env::var("SCAN_PID"), std::env::var("SCAN_H"), std::env::var("SCAN_VT")) else { return };
+        let pid: u32 = pid.parse().unwrap();
+        let h = u64::from_str_radix(h.trim_start_matches("0x"), 16).unwrap();
+        let vt = u64::from_str_radix(vt.trim_start_matches("0x"), 16).unwrap();
+        let m = super::ProcMem::open(pid).unwrap();
+        let mut b = [0u8; 0x400];
+        eprintln!("read M: {}", super::Memory::read(&m, h, &mut b));
+        eprintln!("{:?}", super::mesh_devices(&m, h, vt, 3));
     }
 }

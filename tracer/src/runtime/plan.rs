@@ -2,7 +2,7 @@
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Result};
-use tracer_common::{arg_word, FieldPath, SlotSpec, MAX_STEPS, MAX_VALUES};
+use tracer_common::{arg_word, FieldPath, PT_REGS_SP, SlotSpec, MAX_STEPS, MAX_VALUES};
 
 use super::{
     calibrate::{calibrate, pretty, Layout},
@@ -68,29 +68,45 @@ impl ProbePlan {
     }
 }
 
+/// Loads `chain` from argument `arg` (0 = `this`). Integer arguments past the sixth live on the
+/// stack at entry: `[rsp + 8 + 8 * (arg - 6)]` (rsp points at the return address).
 fn path(arg: u8, chain: &Chain) -> Result<FieldPath> {
-    if chain.offsets.len() > MAX_STEPS {
+    let mut hops = chain.offsets.clone();
+    let base = if arg < 6 {
+        arg_word(arg)
+    } else {
+        hops.insert(0, 8 + 8 * (i32::from(arg) - 6));
+        PT_REGS_SP
+    };
+    if hops.len() > MAX_STEPS {
         return Err(anyhow!("layout chain {} deeper than {MAX_STEPS} loads", chain.describe()));
     }
     let mut offsets = [0i32; MAX_STEPS];
-    offsets[..chain.offsets.len()].copy_from_slice(&chain.offsets);
+    offsets[..hops.len()].copy_from_slice(&hops);
     Ok(FieldPath {
-        arg: arg_word(arg),
-        steps: chain.offsets.len() as u8,
+        arg: base,
+        steps: hops.len() as u8,
         width: chain.width,
         _pad: 0,
         offsets,
     })
 }
 
-fn register(arg: u8, width: u8) -> FieldPath {
-    FieldPath {
-        arg: arg_word(arg),
-        steps: 0,
-        width,
-        _pad: 0,
-        offsets: [0; MAX_STEPS],
+/// The value of argument `arg` itself (`width` bytes of it).
+fn register(arg: u8, width: u8) -> Result<FieldPath> {
+    if arg < 6 {
+        return Ok(FieldPath {
+            arg: arg_word(arg),
+            steps: 0,
+            width,
+            _pad: 0,
+            offsets: [0; MAX_STEPS],
+        });
     }
+    let mut stack = path(arg, &Chain::field(0, width))?;
+    // `path` added the stack slot hop in front of the field read; the slot IS the value.
+    stack.steps -= 1;
+    Ok(stack)
 }
 
 fn spec(fields: &[FieldPath]) -> SlotSpec {
@@ -123,26 +139,32 @@ fn buffer_fields(layout: &Layout) -> Result<Vec<FieldPath>> {
 /// A bank-manager constructor's arguments: buffer type, bank container, alignment.
 fn bank_probe(lib: &Library, mangled: &str, demangled: &str) -> Option<(Role, SlotSpec)> {
     let params = parameters(demangled);
-    let arg = |pred: &dyn Fn(&str) -> bool| {
+    // Every parameter here is of INTEGER class, so parameter i is argument i + 1.
+    let args = |pred: &dyn Fn(&str) -> bool| -> Vec<u8> {
         params
             .iter()
-            .position(|p| pred(p))
-            .map(|i| i as u8 + 1)
-            .filter(|a| *a <= 5)
+            .enumerate()
+            .filter(|(_, p)| pred(p))
+            .map(|(i, _)| i as u8 + 1)
+            .collect()
     };
-    let kind = arg(&|p| p.starts_with("tt::tt_metal::BufferType"))?;
-    let align = arg(&|p| p == "unsigned int")?;
+    let kind = *args(&|p| p.starts_with("tt::tt_metal::BufferType")).first()?;
+    let uints = args(&|p| p == "unsigned int");
+    // The first `unsigned int` is the page alignment; a second one, where the release has it,
+    // is the allocator's minimum block (each bank's share is rounded up to it).
+    let align = register(*uints.first()?, 4).ok()?;
+    let granule = register(*uints.get(1).unwrap_or(&uints[0]), 4).ok()?;
     let _ = lib.symbol(mangled)?;
     let kind_f = path(kind, &Chain::field(0, 4)).ok()?;
-    if let Some(c) = arg(&|p| p.starts_with("std::vector<")) {
-        let begin = path(c, &Chain::field(0, 8)).ok()?;
-        let end = path(c, &Chain::field(8, 8)).ok()?;
-        return Some((Role::BanksVector, spec(&[kind_f, begin, end, register(align, 4)])));
+    if let Some(c) = args(&|p| p.starts_with("std::vector<")).first() {
+        let begin = path(*c, &Chain::field(0, 8)).ok()?;
+        let end = path(*c, &Chain::field(8, 8)).ok()?;
+        return Some((Role::BanksVector, spec(&[kind_f, begin, end, align, granule])));
     }
-    if let Some(c) = arg(&|p| p.starts_with("std::unordered_map<")) {
+    if let Some(c) = args(&|p| p.starts_with("std::unordered_map<")).first() {
         // libstdc++'s _Hashtable: buckets, bucket_count, before_begin, element_count.
-        let count = path(c, &Chain::field(0x18, 8)).ok()?;
-        return Some((Role::BanksMap, spec(&[kind_f, count, register(align, 4)])));
+        let count = path(*c, &Chain::field(0x18, 8)).ok()?;
+        return Some((Role::BanksMap, spec(&[kind_f, count, align, granule])));
     }
     None
 }
@@ -173,7 +195,7 @@ pub fn build(lib: &Library) -> Result<ProbePlan> {
         });
     }
     let id = &layout.device_id;
-    let this = register(0, 8);
+    let this = register(0, 8)?;
     let vptr = path(0, &Chain::field(0, 8))?;
     let close_specs = [
         (Role::DeviceClose, sym::DEVICE_CLOSE, spec(&[this, vptr, path(0, id)?])),
