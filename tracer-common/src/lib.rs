@@ -53,8 +53,40 @@ pub const PT_REGS_SP: u8 = 19;
 pub struct SlotSpec {
     pub fields: [FieldPath; MAX_VALUES],
     pub nfields: u32,
-    pub _pad: u32,
+    /// Non-zero: value 0 is a device object pointer. The first time a process shows a device
+    /// pointer, a [`RawDevice`] describing it precedes the event.
+    pub device_field: u16,
+    /// Bit 0: this call ends the device's life (close): describe it again if its address is
+    /// reused.
+    pub flags: u16,
 }
+
+/// `SlotSpec::flags` bit: the device object is going away.
+pub const SLOT_FORGETS_DEVICE: u16 = 1;
+
+/// Device pointers described per event at most (a mesh's chips).
+pub const MAX_MESH: usize = 64;
+
+/// A device object, described once per process: what userspace needs to map it to chips.
+/// `words` are the `count` pointers of the mesh device list reached through the calibrated
+/// path (`CFG_MESH_*`); for a single chip they are garbage and userspace ignores them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct RawDevice {
+    /// Always [`SLOT_DEVICE`].
+    pub slot: u32,
+    pub pid: u32,
+    pub handle: u64,
+    pub vptr: u64,
+    /// The `Device::id()` field read from the object itself.
+    pub id: u64,
+    pub count: u64,
+    pub words: [u64; MAX_MESH],
+    pub vptrs: [u64; MAX_MESH],
+    pub ids: [u32; MAX_MESH],
+}
+
+pub const SLOT_DEVICE: u32 = 0xfffd;
 
 /// Indexes into the CONFIG array (u64 values written by userspace before attaching).
 pub const CFG_FLAGS: u32 = 0;
@@ -63,7 +95,15 @@ pub const CFG_FORK_PARENT_OFF: u32 = 1;
 pub const CFG_FORK_CHILD_OFF: u32 = 2;
 /// Offset of `pid` in the sched_process_exit record.
 pub const CFG_EXIT_PID_OFF: u32 = 3;
-pub const CFG_LEN: u32 = 8;
+/// `Device::id()` offset in a device object.
+pub const CFG_DEVICE_ID_OFF: u32 = 4;
+/// Path from a mesh device object to its device-pointer vector: CFG_MESH_HOPS loads at the
+/// offsets CFG_MESH_HOP0.., then + CFG_MESH_ADD is the vector's address (begin, end).
+pub const CFG_MESH_HOPS: u32 = 5;
+pub const CFG_MESH_HOP0: u32 = 6;
+pub const CFG_MESH_ADD: u32 = 10;
+pub const MESH_MAX_HOPS: u32 = 4;
+pub const CFG_LEN: u32 = 16;
 
 /// `CFG_FLAGS` bit: trace every process, not only those in the TRACKED map.
 pub const FLAG_ALL_PROCESSES: u64 = 1;
@@ -95,4 +135,5 @@ mod user {
     // SAFETY: plain-old-data, repr(C), no padding holes with undefined meaning.
     unsafe impl aya::Pod for SlotSpec {}
     unsafe impl aya::Pod for RawEvent {}
+    unsafe impl aya::Pod for RawDevice {}
 }

@@ -6,16 +6,20 @@
 #![no_main]
 
 use aya_ebpf::{
-    helpers::{bpf_get_attach_cookie, bpf_probe_read_kernel, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
+    helpers::{
+        bpf_get_attach_cookie, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
+        bpf_probe_read_user,
+    },
     macros::{map, tracepoint, uprobe},
     maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::{ProbeContext, TracePointContext},
     EbpfContext,
 };
 use tracer_common::{
-    RawEvent, SlotSpec, CFG_EXIT_PID_OFF, CFG_FLAGS, CFG_FORK_CHILD_OFF, CFG_FORK_PARENT_OFF,
-    CFG_LEN, FLAG_ALL_PROCESSES, MAX_SLOTS, MAX_STEPS, MAX_VALUES, SLOT_PROCESS_EXIT,
-    SLOT_PROCESS_FORK,
+    FieldPath, RawDevice, RawEvent, SlotSpec, CFG_DEVICE_ID_OFF, CFG_EXIT_PID_OFF, CFG_FLAGS,
+    CFG_FORK_CHILD_OFF, CFG_FORK_PARENT_OFF, CFG_LEN, CFG_MESH_ADD, CFG_MESH_HOP0, CFG_MESH_HOPS,
+    FLAG_ALL_PROCESSES, MAX_MESH, MAX_SLOTS, MAX_STEPS, MAX_VALUES, MESH_MAX_HOPS, SLOT_DEVICE,
+    SLOT_FORGETS_DEVICE, SLOT_PROCESS_EXIT, SLOT_PROCESS_FORK,
 };
 
 #[map]
@@ -30,6 +34,17 @@ static CONFIG: Array<u64> = Array::with_max_entries(CFG_LEN, 0);
 /// Processes to trace (tgid -> 1) unless FLAG_ALL_PROCESSES is set.
 #[map]
 static TRACKED: HashMap<u32, u8> = HashMap::with_max_entries(16384, 0);
+
+/// Device objects already described, per process: (tgid, pointer) -> 1.
+#[map]
+static DEVICES_SEEN: HashMap<DeviceKey, u8> = HashMap::with_max_entries(4096, 0);
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct DeviceKey {
+    tgid: u64,
+    handle: u64,
+}
 
 /// Events dropped because the ring buffer was full, per CPU.
 #[map]
@@ -95,39 +110,37 @@ pub fn probe(ctx: ProbeContext) -> u32 {
     let Some(spec) = SLOTS.get(slot) else {
         return 0;
     };
+    // A copy of the registers, so argument n can be picked with a runtime index.
+    let regs: [u64; PT_REGS_WORDS] =
+        unsafe { bpf_probe_read_kernel(ctx.as_ptr() as *const [u64; PT_REGS_WORDS]) }
+            .unwrap_or([0; PT_REGS_WORDS]);
+    if spec.device_field != 0 {
+        let handle = read_path(&regs, &spec.fields[0]).unwrap_or(0);
+        if handle != 0 {
+            let key = DeviceKey {
+                tgid: tgid as u64,
+                handle,
+            };
+            if spec.flags & SLOT_FORGETS_DEVICE != 0 {
+                let _ = DEVICES_SEEN.remove(&key);
+            } else if unsafe { DEVICES_SEEN.get(&key) }.is_none() {
+                describe_device(tgid, handle);
+                let _ = DEVICES_SEEN.insert(&key, &1, 0);
+            }
+        }
+    }
     let Some(mut entry) = EVENTS.reserve::<RawEvent>(0) else {
         bump(&LOST, 0);
         return 0;
     };
     let ev = entry.as_mut_ptr();
-    // A copy of the registers, so argument n can be picked with a runtime index.
-    let regs: [u64; PT_REGS_WORDS] =
-        unsafe { bpf_probe_read_kernel(ctx.as_ptr() as *const [u64; PT_REGS_WORDS]) }
-            .unwrap_or([0; PT_REGS_WORDS]);
     let mut valid: u16 = 0;
     // Every value slot is written exactly once (no memset: the verifier dislikes its loop).
     for i in 0..MAX_VALUES {
         let mut out = 0u64;
         if (i as u32) < spec.nfields {
-            let f = &spec.fields[i];
-            let w = f.arg as usize;
-            let mut v: u64 = if w < PT_REGS_WORDS { regs[w] } else { 0 };
-            let mut ok = true;
-            for s in 0..MAX_STEPS {
-                if s as u8 >= f.steps {
-                    break;
-                }
-                let width = if s as u8 + 1 == f.steps { f.width } else { 8 };
-                match read_user(v.wrapping_add(f.offsets[s] as i64 as u64), width) {
-                    Some(x) => v = x,
-                    None => {
-                        ok = false;
-                        break;
-                    }
-                }
-            }
-            if ok {
-                out = if f.steps == 0 { mask(v, f.width) } else { v };
+            if let Some(v) = read_path(&regs, &spec.fields[i]) {
+                out = v;
                 valid |= 1 << i;
             }
         }
@@ -143,6 +156,81 @@ pub fn probe(ctx: ProbeContext) -> u32 {
     }
     entry.submit(0);
     0
+}
+
+/// Follows one [`FieldPath`] from the saved registers.
+#[inline(always)]
+fn read_path(regs: &[u64; PT_REGS_WORDS], f: &FieldPath) -> Option<u64> {
+    let w = f.arg as usize;
+    let mut v: u64 = if w < PT_REGS_WORDS { regs[w] } else { 0 };
+    for s in 0..MAX_STEPS {
+        if s as u8 >= f.steps {
+            break;
+        }
+        let width = if s as u8 + 1 == f.steps { f.width } else { 8 };
+        v = read_user(v.wrapping_add(f.offsets[s] as i64 as u64), width)?;
+    }
+    Some(if f.steps == 0 { mask(v, f.width) } else { v })
+}
+
+/// Emits a [`RawDevice`]: the object's vtable pointer and id field, and the device pointers
+/// (with their vtable pointers and ids) found along the calibrated mesh path.
+fn describe_device(tgid: u32, handle: u64) {
+    let Some(mut entry) = EVENTS.reserve::<RawDevice>(0) else {
+        bump(&LOST, 0);
+        return;
+    };
+    let d = entry.as_mut_ptr();
+    let id_off = config(CFG_DEVICE_ID_OFF);
+    let mut p = handle;
+    let hops = config(CFG_MESH_HOPS);
+    let mut ok = hops > 0;
+    for h in 0..MESH_MAX_HOPS {
+        if !ok || u64::from(h) >= hops {
+            break;
+        }
+        match read_user(p.wrapping_add(config(CFG_MESH_HOP0 + h)), 8) {
+            Some(x) => p = x,
+            None => ok = false,
+        }
+    }
+    let base = p.wrapping_add(config(CFG_MESH_ADD));
+    let begin = if ok {
+        read_user(base, 8).unwrap_or(0)
+    } else {
+        0
+    };
+    let end = if ok {
+        read_user(base.wrapping_add(8), 8).unwrap_or(0)
+    } else {
+        0
+    };
+    let mut count = if end > begin { (end - begin) / 8 } else { 0 };
+    if count > MAX_MESH as u64 {
+        count = MAX_MESH as u64;
+    }
+    for i in 0..MAX_MESH {
+        let (mut w, mut vp, mut id) = (0u64, 0u64, 0u32);
+        if (i as u64) < count {
+            w = read_user(begin + 8 * i as u64, 8).unwrap_or(0);
+            vp = read_user(w, 8).unwrap_or(0);
+            id = read_user(w.wrapping_add(id_off), 4).unwrap_or(0) as u32;
+        }
+        unsafe {
+            (*d).words[i] = w;
+            (*d).vptrs[i] = vp;
+            (*d).ids[i] = id;
+        }
+    }
+    unsafe {
+        (*d).slot = SLOT_DEVICE;
+        (*d).pid = tgid;
+        (*d).handle = handle;
+        (*d).vptr = read_user(handle, 8).unwrap_or(0);
+        (*d).id = read_user(handle.wrapping_add(id_off), 4).unwrap_or(0);
+        (*d).count = count;
+    }
+    entry.submit(0);
 }
 
 /// Does nothing: the benchmark attaches it beside `probe` to measure the bare trap cost.

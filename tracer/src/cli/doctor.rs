@@ -31,16 +31,19 @@ fn checks() -> Vec<Check> {
         what: "kernel BTF (/sys/kernel/btf/vmlinux)".into(),
         remedy: "use a kernel with CONFIG_DEBUG_INFO_BTF=y".into(),
     });
-    let tracefs = ["/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"]
-        .iter()
-        .any(|p| std::path::Path::new(p).is_dir());
+    let tracefs = [
+        "/sys/kernel/tracing/events",
+        "/sys/kernel/debug/tracing/events",
+    ]
+    .iter()
+    .any(|p| std::path::Path::new(p).is_dir());
     v.push(Check {
         ok: tracefs,
         what: "tracefs (process fork/exit tracepoints)".into(),
         remedy: "mount it: mount -t tracefs nodev /sys/kernel/tracing".into(),
     });
-    let unpriv = std::fs::read_to_string("/proc/sys/kernel/unprivileged_bpf_disabled")
-        .unwrap_or_default();
+    let unpriv =
+        std::fs::read_to_string("/proc/sys/kernel/unprivileged_bpf_disabled").unwrap_or_default();
     v.push(Check {
         ok: true,
         what: format!("kernel.unprivileged_bpf_disabled = {}", unpriv.trim()),
@@ -63,10 +66,16 @@ pub fn doctor(lib: Option<PathBuf>, pid: Option<u32>) -> Result<i32> {
         (Some(l), _) => Some(discover::checked(&l)?),
         (None, Some(pid)) => match discover::library_in_process(pid)? {
             Some((path, base)) => {
-                println!("PID {pid} maps the runtime at {base:#x}: {}", path.display());
+                println!(
+                    "PID {pid} maps the runtime at {base:#x}: {}",
+                    path.display()
+                );
                 Some(path)
             }
-            None => bail!("PID {pid} does not map {} (does it use tt-metal?)", discover::LIB_NAME),
+            None => bail!(
+                "PID {pid} does not map {} (does it use tt-metal?)",
+                discover::LIB_NAME
+            ),
         },
         (None, None) => None,
     };
@@ -74,12 +83,16 @@ pub fn doctor(lib: Option<PathBuf>, pid: Option<u32>) -> Result<i32> {
         println!("Runtime library: {}", lib.display());
         match runtime::plan_for(&lib) {
             Ok(plan) => {
-                println!("  build-id: {}", plan.build_id.as_deref().unwrap_or("(none)"));
+                println!(
+                    "  build-id: {}",
+                    plan.build_id.as_deref().unwrap_or("(none)")
+                );
                 println!("  layout: {}", plan.layout.describe());
                 for (field, how) in &plan.layout.provenance {
                     println!("    {field}: {how}");
                 }
-                let vptr = |v: Option<u64>| v.map_or("not found".to_string(), |a| format!("{a:#x}"));
+                let vptr =
+                    |v: Option<u64>| v.map_or("not found".to_string(), |a| format!("{a:#x}"));
                 println!(
                     "  vtable pointers: Device {}, MeshDevice {}",
                     vptr(plan.device_vptr),

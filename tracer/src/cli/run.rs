@@ -1,7 +1,11 @@
 //! `tracer run -- CMD`: launch, trace, summarise, exit with the command's code.
 use anyhow::Result;
 
-use super::{launch, session::{monotonic_ns, LiveSession, Stop}, TraceOpts};
+use super::{
+    launch,
+    session::{monotonic_ns, LiveSession, Stop},
+    TraceOpts,
+};
 use crate::{
     ledger::{Event, EventKind},
     probe::{decode::Decoder, Probes, Scope},
@@ -16,7 +20,9 @@ pub fn run(opts: TraceOpts, cmd: Vec<String>) -> Result<i32> {
         eprintln!("tracer: warning: {w}");
     }
     let mut child = launch::spawn_gated(&cmd)?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let _rt_guard = rt.enter();
     let probes = match Probes::attach(&plan, Scope::Tracked, false) {
         Ok(p) => p,

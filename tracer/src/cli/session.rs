@@ -3,12 +3,11 @@ use std::{io::Write as _, time::Duration};
 
 use anyhow::{Context, Result};
 use tokio::signal::unix::{signal, SignalKind};
-use tracer_common::RawEvent;
 
 use super::{TraceOpts, EXIT_LOST_EVENTS};
 use crate::{
     ledger::{Event, EventKind, Ledger},
-    probe::{decode::Decoder, Probes},
+    probe::{decode::Decoder, Probes, Raw},
     report::{self, SessionInfo},
 };
 
@@ -41,7 +40,11 @@ impl LiveSession {
 
     /// Feeds one event through the ledger and the printer.
     pub fn apply(&mut self, ev: &Event) {
-        let before = self.ledger.processes.get(&ev.pid).map_or(0, |p| p.outstanding.len());
+        let before = self
+            .ledger
+            .processes
+            .get(&ev.pid)
+            .map_or(0, |p| p.outstanding.len());
         self.ledger.apply(ev);
         if self.opts.quiet {
             return;
@@ -57,7 +60,14 @@ impl LiveSession {
         }
     }
 
-    fn handle_raw(&mut self, raw: RawEvent) {
+    fn handle_raw(&mut self, raw: Raw) {
+        let raw = match raw {
+            Raw::Event(e) => e,
+            Raw::Device(d) => {
+                self.decoder.describe(&d);
+                return;
+            }
+        };
         for ev in self.decoder.decode(&raw) {
             self.apply(&ev);
         }

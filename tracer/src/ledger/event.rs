@@ -71,11 +71,21 @@ pub struct BufferInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventKind {
     /// A traced process appeared (launched, forked or attached).
-    ProcessStart { command: String },
-    Alloc { device: DeviceRef, buffer: BufferInfo },
-    Free { device: DeviceRef, buffer: BufferInfo },
+    ProcessStart {
+        command: String,
+    },
+    Alloc {
+        device: DeviceRef,
+        buffer: BufferInfo,
+    },
+    Free {
+        device: DeviceRef,
+        buffer: BufferInfo,
+    },
     /// A device or mesh closed: its allocator is reset without per-buffer frees.
-    DeviceClose { device: DeviceRef },
+    DeviceClose {
+        device: DeviceRef,
+    },
     /// An allocator bank manager was built for a buffer type: its bank count, the alignment of
     /// a page, and the granularity each bank's share is rounded up to.
     BankGeometry {
@@ -84,7 +94,9 @@ pub enum EventKind {
         alignment: u32,
         granularity: u32,
     },
-    ProcessExit { code: Option<i32> },
+    ProcessExit {
+        code: Option<i32>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

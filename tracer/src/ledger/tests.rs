@@ -30,11 +30,23 @@ fn buf(uid: u64, size: u64, page: u64, kind: BufferType) -> BufferInfo {
 }
 
 fn ev(ts: u64, kind: EventKind) -> Event {
-    Event { ts_ns: ts, pid: 7, kind }
+    Event {
+        ts_ns: ts,
+        pid: 7,
+        kind,
+    }
 }
 
 fn geometry(kind: BufferType, banks: u32, alignment: u32, granularity: u32) -> Event {
-    ev(0, EventKind::BankGeometry { kind, banks, alignment, granularity })
+    ev(
+        0,
+        EventKind::BankGeometry {
+            kind,
+            banks,
+            alignment,
+            granularity,
+        },
+    )
 }
 
 fn blackhole() -> Ledger {
@@ -46,8 +58,16 @@ fn blackhole() -> Ledger {
 
 #[test]
 fn reserved_matches_measured_examples() {
-    let dram = Geometry { banks: 8, alignment: 64, granularity: 64 };
-    let l1 = Geometry { banks: 110, alignment: 16, granularity: 64 };
+    let dram = Geometry {
+        banks: 8,
+        alignment: 64,
+        granularity: 64,
+    };
+    let l1 = Geometry {
+        banks: 110,
+        alignment: 16,
+        granularity: 64,
+    };
     // 100x100 row-major bf16 DRAM: 100 pages of 200 B -> 13 pages x 256 B x 8 banks.
     assert_eq!(reserved_bytes(20_000, 200, dram), 26_624);
     // 8192-byte tile L1 tensor: 4 pages of 2048 B -> 1 page per bank x 110 banks.
@@ -64,7 +84,13 @@ fn reserved_matches_measured_examples() {
 fn mesh_allocation_and_free_land_on_every_chip() {
     let mut l = blackhole();
     let b = buf(1, 4 << 20, 2048, BufferType::Dram);
-    l.apply(&ev(10, EventKind::Alloc { device: mesh(), buffer: b.clone() }));
+    l.apply(&ev(
+        10,
+        EventKind::Alloc {
+            device: mesh(),
+            buffer: b.clone(),
+        },
+    ));
     let p = &l.processes[&7];
     assert_eq!(p.devices.len(), 8);
     for d in p.devices.values() {
@@ -72,7 +98,13 @@ fn mesh_allocation_and_free_land_on_every_chip() {
         assert_eq!(d.requested.get(BufferType::Dram), 4 << 20);
         assert_eq!(d.reserved.get(BufferType::Dram), 4 << 20);
     }
-    l.apply(&ev(20, EventKind::Free { device: mesh(), buffer: b }));
+    l.apply(&ev(
+        20,
+        EventKind::Free {
+            device: mesh(),
+            buffer: b,
+        },
+    ));
     for d in l.processes[&7].devices.values() {
         assert_eq!((d.allocations, d.deallocations, d.live_buffers), (1, 1, 0));
         assert_eq!(d.requested.get(BufferType::Dram), 0);
@@ -83,7 +115,13 @@ fn mesh_allocation_and_free_land_on_every_chip() {
 #[test]
 fn single_chip_buffers_stay_on_their_chip() {
     let mut l = blackhole();
-    l.apply(&ev(1, EventKind::Alloc { device: chip3(), buffer: buf(2, 8192, 2048, BufferType::L1) }));
+    l.apply(&ev(
+        1,
+        EventKind::Alloc {
+            device: chip3(),
+            buffer: buf(2, 8192, 2048, BufferType::L1),
+        },
+    ));
     let p = &l.processes[&7];
     assert_eq!(p.devices.keys().copied().collect::<Vec<_>>(), vec![3]);
     assert_eq!(p.devices[&3].reserved.get(BufferType::L1), 225_280);
@@ -93,28 +131,70 @@ fn single_chip_buffers_stay_on_their_chip() {
 #[test]
 fn close_drops_buffers_as_freed_by_close() {
     let mut l = blackhole();
-    l.apply(&ev(1, EventKind::Alloc { device: mesh(), buffer: buf(1, 4096, 2048, BufferType::Dram) }));
-    l.apply(&ev(2, EventKind::Alloc { device: mesh(), buffer: buf(2, 2048, 2048, BufferType::L1) }));
-    l.apply(&ev(3, EventKind::Alloc { device: chip3(), buffer: buf(3, 2048, 2048, BufferType::L1) }));
+    l.apply(&ev(
+        1,
+        EventKind::Alloc {
+            device: mesh(),
+            buffer: buf(1, 4096, 2048, BufferType::Dram),
+        },
+    ));
+    l.apply(&ev(
+        2,
+        EventKind::Alloc {
+            device: mesh(),
+            buffer: buf(2, 2048, 2048, BufferType::L1),
+        },
+    ));
+    l.apply(&ev(
+        3,
+        EventKind::Alloc {
+            device: chip3(),
+            buffer: buf(3, 2048, 2048, BufferType::L1),
+        },
+    ));
     l.apply(&ev(4, EventKind::DeviceClose { device: mesh() }));
     let p = &l.processes[&7];
     assert_eq!(p.outstanding.len(), 2);
-    assert!(p.outstanding.iter().all(|o| o.outcome == Outcome::FreedByClose));
-    assert_eq!(p.outstanding[0].held.buffer.unique_id, 1, "in allocation order");
+    assert!(p
+        .outstanding
+        .iter()
+        .all(|o| o.outcome == Outcome::FreedByClose));
+    assert_eq!(
+        p.outstanding[0].held.buffer.unique_id, 1,
+        "in allocation order"
+    );
     assert_eq!(p.devices[&0].live_buffers, 0);
-    assert_eq!(p.devices[&0].deallocations, 0, "a close is not a deallocation");
+    assert_eq!(
+        p.devices[&0].deallocations, 0,
+        "a close is not a deallocation"
+    );
     // The single-chip buffer on chip 3 belongs to another device object: still live.
     assert_eq!(p.devices[&3].live_buffers, 1);
     // A late free of a buffer the close already dropped is not double-counted.
-    l.apply(&ev(5, EventKind::Free { device: mesh(), buffer: buf(1, 4096, 2048, BufferType::Dram) }));
+    l.apply(&ev(
+        5,
+        EventKind::Free {
+            device: mesh(),
+            buffer: buf(1, 4096, 2048, BufferType::Dram),
+        },
+    ));
     assert_eq!(l.processes[&7].unknown_frees, 1);
-    assert_eq!(l.processes[&7].devices[&0].requested.get(BufferType::Dram), 0);
+    assert_eq!(
+        l.processes[&7].devices[&0].requested.get(BufferType::Dram),
+        0
+    );
 }
 
 #[test]
 fn finish_classifies_by_process_state() {
     let mut l = blackhole();
-    l.apply(&ev(1, EventKind::Alloc { device: mesh(), buffer: buf(1, 4096, 2048, BufferType::Dram) }));
+    l.apply(&ev(
+        1,
+        EventKind::Alloc {
+            device: mesh(),
+            buffer: buf(1, 4096, 2048, BufferType::Dram),
+        },
+    ));
     let mut detached = l.clone();
     l.apply(&ev(2, EventKind::ProcessExit { code: Some(0) }));
     l.finish(3);
@@ -124,13 +204,22 @@ fn finish_classifies_by_process_state() {
     // Live totals stay: they are what the process held when it ended.
     assert_eq!(p.devices[&5].live_buffers, 1);
     detached.finish(3);
-    assert_eq!(detached.processes[&7].outstanding[0].outcome, Outcome::LiveAtDetach);
+    assert_eq!(
+        detached.processes[&7].outstanding[0].outcome,
+        Outcome::LiveAtDetach
+    );
 }
 
 #[test]
 fn unknown_geometry_falls_back_to_requested_and_says_so() {
     let mut l = Ledger::new();
-    l.apply(&ev(1, EventKind::Alloc { device: chip3(), buffer: buf(1, 5000, 100, BufferType::L1) }));
+    l.apply(&ev(
+        1,
+        EventKind::Alloc {
+            device: chip3(),
+            buffer: buf(1, 5000, 100, BufferType::L1),
+        },
+    ));
     let p = &l.processes[&7];
     assert_eq!(p.devices[&3].reserved.get(BufferType::L1), 5000);
     assert_eq!(p.reserved_estimated, 1);
@@ -140,8 +229,20 @@ fn unknown_geometry_falls_back_to_requested_and_says_so() {
 fn repeated_key_replaces_stale_record() {
     let mut l = blackhole();
     let b = buf(1, 2048, 2048, BufferType::L1);
-    l.apply(&ev(1, EventKind::Alloc { device: chip3(), buffer: b.clone() }));
-    l.apply(&ev(2, EventKind::Alloc { device: chip3(), buffer: b }));
+    l.apply(&ev(
+        1,
+        EventKind::Alloc {
+            device: chip3(),
+            buffer: b.clone(),
+        },
+    ));
+    l.apply(&ev(
+        2,
+        EventKind::Alloc {
+            device: chip3(),
+            buffer: b,
+        },
+    ));
     let d = &l.processes[&7].devices[&3];
     assert_eq!(d.live_buffers, 1);
     assert_eq!(d.requested.get(BufferType::L1), 2048);
@@ -150,11 +251,20 @@ fn repeated_key_replaces_stale_record() {
 #[test]
 fn processes_are_kept_apart() {
     let mut l = blackhole();
-    l.apply(&ev(1, EventKind::Alloc { device: mesh(), buffer: buf(1, 4096, 2048, BufferType::Dram) }));
+    l.apply(&ev(
+        1,
+        EventKind::Alloc {
+            device: mesh(),
+            buffer: buf(1, 4096, 2048, BufferType::Dram),
+        },
+    ));
     l.apply(&Event {
         ts_ns: 2,
         pid: 8,
-        kind: EventKind::Free { device: mesh(), buffer: buf(1, 4096, 2048, BufferType::Dram) },
+        kind: EventKind::Free {
+            device: mesh(),
+            buffer: buf(1, 4096, 2048, BufferType::Dram),
+        },
     });
     assert_eq!(l.processes[&7].devices[&0].live_buffers, 1);
     assert_eq!(l.processes[&8].unknown_frees, 1);

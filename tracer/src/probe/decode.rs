@@ -1,7 +1,7 @@
 //! Raw probe values -> ledger events, using the probe plan to give values their meaning.
 use std::collections::HashMap;
 
-use tracer_common::{RawEvent, SLOT_PROCESS_EXIT, SLOT_PROCESS_FORK};
+use tracer_common::{RawDevice, RawEvent, SLOT_PROCESS_EXIT, SLOT_PROCESS_FORK};
 
 use crate::{
     ledger::{BufferInfo, BufferType, DeviceRef, Event, EventKind},
@@ -56,6 +56,21 @@ impl Decoder {
         let id_off = self.plan.layout.device_id.offsets[0];
         self.resolver
             .resolve(pid, handle, vptr, id_word, bias, vptrs, id_off)
+    }
+
+    /// Learns what a device object is from the probe's description of it.
+    pub fn describe(&mut self, d: &RawDevice) {
+        let (Some(device_vptr), Some(mesh_vptr)) = (self.plan.device_vptr, self.plan.mesh_vptr)
+        else {
+            return;
+        };
+        self.resolver.describe(
+            d,
+            Vptrs {
+                device: device_vptr,
+                mesh: mesh_vptr,
+            },
+        );
     }
 
     /// Marks `pid` as announced (the launcher announces its child itself).

@@ -15,8 +15,9 @@ use aya::{
 };
 use tokio::io::unix::AsyncFd;
 use tracer_common::{
-    RawEvent, CFG_EXIT_PID_OFF, CFG_FLAGS, CFG_FORK_CHILD_OFF, CFG_FORK_PARENT_OFF,
-    FLAG_ALL_PROCESSES, MAX_SLOTS,
+    RawDevice, RawEvent, CFG_DEVICE_ID_OFF, CFG_EXIT_PID_OFF, CFG_FLAGS, CFG_FORK_CHILD_OFF,
+    CFG_FORK_PARENT_OFF, CFG_MESH_ADD, CFG_MESH_HOP0, CFG_MESH_HOPS, FLAG_ALL_PROCESSES, MAX_SLOTS,
+    MESH_MAX_HOPS, SLOT_DEVICE,
 };
 
 use crate::runtime::plan::ProbePlan;
@@ -63,14 +64,21 @@ impl Probes {
     /// detaches them by itself if the tracer dies (they live only as long as our descriptors).
     pub fn attach(plan: &ProbePlan, scope: Scope, with_bare: bool) -> Result<Self> {
         if plan.probes.len() as u32 > MAX_SLOTS {
-            bail!("probe plan has {} probes; at most {MAX_SLOTS} fit", plan.probes.len());
+            bail!(
+                "probe plan has {} probes; at most {MAX_SLOTS} fit",
+                plan.probes.len()
+            );
         }
         let mut ebpf = Ebpf::load(OBJECT).map_err(|e| {
             anyhow!("cannot load the eBPF programs: {e}. Is this root, on a kernel with BPF? (`tracer doctor` checks)")
         })?;
         {
             let mut config: Array<_, u64> = Array::try_from(ebpf.map_mut("CONFIG").unwrap())?;
-            let flags = if scope == Scope::All { FLAG_ALL_PROCESSES } else { 0 };
+            let flags = if scope == Scope::All {
+                FLAG_ALL_PROCESSES
+            } else {
+                0
+            };
             config.set(CFG_FLAGS, flags, 0)?;
             config.set(
                 CFG_FORK_PARENT_OFF,
@@ -87,20 +95,40 @@ impl Probes {
                 tracepoint_field("sched", "sched_process_exit", "pid")?,
                 0,
             )?;
+            config.set(
+                CFG_DEVICE_ID_OFF,
+                plan.layout.device_id.offsets[0] as i64 as u64,
+                0,
+            )?;
+            if let Some((hops, at)) = &plan.layout.mesh_devices {
+                if hops.len() as u32 <= MESH_MAX_HOPS {
+                    config.set(CFG_MESH_HOPS, hops.len() as u64, 0)?;
+                    for (i, h) in hops.iter().enumerate() {
+                        config.set(CFG_MESH_HOP0 + i as u32, *h as i64 as u64, 0)?;
+                    }
+                    config.set(CFG_MESH_ADD, *at as u64, 0)?;
+                }
+            }
             let mut slots: Array<_, tracer_common::SlotSpec> =
                 Array::try_from(ebpf.map_mut("SLOTS").unwrap())?;
             for (i, p) in plan.probes.iter().enumerate() {
                 slots.set(i as u32, p.spec, 0)?;
             }
         }
-        for (prog, tp) in [("on_fork", "sched_process_fork"), ("on_exit", "sched_process_exit")] {
+        for (prog, tp) in [
+            ("on_fork", "sched_process_fork"),
+            ("on_exit", "sched_process_exit"),
+        ] {
             let p: &mut TracePoint = ebpf.program_mut(prog).unwrap().try_into()?;
             p.load().with_context(|| format!("loading {prog}"))?;
-            p.attach("sched", tp).with_context(|| format!("attaching to sched:{tp}"))?;
+            p.attach("sched", tp)
+                .with_context(|| format!("attaching to sched:{tp}"))?;
         }
         {
             let probe: &mut UProbe = ebpf.program_mut("probe").unwrap().try_into()?;
-            probe.load().context("the kernel rejected the uprobe program")?;
+            probe
+                .load()
+                .context("the kernel rejected the uprobe program")?;
             for (slot, p) in plan.probes.iter().enumerate() {
                 let point = UProbeAttachPoint {
                     location: UProbeAttachLocation::AbsoluteOffset(p.file_offset),
@@ -142,7 +170,8 @@ impl Probes {
     /// Starts reporting `pid` (and, from now on, its descendants).
     pub fn track(&mut self, pid: u32) -> Result<()> {
         let mut m: HashMap<_, u32, u8> = HashMap::try_from(self.ebpf.map_mut("TRACKED").unwrap())?;
-        m.insert(pid, 1, 0).with_context(|| format!("cannot track PID {pid}"))?;
+        m.insert(pid, 1, 0)
+            .with_context(|| format!("cannot track PID {pid}"))?;
         Ok(())
     }
 
@@ -161,7 +190,7 @@ impl Probes {
     }
 
     /// Waits for events and hands each to `f`; returns after one batch.
-    pub async fn next_batch(&mut self, mut f: impl FnMut(RawEvent)) -> Result<()> {
+    pub async fn next_batch(&mut self, mut f: impl FnMut(Raw)) -> Result<()> {
         let mut guard = self.ring.readable_mut().await?;
         let ring = guard.get_inner_mut();
         while let Some(item) = ring.next() {
@@ -172,7 +201,7 @@ impl Probes {
     }
 
     /// Takes whatever is already in the ring buffer without waiting.
-    pub fn drain(&mut self, mut f: impl FnMut(RawEvent)) {
+    pub fn drain(&mut self, mut f: impl FnMut(Raw)) {
         let ring = self.ring.get_mut();
         while let Some(item) = ring.next() {
             f(parse(&item));
@@ -184,12 +213,26 @@ impl Probes {
     }
 }
 
-fn parse(bytes: &[u8]) -> RawEvent {
-    let mut ev = RawEvent::default();
-    let n = bytes.len().min(std::mem::size_of::<RawEvent>());
-    // SAFETY: RawEvent is repr(C) plain data; we copy at most its size.
-    unsafe {
-        std::ptr::copy_nonoverlapping(bytes.as_ptr(), &mut ev as *mut RawEvent as *mut u8, n);
+/// What comes out of the ring buffer.
+pub enum Raw {
+    Event(RawEvent),
+    Device(Box<RawDevice>),
+}
+
+/// Copies a plain-data record out of ring buffer bytes (shorter input leaves zeros).
+fn read_pod<T: aya::Pod>(bytes: &[u8], mut out: T) -> T {
+    let n = bytes.len().min(std::mem::size_of::<T>());
+    // SAFETY: T is repr(C) plain data; we copy at most its size.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), &mut out as *mut T as *mut u8, n) };
+    out
+}
+
+fn parse(bytes: &[u8]) -> Raw {
+    let slot = u32::from_ne_bytes(bytes[..4].try_into().unwrap_or([0; 4]));
+    if slot == SLOT_DEVICE && bytes.len() >= std::mem::size_of::<RawDevice>() {
+        // SAFETY: all-zero is a valid RawDevice.
+        let zero: RawDevice = unsafe { std::mem::zeroed() };
+        return Raw::Device(Box::new(read_pod(bytes, zero)));
     }
-    ev
+    Raw::Event(read_pod(bytes, RawEvent::default()))
 }

@@ -52,7 +52,10 @@ pub fn dropped_by_close(pid: u32, dropped: &[Outstanding]) -> Option<String> {
     if dropped.is_empty() {
         return None;
     }
-    let mut chips: Vec<i32> = dropped.iter().flat_map(|o| o.held.device.chips.clone()).collect();
+    let mut chips: Vec<i32> = dropped
+        .iter()
+        .flat_map(|o| o.held.device.chips.clone())
+        .collect();
     chips.sort_unstable();
     chips.dedup();
     let mut s = format!(
@@ -62,7 +65,13 @@ pub fn dropped_by_close(pid: u32, dropped: &[Outstanding]) -> Option<String> {
     );
     for o in dropped {
         let b = &o.held.buffer;
-        let _ = write!(s, " {} {} bytes (buffer_id={});", b.kind.name(), b.size, b.address);
+        let _ = write!(
+            s,
+            " {} {} bytes (buffer_id={});",
+            b.kind.name(),
+            b.size,
+            b.address
+        );
     }
     Some(s)
 }

@@ -38,8 +38,16 @@ pub fn process_summary(p: &ProcessLedger) -> String {
     if p.devices.is_empty() {
         let _ = writeln!(s, "(no device memory activity)");
     }
-    for outcome in [Outcome::FreedByClose, Outcome::Leaked, Outcome::LiveAtDetach] {
-        let list: Vec<_> = p.outstanding.iter().filter(|o| o.outcome == outcome).collect();
+    for outcome in [
+        Outcome::FreedByClose,
+        Outcome::Leaked,
+        Outcome::LiveAtDetach,
+    ] {
+        let list: Vec<_> = p
+            .outstanding
+            .iter()
+            .filter(|o| o.outcome == outcome)
+            .collect();
         if list.is_empty() {
             continue;
         }
@@ -60,12 +68,20 @@ pub fn process_summary(p: &ProcessLedger) -> String {
                 chips.len(),
                 b.size * chips.len() as u64,
                 b.address,
-                chips.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
+                chips
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
             );
         }
     }
     if p.unknown_frees > 0 {
-        let _ = writeln!(s, "{} free(s) of buffers allocated before tracing began", p.unknown_frees);
+        let _ = writeln!(
+            s,
+            "{} free(s) of buffers allocated before tracing began",
+            p.unknown_frees
+        );
     }
     if p.reserved_estimated > 0 {
         let _ = writeln!(

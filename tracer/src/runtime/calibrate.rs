@@ -2,7 +2,7 @@
 use anyhow::{anyhow, bail, Result};
 
 use super::{
-    disasm::{accessor_chain, constructor_stores, Chain, Stored},
+    disasm::{accessor_chain, constructor_stores, vector_getter, Chain, Stored},
     elf::{demangle, parameters, Library},
     symbols as sym,
 };
@@ -23,6 +23,9 @@ pub struct Layout {
     pub buffer: BufferLayout,
     /// `Device::id()` as a load from the `Device*`.
     pub device_id: Chain,
+    /// From a `MeshDevice*`: pointer loads, then the offset of its `std::vector` of device
+    /// pointers (from `MeshDevice::get_devices() const`).
+    pub mesh_devices: Option<(Vec<i32>, i64)>,
     /// How each field was found, for `doctor` and the recording header.
     pub provenance: Vec<(String, String)>,
 }
@@ -30,8 +33,18 @@ pub struct Layout {
 impl Layout {
     pub fn describe(&self) -> String {
         let b = &self.buffer;
+        let mesh = match &self.mesh_devices {
+            Some((hops, at)) => {
+                let hops: Vec<_> = hops.iter().map(|o| format!("+{o:#x}")).collect();
+                format!(
+                    " MeshDevice{{devices {}->vector@+{at:#x}}}",
+                    hops.join("->")
+                )
+            }
+            None => " MeshDevice{devices: scan}".to_string(),
+        };
         format!(
-            "Buffer{{device {} address {} size {} page_size {} type {} unique_id {}}} Device{{id {}}}",
+            "Buffer{{device {} address {} size {} page_size {} type {} unique_id {}}} Device{{id {}}}{mesh}",
             b.device.describe(),
             b.address.describe(),
             b.size.describe(),
@@ -123,7 +136,10 @@ pub fn calibrate(lib: &Library) -> Result<Layout> {
         }
         _ => None,
     };
-    let ctor = if [&device, &size, &page_size, &kind, &unique_id].iter().any(|c| c.is_none()) {
+    let ctor = if [&device, &size, &page_size, &kind, &unique_id]
+        .iter()
+        .any(|c| c.is_none())
+    {
         match pimpl {
             Some(_) => constructor_fields(lib, sym::BUFFER_IMPL_CTOR),
             None => constructor_fields(lib, sym::BUFFER_CTOR),
@@ -150,14 +166,33 @@ pub fn calibrate(lib: &Library) -> Result<Layout> {
         if let Some(p) = pimpl {
             c.offsets.insert(0, p);
         }
-        provenance.push((field.to_string(), format!("constructor store in {ctor_name}...)")));
+        provenance.push((
+            field.to_string(),
+            format!("constructor store in {ctor_name}...)"),
+        ));
         Ok(c)
     };
-    let device = fill("device", device, ctor.as_ref().and_then(|c| c.device.clone()))?;
+    let device = fill(
+        "device",
+        device,
+        ctor.as_ref().and_then(|c| c.device.clone()),
+    )?;
     let size = fill("size", size, ctor.as_ref().and_then(|c| c.size.clone()))?;
-    let page_size = fill("page_size", page_size, ctor.as_ref().and_then(|c| c.page_size.clone()))?;
-    let kind = fill("buffer_type", kind, ctor.as_ref().and_then(|c| c.kind.clone()))?;
-    let unique_id = fill("unique_id", unique_id, ctor.as_ref().and_then(|c| c.unique_id.clone()))?;
+    let page_size = fill(
+        "page_size",
+        page_size,
+        ctor.as_ref().and_then(|c| c.page_size.clone()),
+    )?;
+    let kind = fill(
+        "buffer_type",
+        kind,
+        ctor.as_ref().and_then(|c| c.kind.clone()),
+    )?;
+    let unique_id = fill(
+        "unique_id",
+        unique_id,
+        ctor.as_ref().and_then(|c| c.unique_id.clone()),
+    )?;
     let Some(address) = address else {
         bail!(
             "calibration failed for Buffer::address: expected an out-of-line accessor `{}` in {}",
@@ -173,9 +208,27 @@ pub fn calibrate(lib: &Library) -> Result<Layout> {
         )
     })?;
     if device_id.offsets.len() != 1 {
-        bail!("calibration failed for Device::id: `{}` is not a plain field load", pretty(sym::DEVICE_ID));
+        bail!(
+            "calibration failed for Device::id: `{}` is not a plain field load",
+            pretty(sym::DEVICE_ID)
+        );
     }
-    provenance.push(("device_id".into(), format!("accessor {}", pretty(sym::DEVICE_ID))));
+    provenance.push((
+        "device_id".into(),
+        format!("accessor {}", pretty(sym::DEVICE_ID)),
+    ));
+    let mesh_devices = lib.symbol(sym::MESH_GET_DEVICES).and_then(|s| {
+        let callee = lib
+            .symbol(sym::VIEW_GET_DEVICES)
+            .and_then(|c| lib.code(c, 512).map(|code| (code, c.address)));
+        vector_getter(lib.code(s, 512)?, s.address, callee)
+    });
+    if mesh_devices.is_some() {
+        provenance.push((
+            "mesh_devices".into(),
+            format!("getter {}", pretty(sym::MESH_GET_DEVICES)),
+        ));
+    }
     Ok(Layout {
         buffer: BufferLayout {
             device,
@@ -186,6 +239,7 @@ pub fn calibrate(lib: &Library) -> Result<Layout> {
             unique_id,
         },
         device_id,
+        mesh_devices,
         provenance,
     })
 }

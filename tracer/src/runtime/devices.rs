@@ -6,6 +6,8 @@
 //! `Device*` (its view or its device cache), each recognised by its vtable pointer.
 use std::{collections::HashMap, fs::File, os::unix::fs::FileExt};
 
+use tracer_common::RawDevice;
+
 use crate::ledger::DeviceRef;
 
 #[derive(Clone, Copy, Debug)]
@@ -47,7 +49,12 @@ const MAX_DEVICES: u64 = 1024;
 
 /// The first array of `Device*` reachable from `mesh` in at most `depth` pointer hops,
 /// breadth-first (the mesh's own view is nearer than global registries).
-pub fn mesh_devices(mem: &dyn Memory, mesh: u64, device_vptr: u64, depth: usize) -> Option<Vec<u64>> {
+pub fn mesh_devices(
+    mem: &dyn Memory,
+    mesh: u64,
+    device_vptr: u64,
+    depth: usize,
+) -> Option<Vec<u64>> {
     let mut frontier = vec![mesh];
     let mut visited = std::collections::HashSet::new();
     for _ in 0..=depth {
@@ -128,22 +135,13 @@ impl DeviceResolver {
             mesh: false,
         };
         let (Some(bias), Some(v)) = (bias, vptrs) else {
-            if std::env::var_os("TRACER_DEBUG").is_some() {
-                eprintln!("resolve pid={pid} handle={handle:#x} vptr={vptr:#x} bias={bias:?} vptrs={vptrs:?}");
-            }
             return chip;
         };
-        if std::env::var_os("TRACER_DEBUG").is_some() {
-            eprintln!("resolve pid={pid} handle={handle:#x} vptr={vptr:#x} bias={bias:#x} mesh={:#x} device={:#x}", bias + v.mesh, bias + v.device);
-        }
         let resolved = if vptr == bias + v.mesh {
             let mem = ProcMem::open(pid);
             let devs = mem
                 .as_ref()
                 .and_then(|m| mesh_devices(m, handle, bias + v.device, 3).map(|d| (m, d)));
-            if std::env::var_os("TRACER_DEBUG").is_some() {
-                eprintln!("scan result: mem={} devs={:?}", mem.is_some(), devs.as_ref().map(|d| d.1.len()));
-            }
             match devs {
                 Some((m, devs)) => {
                     let chips = devs
@@ -174,6 +172,36 @@ impl DeviceResolver {
         };
         self.known.insert((pid, handle), resolved.clone());
         resolved
+    }
+
+    /// Records what the probe saw of a device object. The runtime's load address is implied:
+    /// a mesh's vtable pointer and its devices' must sit at the same distance from their
+    /// link-time addresses.
+    pub fn describe(&mut self, d: &RawDevice, v: Vptrs) {
+        let bias = d.vptr.wrapping_sub(v.mesh);
+        let n = (d.count as usize).min(d.words.len());
+        let chips: Vec<i32> = (0..n)
+            .filter(|i| d.vptrs[*i] == bias.wrapping_add(v.device) && bias % 0x1000 == 0)
+            .map(|i| d.ids[i] as i32)
+            .collect();
+        let device = if chips.is_empty() {
+            // Not a mesh (or its list is empty): a chip, named by its own id field.
+            DeviceRef {
+                handle: d.handle,
+                chips: vec![d.id as u32 as i32],
+                mesh: false,
+            }
+        } else {
+            DeviceRef {
+                handle: d.handle,
+                chips,
+                mesh: true,
+            }
+        };
+        // A mesh whose list could not be read stays unknown: the scanner may do better.
+        if device.mesh || d.vptr.wrapping_sub(v.device) % 0x1000 == 0 {
+            self.known.insert((d.pid, d.handle), device);
+        }
     }
 
     /// A device object was closed: its address may be reused by a new one.
@@ -225,19 +253,5 @@ mod tests {
         m.insert(0x30000, 0x40000);
         m.insert(0x40000, 0x1234);
         assert_eq!(mesh_devices(&Fake(m), 0x10000, 0x7000_0010, 2), None);
-    }
-}
-#[cfg(test)]
-mod live_probe {
-    #[test]
-    fn scan_env_process() {
-        let (Ok(pid), Ok(h), Ok(vt)) = (std::env::var("SCAN_PID"), std::env::var("SCAN_H"), std::env::var("SCAN_VT")) else { return };
-        let pid: u32 = pid.parse().unwrap();
-        let h = u64::from_str_radix(h.trim_start_matches("0x"), 16).unwrap();
-        let vt = u64::from_str_radix(vt.trim_start_matches("0x"), 16).unwrap();
-        let m = super::ProcMem::open(pid).unwrap();
-        let mut b = [0u8; 0x400];
-        eprintln!("read M: {}", super::Memory::read(&m, h, &mut b));
-        eprintln!("{:?}", super::mesh_devices(&m, h, vt, 3));
     }
 }

@@ -86,7 +86,10 @@ pub fn accessor_chain(code: &[u8], ip: u64, arg: usize) -> Option<Chain> {
     for i in decode(code, ip, 32) {
         match i.mnemonic() {
             Mnemonic::Ret => {
-                return state.get(&Register::RAX).filter(|c| !c.offsets.is_empty()).cloned()
+                return state
+                    .get(&Register::RAX)
+                    .filter(|c| !c.offsets.is_empty())
+                    .cloned()
             }
             Mnemonic::Cmp | Mnemonic::Test | Mnemonic::Nop | Mnemonic::Endbr64 => continue,
             m if i.is_jcc_short_or_near() => {
@@ -241,18 +244,188 @@ mod tests {
         // mov %r8d,0x20(%rdi) ; mov $1,%ecx ; lock xadd %rcx,(%rax) ; mov %rcx,0x220(%rbx) ; ret
         let code = [
             0x48, 0x89, 0xf5, 0x48, 0x89, 0xfb, 0x48, 0x89, 0x6b, 0x10, 0x48, 0x89, 0x57, 0x18,
-            0x44, 0x89, 0x47, 0x20, 0xb9, 0x01, 0, 0, 0, 0xf0, 0x48, 0x0f, 0xc1, 0x08, 0x48,
-            0x89, 0x8b, 0x20, 0x02, 0, 0, 0xc3,
+            0x44, 0x89, 0x47, 0x20, 0xb9, 0x01, 0, 0, 0, 0xf0, 0x48, 0x0f, 0xc1, 0x08, 0x48, 0x89,
+            0x8b, 0x20, 0x02, 0, 0, 0xc3,
         ];
         let s = constructor_stores(&code, 0, 100);
         assert_eq!(
             s,
             vec![
-                Store { value: Stored::Arg(1), offset: 0x10, width: 8 },
-                Store { value: Stored::Arg(2), offset: 0x18, width: 8 },
-                Store { value: Stored::Arg(4), offset: 0x20, width: 4 },
-                Store { value: Stored::Counter, offset: 0x220, width: 8 },
+                Store {
+                    value: Stored::Arg(1),
+                    offset: 0x10,
+                    width: 8
+                },
+                Store {
+                    value: Stored::Arg(2),
+                    offset: 0x18,
+                    width: 8
+                },
+                Store {
+                    value: Stored::Arg(4),
+                    offset: 0x20,
+                    width: 4
+                },
+                Store {
+                    value: Stored::Counter,
+                    offset: 0x220,
+                    width: 8
+                },
             ]
+        );
+    }
+}
+
+/// A symbolic value while interpreting a getter: loads from `this` (`Ptr`), an address inside
+/// such an object (`Addr`), or a constant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Sym {
+    Ptr(Vec<i32>),
+    Addr(Vec<i32>, i64),
+    Const(i64),
+}
+
+/// Where a getter that returns a `std::vector` by value (`this` in RSI, the result in RDI)
+/// finds its source vector: `(loads, offset)` = follow `loads` from `this`, then the vector
+/// object (begin, end) sits at `+offset`. Follows one delegation to `callee` when the getter
+/// passes a loaded pointer on as the callee's `this`.
+pub fn vector_getter(
+    code: &[u8],
+    ip: u64,
+    callee: Option<(&[u8], u64)>,
+) -> Option<(Vec<i32>, i64)> {
+    interpret_getter(code, ip, Sym::Ptr(vec![]), callee)
+}
+
+fn interpret_getter(
+    code: &[u8],
+    ip: u64,
+    this: Sym,
+    callee: Option<(&[u8], u64)>,
+) -> Option<(Vec<i32>, i64)> {
+    let mut state: std::collections::HashMap<Register, Sym> = Default::default();
+    state.insert(Register::RSI, this);
+    let mut loads: Vec<(Vec<i32>, i64)> = Vec::new();
+    // (object loads, offset) of a memory operand whose base register is symbolic.
+    let mem_of = |state: &std::collections::HashMap<Register, Sym>, i: &Instruction| {
+        if i.memory_index() != Register::None {
+            return None;
+        }
+        let disp = i.memory_displacement64() as i64;
+        match state.get(&i.memory_base().full_register())? {
+            Sym::Ptr(h) => Some((h.clone(), disp)),
+            Sym::Addr(h, a) => Some((h.clone(), a + disp)),
+            Sym::Const(_) => None,
+        }
+    };
+    for i in decode(code, ip, 64) {
+        match i.mnemonic() {
+            Mnemonic::Ret => return None,
+            Mnemonic::Call => {
+                match state.get(&Register::RSI).cloned() {
+                    // A vector passed by reference to a helper (e.g. a filter/copy).
+                    Some(Sym::Addr(h, a)) => return Some((h, a)),
+                    Some(p @ Sym::Ptr(_)) => {
+                        let (code, ip) = callee?;
+                        return interpret_getter(code, ip, p, None);
+                    }
+                    _ => {}
+                }
+                for r in CALLER_SAVED {
+                    state.remove(&r);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        if i.op_count() < 2 || i.op0_kind() != OpKind::Register {
+            continue;
+        }
+        let dst = i.op0_register().full_register();
+        let value = match (i.mnemonic(), i.op1_kind()) {
+            (Mnemonic::Mov, OpKind::Memory) => mem_of(&state, &i).map(|(h, off)| {
+                // Two loads 8 bytes apart from one object: a vector's begin and end.
+                if let Some(prev) = loads
+                    .iter()
+                    .find(|(ph, po)| *ph == h && (po - off).abs() == 8)
+                {
+                    let at = prev.1.min(off);
+                    return Err((h.clone(), at));
+                }
+                loads.push((h.clone(), off));
+                let mut h = h;
+                h.push(off as i32);
+                Ok(Sym::Ptr(h))
+            }),
+            (Mnemonic::Mov, OpKind::Register) => state
+                .get(&i.op1_register().full_register())
+                .cloned()
+                .map(Ok),
+            (
+                Mnemonic::Mov,
+                OpKind::Immediate32 | OpKind::Immediate32to64 | OpKind::Immediate64,
+            ) => Some(Ok(Sym::Const(i.immediate(1) as i64))),
+            (Mnemonic::Lea, OpKind::Memory) => {
+                mem_of(&state, &i).map(|(h, off)| Ok(Sym::Addr(h, off)))
+            }
+            (Mnemonic::Add, OpKind::Memory) => match (state.get(&dst).cloned(), mem_of(&state, &i))
+            {
+                (Some(Sym::Const(c)), Some((mut h, off))) => {
+                    h.push(off as i32);
+                    Some(Ok(Sym::Addr(h, c)))
+                }
+                _ => None,
+            },
+            (
+                Mnemonic::Add,
+                OpKind::Immediate8to64 | OpKind::Immediate32to64 | OpKind::Immediate32,
+            ) => match state.get(&dst).cloned() {
+                Some(Sym::Ptr(h)) => Some(Ok(Sym::Addr(h, i.immediate(1) as i64))),
+                Some(Sym::Addr(h, a)) => Some(Ok(Sym::Addr(h, a + i.immediate(1) as i64))),
+                _ => None,
+            },
+            _ => None,
+        };
+        match value {
+            Some(Err(found)) => return Some(found),
+            Some(Ok(v)) => {
+                state.insert(dst, v);
+            }
+            None => {
+                state.remove(&dst);
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod getter_tests {
+    use super::*;
+
+    #[test]
+    fn finds_cached_vector_in_pimpl() {
+        // mov %rdi,%rbx ; mov 0x18(%rsi),%r12 ; mov 0x78(%r12),%r15 ; mov 0x80(%r12),%r14
+        let code = [
+            0x48, 0x89, 0xfb, 0x4c, 0x8b, 0x66, 0x18, 0x4d, 0x8b, 0x7c, 0x24, 0x78, 0x4d, 0x8b,
+            0xb4, 0x24, 0x80, 0, 0, 0,
+        ];
+        assert_eq!(vector_getter(&code, 0, None), Some((vec![0x18], 0x78)));
+    }
+
+    #[test]
+    fn follows_delegation_to_view() {
+        // mov 0x18(%rsi),%r14 ; mov 0x58(%r14),%rsi ; call <callee>
+        let outer = [
+            0x4c, 0x8b, 0x76, 0x18, 0x49, 0x8b, 0x76, 0x58, 0xe8, 0, 0, 0, 0,
+        ];
+        // mov $0x178,%eax ; add (%rsi),%rax ; mov %rax,%rsi ; call <helper>
+        let inner = [
+            0xb8, 0x78, 0x01, 0, 0, 0x48, 0x03, 0x06, 0x48, 0x89, 0xc6, 0xe8, 0, 0, 0, 0,
+        ];
+        assert_eq!(
+            vector_getter(&outer, 0, Some((&inner, 0x1000))),
+            Some((vec![0x18, 0x58, 0], 0x178))
         );
     }
 }

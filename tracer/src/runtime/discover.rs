@@ -12,7 +12,11 @@ pub const LIB_NAME: &str = "libtt_metal.so";
 fn not_found(tried: &[String]) -> anyhow::Error {
     anyhow::anyhow!(
         "could not find {LIB_NAME} for this command (looked in: {}); pass --lib PATH",
-        if tried.is_empty() { "nothing to look in".to_string() } else { tried.join(", ") }
+        if tried.is_empty() {
+            "nothing to look in".to_string()
+        } else {
+            tried.join(", ")
+        }
     )
 }
 
@@ -53,7 +57,11 @@ fn find_in(dir: &Path, depth: usize) -> Option<PathBuf> {
     if depth == 0 {
         return None;
     }
-    let mut entries: Vec<_> = std::fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     entries.sort();
     entries
         .into_iter()
@@ -144,7 +152,11 @@ pub fn library_in_process(pid: u32) -> Result<Option<(PathBuf, u64)>> {
         let start = u64::from_str_radix(range.split('-').next().unwrap_or("0"), 16)?;
         // A process in a container sees its own root; reach the file through it.
         let via_root = PathBuf::from(format!("/proc/{pid}/root{path}"));
-        let path = if Path::new(path).exists() { PathBuf::from(path) } else { via_root };
+        let path = if Path::new(path).exists() {
+            PathBuf::from(path)
+        } else {
+            via_root
+        };
         return Ok(Some((path, start)));
     }
     Ok(None)

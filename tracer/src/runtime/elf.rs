@@ -22,7 +22,8 @@ pub struct Library {
 
 impl Library {
     pub fn open(path: &Path) -> Result<Self> {
-        let data = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let data =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         let (symbols, build_id, segments) = Self::index(&data, path)?;
         Ok(Self {
             path: path.to_path_buf(),
@@ -37,7 +38,11 @@ impl Library {
     fn index(
         data: &[u8],
         path: &Path,
-    ) -> Result<(HashMap<String, Symbol>, Option<String>, Vec<(u64, u64, u64)>)> {
+    ) -> Result<(
+        HashMap<String, Symbol>,
+        Option<String>,
+        Vec<(u64, u64, u64)>,
+    )> {
         let file = object::File::parse(data)
             .with_context(|| format!("{} is not an ELF shared library", path.display()))?;
         let mut symbols = HashMap::new();
@@ -54,7 +59,10 @@ impl Library {
             }
         }
         if symbols.is_empty() {
-            bail!("{} has no symbols (stripped?); tracer needs .dynsym or .symtab", path.display());
+            bail!(
+                "{} has no symbols (stripped?); tracer needs .dynsym or .symtab",
+                path.display()
+            );
         }
         let build_id = file
             .build_id()
@@ -74,7 +82,11 @@ impl Library {
 
     /// Symbols whose mangled name starts with `mangled_prefix` and whose demangled name starts
     /// with `prefix` (e.g. a constructor's qualified name and first parameter).
-    pub fn find_demangled(&self, mangled_prefix: &str, prefix: &str) -> Vec<(String, String, Symbol)> {
+    pub fn find_demangled(
+        &self,
+        mangled_prefix: &str,
+        prefix: &str,
+    ) -> Vec<(String, String, Symbol)> {
         let mut out: Vec<_> = self
             .symbols
             .iter()
@@ -100,7 +112,8 @@ impl Library {
     pub fn code(&self, sym: Symbol, max: usize) -> Option<&[u8]> {
         let off = self.file_offset(sym.address)? as usize;
         let len = if sym.size > 0 { sym.size as usize } else { max }.min(max);
-        self.data.get(off..off + len.min(self.data.len().saturating_sub(off)))
+        self.data
+            .get(off..off + len.min(self.data.len().saturating_sub(off)))
     }
 }
 

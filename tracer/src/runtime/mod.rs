@@ -2,8 +2,8 @@
 //! that into a [`plan::ProbePlan`].
 pub mod calibrate;
 pub mod devices;
-pub mod discover;
 pub mod disasm;
+pub mod discover;
 pub mod elf;
 pub mod plan;
 pub mod symbols;
@@ -15,5 +15,6 @@ use anyhow::{Context, Result};
 /// Opens and calibrates a runtime library.
 pub fn plan_for(lib: &Path) -> Result<plan::ProbePlan> {
     let library = elf::Library::open(lib)?;
-    plan::build(&library).with_context(|| format!("cannot build a probe plan for {}", lib.display()))
+    plan::build(&library)
+        .with_context(|| format!("cannot build a probe plan for {}", lib.display()))
 }

@@ -2,7 +2,9 @@
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Result};
-use tracer_common::{arg_word, FieldPath, PT_REGS_SP, SlotSpec, MAX_STEPS, MAX_VALUES};
+use tracer_common::{
+    arg_word, FieldPath, SlotSpec, MAX_STEPS, MAX_VALUES, PT_REGS_SP, SLOT_FORGETS_DEVICE,
+};
 
 use super::{
     calibrate::{calibrate, pretty, Layout},
@@ -79,7 +81,10 @@ fn path(arg: u8, chain: &Chain) -> Result<FieldPath> {
         PT_REGS_SP
     };
     if hops.len() > MAX_STEPS {
-        return Err(anyhow!("layout chain {} deeper than {MAX_STEPS} loads", chain.describe()));
+        return Err(anyhow!(
+            "layout chain {} deeper than {MAX_STEPS} loads",
+            chain.describe()
+        ));
     }
     let mut offsets = [0i32; MAX_STEPS];
     offsets[..hops.len()].copy_from_slice(&hops);
@@ -115,6 +120,17 @@ fn spec(fields: &[FieldPath]) -> SlotSpec {
         ..Default::default()
     };
     s.fields[..fields.len()].copy_from_slice(fields);
+    s
+}
+
+/// A slot whose first value is a device object pointer (described on first sight; `forgets`
+/// when the call ends that object's life).
+fn device_spec(fields: &[FieldPath], forgets: bool) -> SlotSpec {
+    let mut s = spec(fields);
+    s.device_field = 1;
+    if forgets {
+        s.flags |= SLOT_FORGETS_DEVICE;
+    }
     s
 }
 
@@ -159,7 +175,10 @@ fn bank_probe(lib: &Library, mangled: &str, demangled: &str) -> Option<(Role, Sl
     if let Some(c) = args(&|p| p.starts_with("std::vector<")).first() {
         let begin = path(*c, &Chain::field(0, 8)).ok()?;
         let end = path(*c, &Chain::field(8, 8)).ok()?;
-        return Some((Role::BanksVector, spec(&[kind_f, begin, end, align, granule])));
+        return Some((
+            Role::BanksVector,
+            spec(&[kind_f, begin, end, align, granule]),
+        ));
     }
     if let Some(c) = args(&|p| p.starts_with("std::unordered_map<")).first() {
         // libstdc++'s _Hashtable: buckets, bucket_count, before_begin, element_count.
@@ -186,20 +205,31 @@ pub fn build(lib: &Library) -> Result<ProbePlan> {
             .ok_or_else(|| anyhow!("symbol {mangled} lies outside any loadable segment"))
     };
     let fields = buffer_fields(&layout)?;
-    for (role, mangled) in [(Role::Alloc, sym::TRACK_ALLOCATE), (Role::Free, sym::TRACK_DEALLOCATE)] {
+    for (role, mangled) in [
+        (Role::Alloc, sym::TRACK_ALLOCATE),
+        (Role::Free, sym::TRACK_DEALLOCATE),
+    ] {
         probes.push(PlannedProbe {
             role,
             symbol: mangled.to_string(),
             file_offset: offset_of(mangled)?,
-            spec: spec(&fields),
+            spec: device_spec(&fields, false),
         });
     }
     let id = &layout.device_id;
     let this = register(0, 8)?;
     let vptr = path(0, &Chain::field(0, 8))?;
     let close_specs = [
-        (Role::DeviceClose, sym::DEVICE_CLOSE, spec(&[this, vptr, path(0, id)?])),
-        (Role::MeshClose, sym::MESH_DEVICE_CLOSE, spec(&[this, vptr])),
+        (
+            Role::DeviceClose,
+            sym::DEVICE_CLOSE,
+            device_spec(&[this, vptr, path(0, id)?], true),
+        ),
+        (
+            Role::MeshClose,
+            sym::MESH_DEVICE_CLOSE,
+            device_spec(&[this, vptr], true),
+        ),
     ];
     for (role, mangled, spec) in close_specs {
         match offset_of(mangled) {
@@ -216,7 +246,9 @@ pub fn build(lib: &Library) -> Result<ProbePlan> {
         }
     }
     let mut seen = std::collections::HashSet::new();
-    for (mangled, demangled, s) in lib.find_demangled(sym::BANK_MANAGER_CTOR.0, sym::BANK_MANAGER_CTOR.1) {
+    for (mangled, demangled, s) in
+        lib.find_demangled(sym::BANK_MANAGER_CTOR.0, sym::BANK_MANAGER_CTOR.1)
+    {
         if !seen.insert(s.address) {
             continue; // C1 and C2 constructors share one body.
         }
@@ -229,9 +261,13 @@ pub fn build(lib: &Library) -> Result<ProbePlan> {
             });
         }
     }
-    if !probes.iter().any(|p| matches!(p.role, Role::BanksVector | Role::BanksMap)) {
+    if !probes
+        .iter()
+        .any(|p| matches!(p.role, Role::BanksVector | Role::BanksMap))
+    {
         warnings.push(
-            "no BankManager constructor understood: `reserved` falls back to requested bytes".into(),
+            "no BankManager constructor understood: `reserved` falls back to requested bytes"
+                .into(),
         );
     }
     let vptr_of = |m: &str| lib.symbol(m).map(|s| s.address + 16);

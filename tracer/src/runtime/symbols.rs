@@ -5,6 +5,8 @@ pub const TRACK_DEALLOCATE: &str = "_ZN2tt8tt_metal12GraphTracker16track_dealloc
 pub const DEVICE_CLOSE: &str = "_ZN2tt8tt_metal6Device5closeEv";
 pub const MESH_DEVICE_CLOSE: &str = "_ZN2tt8tt_metal11distributed10MeshDevice5closeEv";
 pub const DEVICE_ID: &str = "_ZNK2tt8tt_metal6Device2idEv";
+pub const MESH_GET_DEVICES: &str = "_ZNK2tt8tt_metal11distributed10MeshDevice11get_devicesEv";
+pub const VIEW_GET_DEVICES: &str = "_ZNK2tt8tt_metal11distributed14MeshDeviceView11get_devicesEv";
 pub const DEVICE_VTABLE: &str = "_ZTVN2tt8tt_metal6DeviceE";
 pub const MESH_DEVICE_VTABLE: &str = "_ZTVN2tt8tt_metal11distributed10MeshDeviceE";
 
@@ -18,11 +20,15 @@ pub const BUFFER_UNIQUE_ID: &str = "_ZNK2tt8tt_metal6Buffer9unique_idEv";
 /// Demangled prefixes of constructors whose stores reveal field offsets when accessors are
 /// inlined away.
 /// (mangled prefix, demangled prefix) pairs: the mangled one keeps the search cheap.
-pub const BUFFER_CTOR: (&str, &str) =
-    ("_ZN2tt8tt_metal6BufferC", "tt::tt_metal::Buffer::Buffer(tt::tt_metal::IDevice*");
+pub const BUFFER_CTOR: (&str, &str) = (
+    "_ZN2tt8tt_metal6BufferC",
+    "tt::tt_metal::Buffer::Buffer(tt::tt_metal::IDevice*",
+);
 pub const BUFFER_IMPL_CTOR: (&str, &str) = (
     "_ZN2tt8tt_metal10BufferImplC",
     "tt::tt_metal::BufferImpl::BufferImpl(tt::tt_metal::IDevice*",
 );
-pub const BANK_MANAGER_CTOR: (&str, &str) =
-    ("_ZN2tt8tt_metal11BankManagerC", "tt::tt_metal::BankManager::BankManager(");
+pub const BANK_MANAGER_CTOR: (&str, &str) = (
+    "_ZN2tt8tt_metal11BankManagerC",
+    "tt::tt_metal::BankManager::BankManager(",
+);
