@@ -43,6 +43,15 @@ else
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "llvm-${LLVM_VERSION}-dev"
 fi
 
+step "bpftool (the tests use it to check that no probe is left in the kernel)"
+if command -v bpftool >/dev/null; then
+    ok "bpftool present"
+else
+    need_root bpftool
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends bpftool
+fi
+
 step "bpf-linker ${BPF_LINKER_VERSION}"
 if command -v bpf-linker >/dev/null && bpf-linker --version 2>/dev/null | grep -q "${BPF_LINKER_VERSION}"; then
     ok "$(bpf-linker --version)"

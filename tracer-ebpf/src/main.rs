@@ -99,7 +99,7 @@ fn mask(v: u64, width: u8) -> u64 {
 }
 
 #[uprobe]
-pub fn probe(ctx: ProbeContext) -> u32 {
+pub fn tracer_probe(ctx: ProbeContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     if !is_traced(tgid) {
@@ -235,7 +235,7 @@ fn describe_device(tgid: u32, handle: u64) {
 
 /// Does nothing: the benchmark attaches it beside `probe` to measure the bare trap cost.
 #[uprobe]
-pub fn bare(_ctx: ProbeContext) -> u32 {
+pub fn tracer_bare(_ctx: ProbeContext) -> u32 {
     bump(&HITS, MAX_SLOTS);
     0
 }
@@ -276,7 +276,7 @@ fn record_u32(ctx: &TracePointContext, offset_index: u32) -> u32 {
 
 /// Follows the process tree of traced processes: children of a traced task are traced.
 #[tracepoint]
-pub fn on_fork(ctx: TracePointContext) -> u32 {
+pub fn tracer_fork(ctx: TracePointContext) -> u32 {
     if config(CFG_FLAGS) & FLAG_ALL_PROCESSES != 0 {
         return 0;
     }
@@ -297,7 +297,7 @@ pub fn on_fork(ctx: TracePointContext) -> u32 {
 }
 
 #[tracepoint]
-pub fn on_exit(ctx: TracePointContext) -> u32 {
+pub fn tracer_exit(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     let pid = record_u32(&ctx, CFG_EXIT_PID_OFF);

@@ -1,1 +1,169 @@
-fn main() {}
+//! Project tasks: `cargo xtask demo | test | bench | setup`.
+//!
+//! Each task first runs `scripts/setup.sh` (installs what is missing, says what it does), then
+//! builds tracer in release mode and runs against the real tt-metal runtime on the bundled
+//! 8-chip mock mesh.
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+};
+
+use anyhow::{bail, Context, Result};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn venv_root() -> PathBuf {
+    std::env::var_os("TRACER_VENV_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                .join(".cache/tracer/venvs")
+        })
+}
+
+pub fn python(era: &str) -> PathBuf {
+    venv_root().join(format!("ttnn-{era}")).join("bin/python")
+}
+
+fn status(cmd: &mut Command) -> Result<()> {
+    eprintln!("\x1b[1m==> {cmd:?}\x1b[0m");
+    let st = cmd
+        .status()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    if !st.success() {
+        bail!("{cmd:?} failed: {st}");
+    }
+    Ok(())
+}
+
+/// The environment that makes the real runtime open the bundled mock mesh.
+fn mock_env(cmd: &mut Command) -> &mut Command {
+    cmd.env(
+        "TT_METAL_MOCK_CLUSTER_DESC_PATH",
+        root().join("fixtures/tt-cluster/blackhole_8xP150.yaml"),
+    )
+    .env("ARCH_NAME", "blackhole")
+    .env("TRACER_VENV_ROOT", venv_root())
+    .env("TT_METAL_LOGGER_LEVEL", "ERROR")
+}
+
+fn setup(all: bool) -> Result<()> {
+    let mut cmd = Command::new("bash");
+    cmd.arg(root().join("scripts/setup.sh"));
+    if all {
+        cmd.arg("--all");
+    }
+    status(&mut cmd)
+}
+
+fn build() -> Result<()> {
+    status(
+        Command::new("cargo")
+            .current_dir(root())
+            .args(["build", "--release", "-p", "tracer"]),
+    )
+}
+
+fn tracer() -> PathBuf {
+    root().join("target/release/tracer")
+}
+
+fn demo() -> Result<()> {
+    setup(false)?;
+    build()?;
+    eprintln!(
+        "\x1b[1m==> tracer run on the seed scenario (8-chip mock mesh, real tt-metal)\x1b[0m"
+    );
+    status(
+        mock_env(&mut Command::new(tracer()))
+            .current_dir(root())
+            .args(["run", "--summary-json", "target/demo-summary.json", "--"])
+            .arg(python("0.81.1"))
+            .arg("workloads/seed_scenario.py"),
+    )?;
+    eprintln!(
+        "summary JSON: {}",
+        root().join("target/demo-summary.json").display()
+    );
+    Ok(())
+}
+
+fn test() -> Result<()> {
+    setup(true)?;
+    status(
+        Command::new("cargo")
+            .current_dir(root())
+            .args(["fmt", "--all", "--check"]),
+    )?;
+    status(Command::new("cargo").current_dir(root()).args([
+        "clippy",
+        "--release",
+        "-p",
+        "tracer",
+        "-p",
+        "tracer-common",
+        "-p",
+        "xtask",
+        "-p",
+        "tracer-tests",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    build()?;
+    status(
+        mock_env(&mut Command::new("cargo"))
+            .current_dir(root())
+            .args([
+                "test",
+                "--release",
+                "-p",
+                "tracer",
+                "-p",
+                "tracer-common",
+                "-p",
+                "tracer-tests",
+            ])
+            .args(["--", "--test-threads=1"]),
+    )
+}
+
+fn bench(args: &[String]) -> Result<()> {
+    setup(false)?;
+    build()?;
+    status(
+        mock_env(&mut Command::new(tracer()))
+            .current_dir(root())
+            .arg("bench")
+            .arg("--python")
+            .arg(python("0.81.1"))
+            .args(args),
+    )
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let r = match args.first().map(String::as_str) {
+        Some("demo") => demo(),
+        Some("test") => test(),
+        Some("bench") => bench(&args[1..]),
+        Some("setup") => setup(args.iter().any(|a| a == "--all")),
+        _ => {
+            eprintln!("usage: cargo xtask demo | test | bench [ARGS] | setup [--all]");
+            return ExitCode::from(2);
+        }
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

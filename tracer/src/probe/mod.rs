@@ -116,8 +116,8 @@ impl Probes {
             }
         }
         for (prog, tp) in [
-            ("on_fork", "sched_process_fork"),
-            ("on_exit", "sched_process_exit"),
+            ("tracer_fork", "sched_process_fork"),
+            ("tracer_exit", "sched_process_exit"),
         ] {
             let p: &mut TracePoint = ebpf.program_mut(prog).unwrap().try_into()?;
             p.load().with_context(|| format!("loading {prog}"))?;
@@ -125,7 +125,7 @@ impl Probes {
                 .with_context(|| format!("attaching to sched:{tp}"))?;
         }
         {
-            let probe: &mut UProbe = ebpf.program_mut("probe").unwrap().try_into()?;
+            let probe: &mut UProbe = ebpf.program_mut("tracer_probe").unwrap().try_into()?;
             probe
                 .load()
                 .context("the kernel rejected the uprobe program")?;
@@ -146,7 +146,7 @@ impl Probes {
             }
         }
         if with_bare {
-            let bare: &mut UProbe = ebpf.program_mut("bare").unwrap().try_into()?;
+            let bare: &mut UProbe = ebpf.program_mut("tracer_bare").unwrap().try_into()?;
             bare.load()?;
         }
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").unwrap())?;
@@ -158,7 +158,7 @@ impl Probes {
 
     /// Attaches the do-nothing program to `file_offset` (for the overhead benchmark).
     pub fn attach_bare(&mut self, plan: &ProbePlan, file_offset: u64) -> Result<()> {
-        let bare: &mut UProbe = self.ebpf.program_mut("bare").unwrap().try_into()?;
+        let bare: &mut UProbe = self.ebpf.program_mut("tracer_bare").unwrap().try_into()?;
         bare.attach(
             UProbeAttachLocation::AbsoluteOffset(file_offset),
             &plan.library,

@@ -189,7 +189,6 @@ fn bank_probe(lib: &Library, mangled: &str, demangled: &str) -> Option<(Role, Sl
 }
 
 pub fn build(lib: &Library) -> Result<ProbePlan> {
-    let layout = calibrate(lib)?;
     let mut probes = Vec::new();
     let mut warnings = Vec::new();
     let offset_of = |mangled: &str| -> Result<u64> {
@@ -204,6 +203,11 @@ pub fn build(lib: &Library) -> Result<ProbePlan> {
         lib.file_offset(s.address)
             .ok_or_else(|| anyhow!("symbol {mangled} lies outside any loadable segment"))
     };
+    // The probed functions first: without them nothing else matters.
+    for mangled in [sym::TRACK_ALLOCATE, sym::TRACK_DEALLOCATE] {
+        offset_of(mangled)?;
+    }
+    let layout = calibrate(lib)?;
     let fields = buffer_fields(&layout)?;
     for (role, mangled) in [
         (Role::Alloc, sym::TRACK_ALLOCATE),

@@ -1,0 +1,180 @@
+//! Helpers for the integration tests: run the real `tracer` binary on real ttnn workloads on
+//! the bundled 8-chip mock mesh, and read the ground truth the workloads write.
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+pub use serde_json::Value;
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+pub fn tracer_bin() -> PathBuf {
+    let bin = root().join("target/release/tracer");
+    assert!(
+        bin.exists(),
+        "build tracer first: cargo build --release -p tracer"
+    );
+    bin
+}
+
+fn venv_root() -> PathBuf {
+    std::env::var_os("TRACER_VENV_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/tracer/venvs")
+        })
+}
+
+/// The Python of the ttnn `era` environment made by scripts/setup.sh.
+pub fn python(era: &str) -> PathBuf {
+    let p = venv_root().join(format!("ttnn-{era}/bin/python"));
+    assert!(
+        p.exists(),
+        "{} missing: run scripts/setup.sh --all",
+        p.display()
+    );
+    p
+}
+
+pub fn library(era: &str) -> PathBuf {
+    let out = Command::new(python(era))
+        .args([
+            "-c",
+            "import importlib.util as u; print(u.find_spec('ttnn').submodule_search_locations[0])",
+        ])
+        .output()
+        .unwrap();
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join("build/lib/libtt_metal.so")
+}
+
+pub fn workload(name: &str) -> PathBuf {
+    root().join("workloads").join(name)
+}
+
+/// A tracer command with the mock-mesh environment.
+pub fn tracer() -> Command {
+    let mut c = Command::new(tracer_bin());
+    c.env(
+        "TT_METAL_MOCK_CLUSTER_DESC_PATH",
+        root().join("fixtures/tt-cluster/blackhole_8xP150.yaml"),
+    )
+    .env("ARCH_NAME", "blackhole")
+    .env("TT_METAL_LOGGER_LEVEL", "ERROR")
+    .current_dir(root());
+    c
+}
+
+pub struct Traced {
+    pub output: Output,
+    pub summary: Value,
+    pub truth: Option<Value>,
+}
+
+impl Traced {
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+    /// The only process of the summary whose command runs `script`.
+    pub fn process(&self, script: &str) -> &Value {
+        self.summary["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["command"].as_str().unwrap_or("").contains(script))
+            .unwrap_or_else(|| panic!("no process running {script} in {}", self.summary))
+    }
+}
+
+/// `tracer run [extra] -- python workload args`, with ground truth and summary JSON.
+pub fn trace(era: &str, script: &str, args: &[&str], extra: &[&str]) -> Traced {
+    let dir = tempdir();
+    let summary = dir.join("summary.json");
+    let truth = dir.join("truth.json");
+    let output = tracer()
+        .arg("run")
+        .args(extra)
+        .arg("--summary-json")
+        .arg(&summary)
+        .arg("--")
+        .arg(python(era))
+        .arg(workload(script))
+        .args(args)
+        .env("TRACER_GROUND_TRUTH", &truth)
+        .output()
+        .unwrap();
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap_or_else(|_| {
+            panic!(
+                "no summary written; stderr:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        }))
+        .unwrap();
+    let truth = std::fs::read_to_string(&truth)
+        .ok()
+        .map(|t| serde_json::from_str(&t).unwrap());
+    Traced {
+        output,
+        summary,
+        truth,
+    }
+}
+
+pub fn tempdir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "tracer-test-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Names of BPF programs of ours currently loaded in the kernel.
+pub fn our_bpf_programs() -> Vec<String> {
+    let out = Command::new("bpftool")
+        .args(["-j", "prog", "show"])
+        .output()
+        .expect("bpftool");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Array(vec![]));
+    v.as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .filter(|n| n.starts_with("tracer_"))
+        .map(String::from)
+        .collect()
+}
+
+/// Uprobes/uretprobes registered through tracefs (tracer uses none; checked anyway).
+pub fn tracefs_uprobes() -> String {
+    [
+        "/sys/kernel/tracing/uprobe_events",
+        "/sys/kernel/debug/tracing/uprobe_events",
+    ]
+    .iter()
+    .find_map(|p| std::fs::read_to_string(p).ok())
+    .unwrap_or_default()
+}
+
+/// Chip -> device entry of a summary process.
+pub fn devices(process: &Value) -> std::collections::BTreeMap<i64, Value> {
+    process["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["device"].as_i64().unwrap(), d.clone()))
+        .collect()
+}

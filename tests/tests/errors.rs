@@ -1,0 +1,105 @@
+//! Bad input gets a clear error and a non-zero exit.
+use std::process::Command;
+
+use tracer_tests::*;
+
+fn run_err(cmd: &mut Command) -> (i32, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn not_root() {
+    let (code, err) = run_err(
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(tracer_bin())
+            .args(["run", "--", "true"]),
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("needs root") && err.contains("sudo"), "{err}");
+}
+
+#[test]
+fn lib_that_is_not_tt_metal() {
+    let (code, err) = run_err(tracer().args(["run", "--lib", "/bin/ls", "--", "true"]));
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("/ls") && err.contains("track_allocate") && err.contains("not found"),
+        "{err}"
+    );
+    let text = tempdir().join("notes.txt");
+    std::fs::write(&text, "hello").unwrap();
+    let (code, err) = run_err(
+        tracer()
+            .arg("run")
+            .arg("--lib")
+            .arg(&text)
+            .args(["--", "true"]),
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("not an ELF"), "{err}");
+}
+
+#[test]
+fn command_that_does_not_exist() {
+    let (code, err) = run_err(
+        tracer()
+            .arg("run")
+            .arg("--lib")
+            .arg(library("0.81.1"))
+            .args(["--", "no-such-command-xyz"]),
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("command not found: no-such-command-xyz"),
+        "{err}"
+    );
+}
+
+/// A copy of the real library with `GraphTracker::track_allocate` renamed in its symbol tables.
+#[test]
+fn library_with_a_missing_symbol() {
+    let mut bytes = std::fs::read(library("0.81.1")).unwrap();
+    let from = b"_ZN2tt8tt_metal12GraphTracker14track_allocateEPKNS0_6BufferE";
+    let mut renamed = 0;
+    let mut i = 0;
+    while let Some(pos) = bytes[i..].windows(from.len()).position(|w| w == from) {
+        let at = i + pos + from.len() - 20;
+        bytes[at] = b'X';
+        renamed += 1;
+        i += pos + from.len();
+    }
+    assert!(renamed >= 1);
+    let lib = tempdir().join("libtt_metal.so");
+    std::fs::write(&lib, bytes).unwrap();
+    let (code, err) = run_err(
+        tracer()
+            .arg("run")
+            .arg("--lib")
+            .arg(&lib)
+            .args(["--", "true"]),
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("GraphTracker::track_allocate"), "{err}");
+    let (code, out) = {
+        let o = tracer()
+            .arg("doctor")
+            .arg("--lib")
+            .arg(&lib)
+            .output()
+            .unwrap();
+        (
+            o.status.code().unwrap(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    assert_ne!(code, 0);
+    assert!(
+        out.contains("FAIL") && out.contains("track_allocate"),
+        "{out}"
+    );
+}

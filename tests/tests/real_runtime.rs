@@ -1,0 +1,203 @@
+//! The real tt-metal runtime (ttnn from PyPI) on the 8-chip mock mesh, both layout eras,
+//! checked against what tt-metal itself reports (`ttnn.get_memory_view`) and what the workload
+//! did.
+use tracer_tests::*;
+
+const ERAS: [&str; 2] = ["0.81.1", "0.75.0"];
+const TYPES: [&str; 2] = ["DRAM", "L1"];
+
+fn truth_chips(truth: &Value) -> Vec<i64> {
+    let mut c: Vec<i64> = truth["chips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_i64().unwrap())
+        .collect();
+    c.sort();
+    c
+}
+
+/// Exits with the mesh open and 3 tensors kept: the summary is the ledger at exit.
+fn check_exit_with_live_buffers(era: &str) {
+    let t = trace(
+        era,
+        "seed_scenario.py",
+        &["--leave", "3", "--exit-open"],
+        &["--quiet"],
+    );
+    assert!(t.output.status.success(), "{}", t.stderr());
+    let truth = t.truth.as_ref().expect("ground truth");
+    let p = t.process("seed_scenario.py");
+    let devs = devices(p);
+    assert_eq!(
+        devs.keys().copied().collect::<Vec<_>>(),
+        truth_chips(truth),
+        "one ledger per physical chip"
+    );
+    let allocations = truth["allocations"].as_u64().unwrap();
+    let deallocations = truth["deallocations"].as_u64().unwrap();
+    for (chip, d) in &devs {
+        for ty in TYPES {
+            assert_eq!(
+                d["live"]["reserved"][ty], truth["memory_view_at_end"][ty],
+                "{era} chip {chip}: live reserved {ty} == get_memory_view"
+            );
+            assert_eq!(
+                d["peak"]["reserved"][ty], truth["memory_view_max"][ty],
+                "{era} chip {chip}: peak reserved {ty} == max of get_memory_view samples"
+            );
+        }
+        assert_eq!(
+            d["allocations"].as_u64().unwrap(),
+            allocations,
+            "{era} chip {chip}"
+        );
+        assert_eq!(
+            d["deallocations"].as_u64().unwrap(),
+            deallocations,
+            "{era} chip {chip}"
+        );
+        assert_eq!(
+            d["live"]["buffers"].as_u64().unwrap(),
+            allocations - deallocations
+        );
+    }
+    // The kept tensors are reported as leaked on every chip, with their real sizes.
+    let kept = truth["kept"].as_array().unwrap();
+    let outstanding = p["outstanding"].as_array().unwrap();
+    assert_eq!(outstanding.len(), kept.len() * devs.len());
+    for k in kept {
+        let on: Vec<_> = outstanding
+            .iter()
+            .filter(|o| o["buffer_id"] == k["buffer_id"])
+            .collect();
+        assert_eq!(on.len(), devs.len(), "{era}: {} on every chip", k["name"]);
+        for o in on {
+            assert_eq!(
+                o["requested"], k["size"],
+                "{era}: requested == buffer size of {}",
+                k["name"]
+            );
+            assert_eq!(o["type"], k["type"]);
+            assert_eq!(o["class"], "leaked");
+        }
+    }
+    assert_eq!(p["exit_code"], 0);
+}
+
+#[test]
+fn ledger_equals_memory_view_on_0_81_1() {
+    check_exit_with_live_buffers(ERAS[0]);
+}
+
+#[test]
+fn ledger_equals_memory_view_on_0_75_0() {
+    check_exit_with_live_buffers(ERAS[1]);
+}
+
+/// The seed scenario: every chip shows its allocation and deallocation lines; zero live at the
+/// end; requested sizes are the tensors' buffer sizes.
+fn check_seed_scenario(era: &str) {
+    let t = trace(era, "seed_scenario.py", &[], &[]);
+    assert!(t.output.status.success(), "{}", t.stderr());
+    let truth = t.truth.as_ref().unwrap();
+    let out = t.stdout();
+    for chip in truth_chips(truth) {
+        for tensor in truth["tensors"].as_array().unwrap() {
+            let (size, id, ty) = (
+                &tensor["size"],
+                &tensor["buffer_id"],
+                tensor["type"].as_str().unwrap(),
+            );
+            let alloc = format!("Allocated {size} bytes of {ty} on device {chip} (buffer_id={id})");
+            let free = format!("Freed buffer {id} on device {chip} ({size} bytes)");
+            assert!(out.contains(&alloc), "{era}: missing `{alloc}`");
+            assert!(out.contains(&free), "{era}: missing `{free}`");
+        }
+        assert!(
+            out.contains(&format!("Device {chip}: Buffers: 0, DRAM: 0 bytes")),
+            "{era}: chip {chip} not empty at the end"
+        );
+    }
+    let p = t.process("seed_scenario.py");
+    for d in devices(p).values() {
+        assert_eq!(d["live"]["buffers"], 0);
+        for ty in TYPES {
+            assert_eq!(d["live"]["reserved"][ty], 0);
+            assert_eq!(d["peak"]["reserved"][ty], truth["memory_view_max"][ty]);
+        }
+        assert_eq!(d["allocations"], truth["allocations"]);
+        assert_eq!(d["deallocations"], truth["deallocations"]);
+    }
+    assert!(p["outstanding"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn seed_scenario_on_every_chip_0_81_1() {
+    check_seed_scenario(ERAS[0]);
+}
+
+#[test]
+fn seed_scenario_on_every_chip_0_75_0() {
+    check_seed_scenario(ERAS[1]);
+}
+
+/// Closing the mesh without deallocating: buffers are `freed_by_close` on every chip and the
+/// live ledger is zero.
+#[test]
+fn mesh_close_drops_undeallocated_buffers() {
+    for era in ERAS {
+        let t = trace(
+            era,
+            "seed_scenario.py",
+            &["--leave", "2", "--close-with-live"],
+            &[],
+        );
+        assert!(t.output.status.success(), "{}", t.stderr());
+        let truth = t.truth.as_ref().unwrap();
+        let p = t.process("seed_scenario.py");
+        let devs = devices(p);
+        for d in devs.values() {
+            assert_eq!(d["live"]["buffers"], 0, "{era}");
+            assert_eq!(d["live"]["reserved"]["L1"], 0, "{era}");
+        }
+        let outstanding = p["outstanding"].as_array().unwrap();
+        assert_eq!(outstanding.len(), 2 * devs.len(), "{era}");
+        assert!(
+            outstanding.iter().all(|o| o["class"] == "freed_by_close"),
+            "{era}"
+        );
+        for k in truth["kept"].as_array().unwrap() {
+            assert_eq!(
+                outstanding
+                    .iter()
+                    .filter(|o| o["buffer_id"] == k["buffer_id"] && o["requested"] == k["size"])
+                    .count(),
+                devs.len(),
+                "{era}"
+            );
+        }
+        assert!(
+            t.stdout().contains("freed_by_close"),
+            "{era}: the output says why"
+        );
+    }
+}
+
+/// The library is found from the command's Python without --lib, and the child's exit code is
+/// the tracer's.
+#[test]
+fn finds_library_and_propagates_exit_code() {
+    let out = tracer()
+        .args(["run", "--quiet", "--"])
+        .arg(python(ERAS[0]))
+        .args(["-c", "import ttnn, sys; sys.exit(7)"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
