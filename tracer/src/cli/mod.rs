@@ -1,4 +1,5 @@
 //! Command-line interface: clap definitions and the wiring of the stages.
+mod bench;
 mod doctor;
 mod launch;
 mod run;
@@ -29,6 +30,17 @@ enum Command {
         /// The command to run, after `--`.
         #[arg(required = true, last = true)]
         cmd: Vec<String>,
+    },
+    /// Measure overhead side by side: untraced, bare uprobe, tracer, tt-metal's SHM tracker.
+    Bench {
+        /// Python with ttnn installed.
+        #[arg(long)]
+        python: PathBuf,
+        /// Allocate+deallocate pairs per configuration.
+        #[arg(long, default_value_t = 20000)]
+        pairs: u64,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// Check kernel, permissions and the runtime library; print the probe plan and layout.
     Doctor {
@@ -72,6 +84,15 @@ pub fn main() -> Result<i32> {
     match cli.command {
         Command::Run { opts, cmd } => run::run(opts, cmd),
         Command::Doctor { lib, pid } => doctor::doctor(lib, pid),
+        Command::Bench {
+            python,
+            pairs,
+            rounds,
+        } => bench::bench(bench::BenchOpts {
+            python,
+            pairs,
+            rounds,
+        }),
     }
 }
 

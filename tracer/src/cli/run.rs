@@ -24,7 +24,7 @@ pub fn run(opts: TraceOpts, cmd: Vec<String>) -> Result<i32> {
         .enable_all()
         .build()?;
     let _rt_guard = rt.enter();
-    let probes = match Probes::attach(&plan, Scope::Tracked, false) {
+    let probes = match Probes::attach(&plan, Scope::Tracked) {
         Ok(p) => p,
         Err(e) => {
             child.abort();

@@ -77,17 +77,6 @@ pub struct ProcessLedger {
 }
 
 impl ProcessLedger {
-    /// Buffers currently held, in allocation order.
-    pub fn live_buffers(&self) -> Vec<&HeldBuffer> {
-        let mut v: Vec<_> = self.live.values().collect();
-        v.sort_by_key(|b| (b.allocated_ns, b.buffer.unique_id));
-        v
-    }
-
-    pub fn geometry(&self, kind: BufferType) -> Option<Geometry> {
-        self.geometry.get(&kind).copied()
-    }
-
     fn reserved_for(&mut self, b: &BufferInfo) -> u64 {
         match self.geometry.get(&b.kind) {
             Some(g) => reserved_bytes(b.size, b.page_size, *g),

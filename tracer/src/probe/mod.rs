@@ -2,8 +2,6 @@
 //! attach the uprobes and tracepoints, and stream raw events out of the ring buffer.
 pub mod decode;
 
-use std::os::fd::AsRawFd;
-
 use anyhow::{anyhow, bail, Context, Result};
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
@@ -21,6 +19,9 @@ use tracer_common::{
 };
 
 use crate::runtime::plan::ProbePlan;
+
+/// How often the collector drains the ring buffer when the kernel does not wake it.
+const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
 
@@ -62,7 +63,7 @@ fn tracepoint_field(category: &str, name: &str, field: &str) -> Result<u64> {
 impl Probes {
     /// Loads and attaches everything. Probes detach when this value is dropped, and the kernel
     /// detaches them by itself if the tracer dies (they live only as long as our descriptors).
-    pub fn attach(plan: &ProbePlan, scope: Scope, with_bare: bool) -> Result<Self> {
+    pub fn attach(plan: &ProbePlan, scope: Scope) -> Result<Self> {
         if plan.probes.len() as u32 > MAX_SLOTS {
             bail!(
                 "probe plan has {} probes; at most {MAX_SLOTS} fit",
@@ -145,10 +146,6 @@ impl Probes {
                     })?;
             }
         }
-        if with_bare {
-            let bare: &mut UProbe = ebpf.program_mut("tracer_bare").unwrap().try_into()?;
-            bare.load()?;
-        }
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").unwrap())?;
         // SAFETY: the ring buffer owns its descriptor and lives exactly as long as the AsyncFd.
         let ring = unsafe { AsyncFd::register(ring) }
@@ -156,15 +153,20 @@ impl Probes {
         Ok(Self { ebpf, ring })
     }
 
-    /// Attaches the do-nothing program to `file_offset` (for the overhead benchmark).
-    pub fn attach_bare(&mut self, plan: &ProbePlan, file_offset: u64) -> Result<()> {
-        let bare: &mut UProbe = self.ebpf.program_mut("tracer_bare").unwrap().try_into()?;
-        bare.attach(
-            UProbeAttachLocation::AbsoluteOffset(file_offset),
-            &plan.library,
-            UProbeScope::AllProcesses,
-        )?;
-        Ok(())
+    /// Only the do-nothing program, on the functions of `roles` (the benchmark's baseline:
+    /// the cost of the trap itself).
+    pub fn attach_bare_only(plan: &ProbePlan, roles: &[crate::runtime::plan::Role]) -> Result<Ebpf> {
+        let mut ebpf = Ebpf::load(OBJECT)?;
+        let bare: &mut UProbe = ebpf.program_mut("tracer_bare").unwrap().try_into()?;
+        bare.load()?;
+        for p in plan.probes.iter().filter(|p| roles.contains(&p.role)) {
+            bare.attach(
+                UProbeAttachLocation::AbsoluteOffset(p.file_offset),
+                &plan.library,
+                UProbeScope::AllProcesses,
+            )?;
+        }
+        Ok(ebpf)
     }
 
     /// Starts reporting `pid` (and, from now on, its descendants).
@@ -189,14 +191,20 @@ impl Probes {
             .collect()
     }
 
-    /// Waits for events and hands each to `f`; returns after one batch.
+    /// Waits for events (woken when the ring buffer fills, or after `DRAIN_EVERY`) and hands
+    /// each to `f`; returns after one batch.
     pub async fn next_batch(&mut self, mut f: impl FnMut(Raw)) -> Result<()> {
-        let mut guard = self.ring.readable_mut().await?;
-        let ring = guard.get_inner_mut();
-        while let Some(item) = ring.next() {
-            f(parse(&item));
+        tokio::select! {
+            guard = self.ring.readable_mut() => {
+                let mut guard = guard?;
+                let ring = guard.get_inner_mut();
+                while let Some(item) = ring.next() {
+                    f(parse(&item));
+                }
+                guard.clear_ready();
+            }
+            _ = tokio::time::sleep(DRAIN_EVERY) => self.drain(f),
         }
-        guard.clear_ready();
         Ok(())
     }
 
@@ -206,10 +214,6 @@ impl Probes {
         while let Some(item) = ring.next() {
             f(parse(&item));
         }
-    }
-
-    pub fn ring_fd(&self) -> i32 {
-        self.ring.get_ref().as_raw_fd()
     }
 }
 
