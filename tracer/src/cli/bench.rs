@@ -36,7 +36,11 @@ fn loop_seconds(out: std::process::Output) -> Result<f64> {
         bail!("workload failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().rev().find(|l| l.starts_with('{')).context("no timing line")?;
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .context("no timing line")?;
     let v: serde_json::Value = serde_json::from_str(line)?;
     v["seconds"].as_f64().context("no seconds")
 }
@@ -61,16 +65,19 @@ fn traced(
     pairs: u64,
     shape: (u32, u32),
 ) -> Result<(f64, Vec<u64>)> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let _g = rt.enter();
     let probes = Probes::attach(plan, Scope::All)?;
     let mut session = LiveSession::new(probes, Decoder::new(plan.clone()), quiet_opts());
     let mut cmd = workload(opts, pairs, shape, false);
     let out = rt.block_on(async {
-        let child = tokio::process::Command::from(std::mem::replace(&mut cmd, Command::new("true")))
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()?;
+        let child =
+            tokio::process::Command::from(std::mem::replace(&mut cmd, Command::new("true")))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
             let _ = tx.send(child.wait_with_output().await);
@@ -89,7 +96,9 @@ fn traced(
 }
 
 fn bare(opts: &BenchOpts, plan: &runtime::plan::ProbePlan, pairs: u64) -> Result<f64> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let _g = rt.enter();
     let _bare = Probes::attach_bare_only(plan, &[Role::Alloc, Role::Free])?;
     loop_seconds(workload(opts, pairs, (2, 4), false).output()?)
@@ -105,17 +114,24 @@ pub fn bench(opts: BenchOpts) -> Result<i32> {
     let lib = discover::library_for_command(None, &[opts.python.display().to_string()])?;
     let plan = runtime::plan_for(&lib)?;
     let started = Instant::now();
-    println!("benchmark: {} allocate+deallocate pairs of a 2x4-mesh DRAM tensor, {} rounds", opts.pairs, opts.rounds);
+    println!(
+        "benchmark: {} allocate+deallocate pairs of a 2x4-mesh DRAM tensor, {} rounds",
+        opts.pairs, opts.rounds
+    );
     println!("runtime: {}", lib.display());
     let (mut t_none, mut t_bare, mut t_tracer, mut t_shm) = (vec![], vec![], vec![], vec![]);
     let mut hits = Vec::new();
     for round in 0..opts.rounds {
-        t_none.push(loop_seconds(workload(&opts, opts.pairs, (2, 4), false).output()?)?);
+        t_none.push(loop_seconds(
+            workload(&opts, opts.pairs, (2, 4), false).output()?,
+        )?);
         t_bare.push(bare(&opts, &plan, opts.pairs)?);
         let (t, h) = traced(&opts, &plan, opts.pairs, (2, 4))?;
         t_tracer.push(t);
         hits = h;
-        t_shm.push(loop_seconds(workload(&opts, opts.pairs, (2, 4), true).output()?)?);
+        t_shm.push(loop_seconds(
+            workload(&opts, opts.pairs, (2, 4), true).output()?,
+        )?);
         eprintln!(
             "round {}: untraced {:.3}s, bare uprobe {:.3}s, tracer {:.3}s, SHM tracker {:.3}s",
             round + 1,
@@ -126,11 +142,24 @@ pub fn bench(opts: BenchOpts) -> Result<i32> {
         );
     }
     let per_pair = |t: f64| t / opts.pairs as f64 * 1e6;
-    let (none, bare_t, tracer_t, shm) = (median(t_none), median(t_bare), median(t_tracer), median(t_shm));
-    let slot = |role: Role| plan.probes.iter().position(|p| p.role == role).map_or(0, |i| hits[i]);
+    let (none, bare_t, tracer_t, shm) = (
+        median(t_none),
+        median(t_bare),
+        median(t_tracer),
+        median(t_shm),
+    );
+    let slot = |role: Role| {
+        plan.probes
+            .iter()
+            .position(|p| p.role == role)
+            .map_or(0, |i| hits[i])
+    };
     // Warm-up allocations (10 pairs) happen inside the traced window too.
     let traced_pairs = (opts.pairs + 10) as f64;
-    println!("per allocate+deallocate pair (median of {} rounds):", opts.rounds);
+    println!(
+        "per allocate+deallocate pair (median of {} rounds):",
+        opts.rounds
+    );
     println!("  untraced            {:8.2} us", per_pair(none));
     println!("  bare uprobe x2      {:8.2} us", per_pair(bare_t));
     println!("  tracer              {:8.2} us", per_pair(tracer_t));
@@ -142,7 +171,12 @@ pub fn bench(opts: BenchOpts) -> Result<i32> {
     );
     for shape in [(1, 1), (1, 2)] {
         let (_, h) = traced(&opts, &plan, 200, shape)?;
-        let s = |role: Role| plan.probes.iter().position(|p| p.role == role).map_or(0, |i| h[i]);
+        let s = |role: Role| {
+            plan.probes
+                .iter()
+                .position(|p| p.role == role)
+                .map_or(0, |i| h[i])
+        };
         println!(
             "uprobe traps per mesh tensor ({}x{} mesh): allocation {:.3}, free {:.3}",
             shape.0,

@@ -155,7 +155,10 @@ impl Probes {
 
     /// Only the do-nothing program, on the functions of `roles` (the benchmark's baseline:
     /// the cost of the trap itself).
-    pub fn attach_bare_only(plan: &ProbePlan, roles: &[crate::runtime::plan::Role]) -> Result<Ebpf> {
+    pub fn attach_bare_only(
+        plan: &ProbePlan,
+        roles: &[crate::runtime::plan::Role],
+    ) -> Result<Ebpf> {
         let mut ebpf = Ebpf::load(OBJECT)?;
         let bare: &mut UProbe = ebpf.program_mut("tracer_bare").unwrap().try_into()?;
         bare.load()?;

@@ -41,7 +41,7 @@ impl Memory for ProcMem {
 }
 
 fn plausible_pointer(v: u64) -> bool {
-    (0x10000..0x8000_0000_0000).contains(&v) && v % 8 == 0
+    (0x10000..0x8000_0000_0000).contains(&v) && v.is_multiple_of(8)
 }
 
 const OBJECT_SCAN: usize = 0x400;
@@ -89,7 +89,7 @@ fn device_array(mem: &dyn Memory, begin: u64, end: u64, device_vptr: u64) -> Opt
         return None;
     }
     for stride in [8u64, 16] {
-        if (end - begin) % stride != 0 {
+        if !(end - begin).is_multiple_of(stride) {
             continue;
         }
         let n = (end - begin) / stride;
@@ -181,7 +181,7 @@ impl DeviceResolver {
         let bias = d.vptr.wrapping_sub(v.mesh);
         let n = (d.count as usize).min(d.words.len());
         let chips: Vec<i32> = (0..n)
-            .filter(|i| d.vptrs[*i] == bias.wrapping_add(v.device) && bias % 0x1000 == 0)
+            .filter(|i| d.vptrs[*i] == bias.wrapping_add(v.device) && bias.is_multiple_of(0x1000))
             .map(|i| d.ids[i] as i32)
             .collect();
         let device = if chips.is_empty() {
@@ -199,7 +199,7 @@ impl DeviceResolver {
             }
         };
         // A mesh whose list could not be read stays unknown: the scanner may do better.
-        if device.mesh || d.vptr.wrapping_sub(v.device) % 0x1000 == 0 {
+        if device.mesh || d.vptr.wrapping_sub(v.device).is_multiple_of(0x1000) {
             self.known.insert((d.pid, d.handle), device);
         }
     }
