@@ -79,6 +79,20 @@ pub struct TraceOpts {
     pub duration: Option<f64>,
 }
 
+impl TraceOpts {
+    /// Options of the contract that this build does not implement yet: refused loudly rather
+    /// than ignored.
+    pub fn refuse_unimplemented(&self) -> Result<()> {
+        if self.output.is_some() {
+            anyhow::bail!("-o/--output (session recording) is not implemented in this version");
+        }
+        if self.metrics.is_some() {
+            anyhow::bail!("--metrics (Prometheus exporter) is not implemented in this version");
+        }
+        Ok(())
+    }
+}
+
 pub fn main() -> Result<i32> {
     let cli = Cli::parse();
     match cli.command {

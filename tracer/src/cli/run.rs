@@ -13,6 +13,7 @@ use crate::{
 };
 
 pub fn run(opts: TraceOpts, cmd: Vec<String>) -> Result<i32> {
+    opts.refuse_unimplemented()?;
     super::require_root()?;
     let lib = discover::library_for_command(opts.lib.as_deref(), &cmd)?;
     let plan = runtime::plan_for(&lib)?;
