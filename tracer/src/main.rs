@@ -4,6 +4,7 @@ mod ledger;
 mod probe;
 mod report;
 mod runtime;
+mod session;
 
 fn main() {
     let code = match cli::main() {

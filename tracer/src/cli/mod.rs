@@ -1,7 +1,9 @@
 //! Command-line interface: clap definitions and the wiring of the stages.
 mod bench;
 mod doctor;
+mod export;
 mod launch;
+mod report;
 mod run;
 mod session;
 
@@ -30,6 +32,24 @@ enum Command {
         /// The command to run, after `--`.
         #[arg(required = true, last = true)]
         cmd: Vec<String>,
+    },
+    /// The summary of a recording (`run -o FILE`), replayed through the ledger.
+    Report {
+        file: PathBuf,
+        /// The tracer.summary/1 JSON (plus a "recording" object) instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The ledger as it was SECONDS after the session start.
+        #[arg(long, value_name = "SECONDS")]
+        at: Option<f64>,
+    },
+    /// Convert a recording: Chrome/Perfetto trace JSON, CSV (one row per event) or SQLite.
+    Export {
+        file: PathBuf,
+        #[arg(long, value_enum)]
+        format: export::Format,
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
     },
     /// Measure overhead side by side: untraced, bare uprobe, tracer, tt-metal's SHM tracker.
     Bench {
@@ -83,9 +103,6 @@ impl TraceOpts {
     /// Options of the contract that this build does not implement yet: refused loudly rather
     /// than ignored.
     pub fn refuse_unimplemented(&self) -> Result<()> {
-        if self.output.is_some() {
-            anyhow::bail!("-o/--output (session recording) is not implemented in this version");
-        }
         if self.metrics.is_some() {
             anyhow::bail!("--metrics (Prometheus exporter) is not implemented in this version");
         }
@@ -97,6 +114,12 @@ pub fn main() -> Result<i32> {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { opts, cmd } => run::run(opts, cmd),
+        Command::Report { file, json, at } => report::report(&file, json, at),
+        Command::Export {
+            file,
+            format,
+            output,
+        } => export::export(&file, format, &output),
         Command::Doctor { lib, pid } => doctor::doctor(lib, pid),
         Command::Bench {
             python,

@@ -34,6 +34,10 @@ pub fn run(opts: TraceOpts, cmd: Vec<String>) -> Result<i32> {
     };
     let mut session = LiveSession::new(probes, Decoder::new(plan), opts);
     let pid = child.pid;
+    if let Err(e) = session.open_recording(&cmd.join(" ")) {
+        child.abort();
+        return Err(e);
+    }
     session.probes.track(pid)?;
     session.decoder.announce(pid);
     session.apply(&Event {

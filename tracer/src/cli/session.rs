@@ -9,6 +9,7 @@ use crate::{
     ledger::{Event, EventKind, Ledger},
     probe::{decode::Decoder, Probes, Raw},
     report::{self, SessionInfo},
+    session::writer::{live_header, Recorder},
 };
 
 pub struct LiveSession {
@@ -17,6 +18,10 @@ pub struct LiveSession {
     pub ledger: Ledger,
     opts: TraceOpts,
     out: std::io::BufWriter<std::io::Stdout>,
+    /// CLOCK_MONOTONIC when the session began (the recording's time base).
+    start_ns: u64,
+    /// `-o FILE`: every event the ledger sees is also recorded.
+    recorder: Option<Recorder<std::fs::File>>,
 }
 
 /// Why the event loop stopped.
@@ -35,6 +40,38 @@ impl LiveSession {
             ledger: Ledger::new(),
             opts,
             out: std::io::BufWriter::new(std::io::stdout()),
+            start_ns: monotonic_ns(),
+            recorder: None,
+        }
+    }
+
+    /// Starts the `-o FILE` recording, if asked for; `command` is what the session traces
+    /// (the launched command, or the attached PIDs).
+    pub fn open_recording(&mut self, command: &str) -> Result<()> {
+        let Some(path) = &self.opts.output else {
+            return Ok(());
+        };
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("cannot create recording {}", path.display()))?;
+        let header = live_header(command, self.decoder.plan(), self.start_ns);
+        self.recorder = Some(
+            Recorder::new(file, &header)
+                .with_context(|| format!("cannot write recording {}", path.display()))?,
+        );
+        Ok(())
+    }
+
+    /// Runs a recorder step; a failing recording is reported once and dropped, the trace goes
+    /// on.
+    fn with_recorder(&mut self, step: impl FnOnce(&mut Recorder<std::fs::File>) -> Result<()>) {
+        if let Some(rec) = self.recorder.as_mut() {
+            if let Err(e) = step(rec) {
+                eprintln!(
+                    "tracer: error: recording to {} failed, recording stopped: {e:#}",
+                    self.opts.output.as_deref().unwrap_or(std::path::Path::new("?")).display()
+                );
+                self.recorder = None;
+            }
         }
     }
 
@@ -46,6 +83,7 @@ impl LiveSession {
             .get(&ev.pid)
             .map_or(0, |p| p.outstanding.len());
         self.ledger.apply(ev);
+        self.with_recorder(|r| r.record(ev));
         if self.opts.quiet {
             return;
         }
@@ -98,10 +136,13 @@ impl LiveSession {
         };
         tokio::pin!(done);
         tokio::pin!(sleep);
+        // Recorded events reach the file at least this often, so a SIGKILL loses little.
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
         let stop = loop {
             let mut raws = Vec::new();
             tokio::select! {
                 r = self.probes.next_batch(|r| raws.push(r)) => { r?; }
+                _ = tick.tick() => {}
                 code = &mut done => break Stop::ChildExited(code),
                 _ = int.recv() => break Stop::Signal(libc::SIGINT),
                 _ = term.recv() => break Stop::Signal(libc::SIGTERM),
@@ -111,6 +152,7 @@ impl LiveSession {
                 self.handle_raw(r);
             }
             let _ = self.out.flush();
+            self.with_recorder(|r| r.flush_if_due());
         };
         // Events already in the ring buffer belong to the session.
         self.drain();
@@ -128,7 +170,14 @@ impl LiveSession {
             build_id: plan.build_id.clone(),
             layout: plan.layout.describe(),
             lost_events: lost,
+            start_ns: self.start_ns,
         };
+        if let Some(rec) = self.recorder.take() {
+            let path = self.opts.output.clone().unwrap_or_default();
+            rec.finish(now_ns, lost)
+                .and_then(|f| Ok(f.sync_all()?))
+                .with_context(|| format!("cannot finish recording {}", path.display()))?;
+        }
         let _ = write!(self.out, "{}", report::text::summary(&self.ledger, &info));
         let _ = self.out.flush();
         if let Some(path) = &self.opts.summary_json {

@@ -77,6 +77,11 @@ pub struct ProcessLedger {
 }
 
 impl ProcessLedger {
+    /// The live buffer of `device_handle` with `unique_id`, if the ledger holds it.
+    pub fn held(&self, device_handle: u64, unique_id: u64) -> Option<&HeldBuffer> {
+        self.live.get(&(device_handle, unique_id))
+    }
+
     fn reserved_for(&mut self, b: &BufferInfo) -> u64 {
         match self.geometry.get(&b.kind) {
             Some(g) => reserved_bytes(b.size, b.page_size, *g),
@@ -176,7 +181,7 @@ impl Ledger {
                 p.release(key, ev.ts_ns, None);
                 for chip in &device.chips {
                     let acct = p.devices.entry(*chip).or_default();
-                    acct.add(buffer.kind, buffer.size, reserved);
+                    acct.add(buffer.kind, buffer.size, reserved, ev.ts_ns);
                     acct.allocations += 1;
                 }
                 p.live.insert(

@@ -28,7 +28,8 @@ pub fn summary(ledger: &Ledger, info: &SessionInfo) -> Value {
                         "allocations": d.allocations,
                         "deallocations": d.deallocations,
                         "live": {"buffers": d.live_buffers, "requested": amounts(&d.requested), "reserved": amounts(&d.reserved)},
-                        "peak": {"requested": amounts(&d.peak_requested), "reserved": amounts(&d.peak_reserved)},
+                        "peak": {"requested": amounts(&d.peak_requested), "reserved": amounts(&d.peak_reserved),
+                                 "requested_at_ns": amounts(&d.peak_requested_ns), "reserved_at_ns": amounts(&d.peak_reserved_ns)},
                     })
                 })
                 .collect();

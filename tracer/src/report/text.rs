@@ -13,7 +13,28 @@ fn amounts(a: &Amounts, always_dram: bool) -> String {
         .join(", ")
 }
 
-pub fn process_summary(p: &ProcessLedger) -> String {
+/// Peaks with the time each was first reached, relative to the session start.
+fn peaks(a: &Amounts, at: &Amounts, info: &SessionInfo) -> String {
+    BufferType::ALL
+        .iter()
+        .filter(|t| **t == BufferType::Dram || a.get(**t) > 0)
+        .map(|t| {
+            if a.get(*t) == 0 {
+                format!("{}: 0 bytes", t.name())
+            } else {
+                format!(
+                    "{}: {} bytes at +{:.3}s",
+                    t.name(),
+                    a.get(*t),
+                    info.offset_s(at.get(*t))
+                )
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn process_summary(p: &ProcessLedger, info: &SessionInfo) -> String {
     let mut s = String::new();
     let status = match (p.exited, p.exit_code) {
         (true, Some(c)) => format!("exited with code {c}"),
@@ -32,7 +53,7 @@ pub fn process_summary(p: &ProcessLedger) -> String {
             s,
             "    reserved by the allocator: {}; peak reserved: {}",
             amounts(&d.reserved, true),
-            amounts(&d.peak_reserved, true)
+            peaks(&d.peak_reserved, &d.peak_reserved_ns, info)
         );
     }
     if p.devices.is_empty() {
@@ -96,7 +117,7 @@ pub fn process_summary(p: &ProcessLedger) -> String {
 pub fn summary(ledger: &Ledger, info: &SessionInfo) -> String {
     let mut s = String::new();
     for p in ledger.processes.values() {
-        s.push_str(&process_summary(p));
+        s.push_str(&process_summary(p, info));
     }
     if info.lost_events > 0 {
         let _ = writeln!(

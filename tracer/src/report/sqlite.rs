@@ -1,0 +1,184 @@
+//! SQLite export: processes, devices (object -> chips), buffers (one row per lifetime, with
+//! the bytes reserved on each chip), events, and the chip-wide peaks, so that "who held the
+//! most L1 on chip 3 at the peak" is one query (see README).
+use std::{collections::HashMap, path::Path};
+
+use anyhow::{Context, Result};
+use rusqlite::{params, Connection};
+
+use super::chips::ChipTotals;
+use crate::{
+    ledger::{EventKind, Outcome},
+    session::{
+        reader::{Recording, Replayed},
+        replay::Replay,
+    },
+};
+
+const SCHEMA: &str = "
+CREATE TABLE session(key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE processes(pid INTEGER PRIMARY KEY, command TEXT, exit_code INTEGER, exited INTEGER);
+-- One row per chip of each device object (a mesh has one row per chip).
+CREATE TABLE devices(pid INTEGER, handle INTEGER, chip INTEGER, mesh INTEGER,
+                     PRIMARY KEY(pid, handle, chip));
+-- One row per buffer lifetime; reserved = bytes the allocator holds on EACH chip of the device.
+CREATE TABLE buffers(id INTEGER PRIMARY KEY, pid INTEGER, device_handle INTEGER,
+                     unique_id INTEGER, buffer_id INTEGER, type TEXT, requested INTEGER,
+                     page_size INTEGER, reserved INTEGER, allocated_ns INTEGER,
+                     freed_ns INTEGER, outcome TEXT);
+CREATE TABLE events(seq INTEGER PRIMARY KEY, ts_ns INTEGER, pid INTEGER, kind TEXT,
+                    buffer INTEGER REFERENCES buffers(id), detail TEXT);
+-- Highest reserved bytes per chip and type over all processes, and when first reached.
+CREATE TABLE peaks(chip INTEGER, type TEXT, reserved INTEGER, at_ns INTEGER,
+                   PRIMARY KEY(chip, type));
+";
+
+pub fn export(rec: &Recording, out: &Path) -> Result<Replayed> {
+    if out.exists() {
+        std::fs::remove_file(out).with_context(|| format!("cannot replace {}", out.display()))?;
+    }
+    let mut db =
+        Connection::open(out).with_context(|| format!("cannot create {}", out.display()))?;
+    db.execute_batch(SCHEMA)?;
+    let tx = db.transaction()?;
+    let mut totals = ChipTotals::default();
+    let mut live: HashMap<(u32, u64, u64), i64> = HashMap::new();
+    let mut err: Option<rusqlite::Error> = None;
+    let replay = {
+        let mut ins_dev = tx.prepare(
+            "INSERT OR IGNORE INTO devices(pid, handle, chip, mesh) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        let mut ins_buf = tx.prepare(
+            "INSERT INTO buffers(pid, device_handle, unique_id, buffer_id, type, requested,
+             page_size, reserved, allocated_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        let mut end_buf =
+            tx.prepare("UPDATE buffers SET freed_ns = ?2, outcome = ?3 WHERE id = ?1")?;
+        let mut ins_ev = tx.prepare(
+            "INSERT INTO events(seq, ts_ns, pid, kind, buffer, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        let mut seq = 0i64;
+        let mut step = |ledger: &crate::ledger::Ledger, ev: &crate::ledger::Event| -> rusqlite::Result<()> {
+            let ts = ev.ts_ns as i64;
+            let mut buffer_row = None;
+            let kind = match &ev.kind {
+                EventKind::Alloc { device, buffer } => {
+                    for chip in &device.chips {
+                        ins_dev.execute(params![ev.pid, device.handle as i64, chip, device.mesh])?;
+                    }
+                    let key = (ev.pid, device.handle, buffer.unique_id);
+                    if let Some(old) = live.remove(&key) {
+                        end_buf.execute(params![old, ts, "replaced"])?;
+                    }
+                    let reserved = ledger
+                        .processes
+                        .get(&ev.pid)
+                        .and_then(|p| p.held(device.handle, buffer.unique_id))
+                        .map_or(buffer.size, |h| h.reserved);
+                    ins_buf.execute(params![
+                        ev.pid,
+                        device.handle as i64,
+                        buffer.unique_id as i64,
+                        buffer.address as i64,
+                        buffer.kind.name(),
+                        buffer.size as i64,
+                        buffer.page_size as i64,
+                        reserved as i64,
+                        ts
+                    ])?;
+                    let id = tx.last_insert_rowid();
+                    live.insert(key, id);
+                    buffer_row = Some(id);
+                    "alloc".to_string()
+                }
+                EventKind::Free { device, buffer } => {
+                    if let Some(id) = live.remove(&(ev.pid, device.handle, buffer.unique_id)) {
+                        end_buf.execute(params![id, ts, "freed"])?;
+                        buffer_row = Some(id);
+                    }
+                    "free".to_string()
+                }
+                EventKind::DeviceClose { device } => {
+                    for chip in &device.chips {
+                        ins_dev.execute(params![ev.pid, device.handle as i64, chip, device.mesh])?;
+                    }
+                    let gone: Vec<_> = live
+                        .keys()
+                        .filter(|k| k.0 == ev.pid && k.1 == device.handle)
+                        .copied()
+                        .collect();
+                    for k in gone {
+                        if let Some(id) = live.remove(&k) {
+                            end_buf.execute(params![id, ts, Outcome::FreedByClose.name()])?;
+                        }
+                    }
+                    "device_close".to_string()
+                }
+                other => serde_json::to_value(other)
+                    .ok()
+                    .and_then(|v| match v {
+                        serde_json::Value::Object(m) => m.keys().next().cloned(),
+                        serde_json::Value::String(s) => Some(s),
+                        _ => None,
+                    })
+                    .unwrap_or_else(|| "event".into()),
+            };
+            let detail = serde_json::to_string(&ev.kind).unwrap_or_default();
+            ins_ev.execute(params![seq, ts, ev.pid, kind, buffer_row, detail])?;
+            seq += 1;
+            totals.changes(ledger, ev);
+            Ok(())
+        };
+        Replay::run(rec, None, |ledger, ev| {
+            if err.is_none() {
+                if let Err(e) = step(ledger, ev) {
+                    err = Some(e);
+                }
+            }
+        })?
+    };
+    if let Some(e) = err {
+        return Err(e.into());
+    }
+    // Whatever is still held ends as the ledger classified it (leaked / live_at_detach).
+    for p in replay.ledger.processes.values() {
+        tx.execute(
+            "INSERT INTO processes(pid, command, exit_code, exited) VALUES (?1, ?2, ?3, ?4)",
+            params![p.pid, p.command, p.exit_code, p.exited],
+        )?;
+        for o in &p.outstanding {
+            if let Some(id) = live.remove(&(p.pid, o.held.device.handle, o.held.buffer.unique_id))
+            {
+                tx.execute(
+                    "UPDATE buffers SET outcome = ?2 WHERE id = ?1",
+                    params![id, o.outcome.name()],
+                )?;
+            }
+        }
+    }
+    for ((chip, ty), (bytes, at)) in &totals.peaks {
+        tx.execute(
+            "INSERT INTO peaks(chip, type, reserved, at_ns) VALUES (?1, ?2, ?3, ?4)",
+            params![chip, ty.name(), *bytes as i64, *at as i64],
+        )?;
+    }
+    let h = &rec.header;
+    for (k, v) in [
+        ("command", h.command.clone()),
+        ("host", h.host.clone()),
+        ("kernel", h.kernel.clone()),
+        ("library", h.library.clone()),
+        ("build_id", h.build_id.clone().unwrap_or_default()),
+        ("layout", h.layout.clone()),
+        ("start_unix_ns", h.start_unix_ns.to_string()),
+        ("monotonic_base_ns", h.monotonic_base_ns.to_string()),
+        ("truncated", replay.read.truncated.is_some().to_string()),
+    ] {
+        tx.execute(
+            "INSERT INTO session(key, value) VALUES (?1, ?2)",
+            params![k, v],
+        )?;
+    }
+    tx.commit()?;
+    Ok(replay.read)
+}
