@@ -1,5 +1,6 @@
 //! Command-line interface: clap definitions and the wiring of the stages.
 mod bench;
+mod bench_recording;
 mod doctor;
 mod export;
 mod launch;
@@ -61,6 +62,12 @@ enum Command {
         pairs: u64,
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// Instead: bytes per event of a real recording (PAIRS pairs) and `report` throughput
+        /// on a synthesized stand-in recording of EVENTS events.
+        #[arg(long)]
+        recording: bool,
+        #[arg(long, default_value_t = bench_recording::STAND_IN_EVENTS)]
+        events: u64,
     },
     /// Check kernel, permissions and the runtime library; print the probe plan and layout.
     Doctor {
@@ -124,7 +131,15 @@ pub fn main() -> Result<i32> {
         Command::Bench {
             python,
             pairs,
+            recording: true,
+            events,
+            ..
+        } => bench_recording::bench_recording(&python, pairs, events),
+        Command::Bench {
+            python,
+            pairs,
             rounds,
+            ..
         } => bench::bench(bench::BenchOpts {
             python,
             pairs,

@@ -8,15 +8,16 @@
 //!           | crc32(bytes 4..20 of the frame + payload) u32 | payload (comp_len bytes)
 //! ```
 //! Kind 1 (events): the payload is zstd; decompressed it is `count` postcard-encoded
-//! [`WireEvent`]s whose timestamps are deltas (zigzag varints) from the previous event of the
-//! same chunk, the first one from the header's `monotonic_base_ns`. Every chunk decodes alone,
+//! [`WireRecord`]s whose timestamps are deltas (zigzag varints) from the previous record of
+//! the same chunk, the first one from the header's `monotonic_base_ns`; devices are interned
+//! per chunk (see [`Body`]). Every chunk decodes alone,
 //! so a file cut anywhere (SIGKILL, full disk) is readable up to its last complete chunk.
 //! Kind 2 (trailer): JSON [`Trailer`], written once when the session ends cleanly; a file
 //! without it was truncated. Events are serde-encoded `ledger::Event`s, so variants added at
 //! the end of `EventKind` are recorded and replayed with no change here.
 use serde::{Deserialize, Serialize};
 
-use crate::ledger::EventKind;
+use crate::ledger::{BufferInfo, DeviceRef, EventKind};
 
 pub const MAGIC: &[u8; 8] = b"TRACEREC";
 pub const VERSION: u16 = 1;
@@ -59,15 +60,27 @@ pub struct Trailer {
     pub events: u64,
 }
 
-/// One event as stored: the timestamp relative to the previous event in its chunk.
+/// One record as stored: the timestamp relative to the previous record in its chunk.
 #[derive(Serialize, Deserialize)]
-pub struct WireEvent<K> {
+pub struct WireRecord<K, D> {
     pub dt_ns: i64,
     pub pid: u32,
-    pub kind: K,
+    pub body: Body<K, D>,
 }
 
-pub type WireEventOwned = WireEvent<EventKind>;
+/// What a record holds. Allocations and frees, the bulk of a session, name their device by
+/// its index in the chunk's device table (a mesh's chip list is stored once per chunk, not
+/// once per event); every other event kind, including kinds added later, is stored whole.
+#[derive(Serialize, Deserialize)]
+pub enum Body<K, D> {
+    Event(K),
+    /// Appends a device to the chunk's table (not an event).
+    Device(D),
+    Alloc { device: u32, buffer: BufferInfo },
+    Free { device: u32, buffer: BufferInfo },
+}
+
+pub type WireRecordOwned = WireRecord<EventKind, DeviceRef>;
 
 /// Bytes 4..20 of a chunk frame, the part covered by its checksum with the payload.
 pub fn frame(kind: u8, count: u32, raw_len: u32, comp_len: u32) -> [u8; 16] {

@@ -11,10 +11,10 @@ use std::{
 use anyhow::{Context, Result};
 
 use super::format::{
-    chunk_crc, frame, Header, Trailer, WireEvent, CHUNK_MAGIC, KIND_EVENTS, KIND_TRAILER, MAGIC,
+    chunk_crc, frame, Body, Header, Trailer, WireRecord, CHUNK_MAGIC, KIND_EVENTS, KIND_TRAILER, MAGIC,
     VERSION,
 };
-use crate::ledger::Event;
+use crate::ledger::{DeviceRef, Event, EventKind};
 
 /// zstd level: 3 is zstd's default, fast enough for the live path.
 const LEVEL: i32 = 3;
@@ -28,6 +28,8 @@ pub struct Recorder<W: Write> {
     count: u32,
     prev_ns: u64,
     oldest: Option<Instant>,
+    /// This chunk's device table.
+    devices: Vec<DeviceRef>,
     pub max_events: u32,
     pub interval: Duration,
     pub events: u64,
@@ -55,6 +57,7 @@ impl<W: Write> Recorder<W> {
             count: 0,
             prev_ns: header.monotonic_base_ns,
             oldest: None,
+            devices: Vec::new(),
             max_events: 65536,
             interval: Duration::from_millis(250),
             events: 0,
@@ -63,11 +66,49 @@ impl<W: Write> Recorder<W> {
         })
     }
 
+    /// The index of `d` in this chunk's device table, defining it first if new.
+    fn device(&mut self, d: &DeviceRef, pid: u32) -> Result<u32> {
+        if let Some(i) = self
+            .devices
+            .iter()
+            .position(|x| x.handle == d.handle && x == d)
+        {
+            return Ok(i as u32);
+        }
+        self.put(pid, Body::Device(d))?;
+        self.devices.push(d.clone());
+        Ok(self.devices.len() as u32 - 1)
+    }
+
+    fn put(&mut self, pid: u32, body: Body<&EventKind, &DeviceRef>) -> Result<()> {
+        // Device definitions carry a zero delta: they take the time of the event after them.
+        let wire = WireRecord {
+            dt_ns: 0,
+            pid,
+            body,
+        };
+        postcard::to_io(&wire, &mut self.pending).context("cannot encode an event")?;
+        self.count += 1;
+        Ok(())
+    }
+
     pub fn record(&mut self, ev: &Event) -> Result<()> {
-        let wire = WireEvent {
-            dt_ns: ev.ts_ns.wrapping_sub(self.prev_ns) as i64,
+        let dt_ns = ev.ts_ns.wrapping_sub(self.prev_ns) as i64;
+        let body: Body<&EventKind, &DeviceRef> = match &ev.kind {
+            EventKind::Alloc { device, buffer } => Body::Alloc {
+                device: self.device(device, ev.pid)?,
+                buffer: buffer.clone(),
+            },
+            EventKind::Free { device, buffer } => Body::Free {
+                device: self.device(device, ev.pid)?,
+                buffer: buffer.clone(),
+            },
+            other => Body::Event(other),
+        };
+        let wire = WireRecord {
+            dt_ns,
             pid: ev.pid,
-            kind: &ev.kind,
+            body,
         };
         postcard::to_io(&wire, &mut self.pending).context("cannot encode an event")?;
         self.prev_ns = ev.ts_ns;
@@ -117,6 +158,7 @@ impl<W: Write> Recorder<W> {
         self.count = 0;
         self.prev_ns = self.base_ns;
         self.oldest = None;
+        self.devices.clear();
         Ok(())
     }
 
