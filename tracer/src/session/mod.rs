@@ -4,6 +4,8 @@ pub mod format;
 pub mod reader;
 pub mod replay;
 pub mod writer;
+#[cfg(test)]
+mod tests;
 
 use std::path::Path;
 

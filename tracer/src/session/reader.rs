@@ -332,3 +332,15 @@ impl<'a> Recording<'a> {
         Ok(out)
     }
 }
+
+/// Reads a whole recording from bytes: header, events, and what the replay found. The fuzz
+/// target and the mutation tests drive the reader through this.
+pub fn read_all(data: &[u8]) -> Result<(Header, Vec<Event>, Replayed)> {
+    let rec = Recording::open(data)?;
+    let mut events = Vec::new();
+    let read = rec.replay(|ev| {
+        events.push(ev.clone());
+        ControlFlow::Continue(())
+    })?;
+    Ok((rec.header, events, read))
+}

@@ -162,6 +162,12 @@ impl<W: Write> Recorder<W> {
         Ok(())
     }
 
+    /// The writer as it is, without a trailer (tests build files by hand after a header).
+    #[cfg(test)]
+    pub fn finish_raw(self) -> W {
+        self.out
+    }
+
     /// Ends the recording cleanly; returns the writer.
     pub fn finish(mut self, end_ns: u64, lost_events: u64) -> Result<W> {
         self.flush()?;
