@@ -52,6 +52,15 @@ else
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends bpftool
 fi
 
+step "sqlite3 command-line tool (the tests query the SQLite export with it)"
+if command -v sqlite3 >/dev/null; then
+    ok "sqlite3 present"
+else
+    need_root sqlite3
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends sqlite3
+fi
+
 step "bpf-linker ${BPF_LINKER_VERSION}"
 if command -v bpf-linker >/dev/null && bpf-linker --version 2>/dev/null | grep -q "${BPF_LINKER_VERSION}"; then
     ok "$(bpf-linker --version)"

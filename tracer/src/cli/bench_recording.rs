@@ -5,30 +5,20 @@
 //! 10 million events in a benchmark, so the large file is a STAND-IN: synthesized events shaped
 //! like the real ones (8-chip mesh allocations and frees, a window of live buffers), written by
 //! the real writer. Its report goes through the real reader, ledger and JSON renderer.
-use std::{
-    path::Path,
-    process::Command,
-    time::Instant,
-};
+use std::{path::Path, process::Command, time::Instant};
 
 use anyhow::{bail, Context, Result};
 
 use crate::{
     ledger::{BufferInfo, BufferType, DeviceRef, Event, EventKind},
     report,
-    session::{
-        self,
-        format::Header,
-        reader::Recording,
-        replay::Replay,
-        writer::Recorder,
-    },
+    session::{self, format::Header, reader::Recording, replay::Replay, writer::Recorder},
 };
 
 /// Writes the stand-in recording of `events` synthesized events to `path`.
 pub fn write_stand_in(path: &Path, events: u64) -> Result<()> {
-    let file = std::fs::File::create(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
+    let file =
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     let base = 1_000_000_000u64;
     let header = Header {
         tool: "tracer".into(),
@@ -62,9 +52,24 @@ pub fn write_stand_in(path: &Path, events: u64) -> Result<()> {
             kind,
         })
     };
-    emit(&mut rec, ts, EventKind::ProcessStart { command: header.command.clone() })?;
+    emit(
+        &mut rec,
+        ts,
+        EventKind::ProcessStart {
+            command: header.command.clone(),
+        },
+    )?;
     for (kind, banks, alignment) in [(BufferType::Dram, 8, 64), (BufferType::L1, 110, 16)] {
-        emit(&mut rec, ts, EventKind::BankGeometry { kind, banks, alignment, granularity: 64 })?;
+        emit(
+            &mut rec,
+            ts,
+            EventKind::BankGeometry {
+                kind,
+                banks,
+                alignment,
+                granularity: 64,
+            },
+        )?;
     }
     let mut live: Vec<BufferInfo> = Vec::new();
     let mut uid = 100u64;
@@ -74,7 +79,11 @@ pub fn write_stand_in(path: &Path, events: u64) -> Result<()> {
         ts += 2_000 + r % 40_000;
         let kind = if live.len() < 4 || (live.len() < 32 && r % 2 == 0) {
             uid += 1;
-            let ty = if r % 3 == 0 { BufferType::L1 } else { BufferType::Dram };
+            let ty = if r % 3 == 0 {
+                BufferType::L1
+            } else {
+                BufferType::Dram
+            };
             let size = [2048u64, 4096, 8192, 65536, 1 << 20][(r >> 8) as usize % 5];
             let b = BufferInfo {
                 address: 1_048_576 + (r >> 16) % 4096 * 2048,
@@ -84,16 +93,32 @@ pub fn write_stand_in(path: &Path, events: u64) -> Result<()> {
                 unique_id: uid,
             };
             live.push(b.clone());
-            EventKind::Alloc { device: mesh.clone(), buffer: b }
+            EventKind::Alloc {
+                device: mesh.clone(),
+                buffer: b,
+            }
         } else {
             let b = live.swap_remove((r >> 20) as usize % live.len());
-            EventKind::Free { device: mesh.clone(), buffer: b }
+            EventKind::Free {
+                device: mesh.clone(),
+                buffer: b,
+            }
         };
         emit(&mut rec, ts, kind)?;
         n += 1;
     }
-    emit(&mut rec, ts + 1000, EventKind::DeviceClose { device: mesh.clone() })?;
-    emit(&mut rec, ts + 2000, EventKind::ProcessExit { code: Some(0) })?;
+    emit(
+        &mut rec,
+        ts + 1000,
+        EventKind::DeviceClose {
+            device: mesh.clone(),
+        },
+    )?;
+    emit(
+        &mut rec,
+        ts + 2000,
+        EventKind::ProcessExit { code: Some(0) },
+    )?;
     let mut w = rec.finish(ts + 3000, 0)?;
     std::io::Write::flush(&mut w)?;
     Ok(())
@@ -185,7 +210,6 @@ pub fn bench_recording(python: &Path, pairs: u64, events: u64) -> Result<i32> {
 
 /// Default size of the stand-in file.
 pub const STAND_IN_EVENTS: u64 = 10_000_000;
-
 
 /// CPU seconds this process used so far (all threads): the wall clock on a shared machine
 /// also counts other processes' time.

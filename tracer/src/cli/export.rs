@@ -25,7 +25,11 @@ pub fn export(file: &Path, format: Format, out: &Path) -> Result<i32> {
     }
     .with_context(|| format!("cannot export {} to {}", file.display(), out.display()))?;
     if let Some(t) = &read.truncated {
-        eprintln!("tracer: note: {}: {}", file.display(), t.describe(read.chunks));
+        eprintln!(
+            "tracer: note: {}: {}",
+            file.display(),
+            t.describe(read.chunks)
+        );
     }
     eprintln!(
         "tracer: exported {} event(s) to {}",

@@ -68,7 +68,11 @@ impl LiveSession {
             if let Err(e) = step(rec) {
                 eprintln!(
                     "tracer: error: recording to {} failed, recording stopped: {e:#}",
-                    self.opts.output.as_deref().unwrap_or(std::path::Path::new("?")).display()
+                    self.opts
+                        .output
+                        .as_deref()
+                        .unwrap_or(std::path::Path::new("?"))
+                        .display()
                 );
                 self.recorder = None;
             }

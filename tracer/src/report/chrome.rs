@@ -34,14 +34,15 @@ pub fn export(rec: &Recording, out: &Path) -> Result<Replayed> {
     })];
     let mut totals = ChipTotals::default();
     let mut err = None;
-    let mut emit = |w: &mut std::io::BufWriter<std::fs::File>, v: &serde_json::Value, first: bool| {
-        let sep = if first { "" } else { ",\n" };
-        if err.is_none() {
-            if let Err(e) = write!(w, "{sep}{v}") {
-                err = Some(e);
+    let mut emit =
+        |w: &mut std::io::BufWriter<std::fs::File>, v: &serde_json::Value, first: bool| {
+            let sep = if first { "" } else { ",\n" };
+            if err.is_none() {
+                if let Err(e) = write!(w, "{sep}{v}") {
+                    err = Some(e);
+                }
             }
-        }
-    };
+        };
     write!(w, "{{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n")?;
     emit(&mut w, &lines.remove(0), true);
     let replay = Replay::run(rec, None, |ledger, ev| {

@@ -3,9 +3,9 @@
 pub mod chips;
 pub mod chrome;
 pub mod csv;
-pub mod sqlite;
 pub mod json;
 pub mod lines;
+pub mod sqlite;
 pub mod text;
 
 /// Facts about the session that are not in the ledger.

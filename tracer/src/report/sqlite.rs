@@ -58,77 +58,88 @@ pub fn export(rec: &Recording, out: &Path) -> Result<Replayed> {
             "INSERT INTO events(seq, ts_ns, pid, kind, buffer, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
         let mut seq = 0i64;
-        let mut step = |ledger: &crate::ledger::Ledger, ev: &crate::ledger::Event| -> rusqlite::Result<()> {
-            let ts = ev.ts_ns as i64;
-            let mut buffer_row = None;
-            let kind = match &ev.kind {
-                EventKind::Alloc { device, buffer } => {
-                    for chip in &device.chips {
-                        ins_dev.execute(params![ev.pid, device.handle as i64, chip, device.mesh])?;
-                    }
-                    let key = (ev.pid, device.handle, buffer.unique_id);
-                    if let Some(old) = live.remove(&key) {
-                        end_buf.execute(params![old, ts, "replaced"])?;
-                    }
-                    let reserved = ledger
-                        .processes
-                        .get(&ev.pid)
-                        .and_then(|p| p.held(device.handle, buffer.unique_id))
-                        .map_or(buffer.size, |h| h.reserved);
-                    ins_buf.execute(params![
-                        ev.pid,
-                        device.handle as i64,
-                        buffer.unique_id as i64,
-                        buffer.address as i64,
-                        buffer.kind.name(),
-                        buffer.size as i64,
-                        buffer.page_size as i64,
-                        reserved as i64,
-                        ts
-                    ])?;
-                    let id = tx.last_insert_rowid();
-                    live.insert(key, id);
-                    buffer_row = Some(id);
-                    "alloc".to_string()
-                }
-                EventKind::Free { device, buffer } => {
-                    if let Some(id) = live.remove(&(ev.pid, device.handle, buffer.unique_id)) {
-                        end_buf.execute(params![id, ts, "freed"])?;
-                        buffer_row = Some(id);
-                    }
-                    "free".to_string()
-                }
-                EventKind::DeviceClose { device } => {
-                    for chip in &device.chips {
-                        ins_dev.execute(params![ev.pid, device.handle as i64, chip, device.mesh])?;
-                    }
-                    let gone: Vec<_> = live
-                        .keys()
-                        .filter(|k| k.0 == ev.pid && k.1 == device.handle)
-                        .copied()
-                        .collect();
-                    for k in gone {
-                        if let Some(id) = live.remove(&k) {
-                            end_buf.execute(params![id, ts, Outcome::FreedByClose.name()])?;
+        let mut step =
+            |ledger: &crate::ledger::Ledger, ev: &crate::ledger::Event| -> rusqlite::Result<()> {
+                let ts = ev.ts_ns as i64;
+                let mut buffer_row = None;
+                let kind = match &ev.kind {
+                    EventKind::Alloc { device, buffer } => {
+                        for chip in &device.chips {
+                            ins_dev.execute(params![
+                                ev.pid,
+                                device.handle as i64,
+                                chip,
+                                device.mesh
+                            ])?;
                         }
+                        let key = (ev.pid, device.handle, buffer.unique_id);
+                        if let Some(old) = live.remove(&key) {
+                            end_buf.execute(params![old, ts, "replaced"])?;
+                        }
+                        let reserved = ledger
+                            .processes
+                            .get(&ev.pid)
+                            .and_then(|p| p.held(device.handle, buffer.unique_id))
+                            .map_or(buffer.size, |h| h.reserved);
+                        ins_buf.execute(params![
+                            ev.pid,
+                            device.handle as i64,
+                            buffer.unique_id as i64,
+                            buffer.address as i64,
+                            buffer.kind.name(),
+                            buffer.size as i64,
+                            buffer.page_size as i64,
+                            reserved as i64,
+                            ts
+                        ])?;
+                        let id = tx.last_insert_rowid();
+                        live.insert(key, id);
+                        buffer_row = Some(id);
+                        "alloc".to_string()
                     }
-                    "device_close".to_string()
-                }
-                other => serde_json::to_value(other)
-                    .ok()
-                    .and_then(|v| match v {
-                        serde_json::Value::Object(m) => m.keys().next().cloned(),
-                        serde_json::Value::String(s) => Some(s),
-                        _ => None,
-                    })
-                    .unwrap_or_else(|| "event".into()),
+                    EventKind::Free { device, buffer } => {
+                        if let Some(id) = live.remove(&(ev.pid, device.handle, buffer.unique_id)) {
+                            end_buf.execute(params![id, ts, "freed"])?;
+                            buffer_row = Some(id);
+                        }
+                        "free".to_string()
+                    }
+                    EventKind::DeviceClose { device } => {
+                        for chip in &device.chips {
+                            ins_dev.execute(params![
+                                ev.pid,
+                                device.handle as i64,
+                                chip,
+                                device.mesh
+                            ])?;
+                        }
+                        let gone: Vec<_> = live
+                            .keys()
+                            .filter(|k| k.0 == ev.pid && k.1 == device.handle)
+                            .copied()
+                            .collect();
+                        for k in gone {
+                            if let Some(id) = live.remove(&k) {
+                                end_buf.execute(params![id, ts, Outcome::FreedByClose.name()])?;
+                            }
+                        }
+                        "device_close".to_string()
+                    }
+                    other => serde_json::to_value(other)
+                        .ok()
+                        .and_then(|v| match v {
+                            serde_json::Value::Object(m) => m.keys().next().cloned(),
+                            serde_json::Value::String(s) => Some(s),
+                            _ => None,
+                        })
+                        .unwrap_or_else(|| "event".into()),
+                };
+                let detail = serde_json::to_string(&ev.kind).unwrap_or_default();
+                ins_ev.execute(params![seq, ts, ev.pid, kind, buffer_row, detail])?;
+                seq += 1;
+                totals.changes(ledger, ev);
+                Ok(())
             };
-            let detail = serde_json::to_string(&ev.kind).unwrap_or_default();
-            ins_ev.execute(params![seq, ts, ev.pid, kind, buffer_row, detail])?;
-            seq += 1;
-            totals.changes(ledger, ev);
-            Ok(())
-        };
         Replay::run(rec, None, |ledger, ev| {
             if err.is_none() {
                 if let Err(e) = step(ledger, ev) {
@@ -147,8 +158,7 @@ pub fn export(rec: &Recording, out: &Path) -> Result<Replayed> {
             params![p.pid, p.command, p.exit_code, p.exited],
         )?;
         for o in &p.outstanding {
-            if let Some(id) = live.remove(&(p.pid, o.held.device.handle, o.held.buffer.unique_id))
-            {
+            if let Some(id) = live.remove(&(p.pid, o.held.device.handle, o.held.buffer.unique_id)) {
                 tx.execute(
                     "UPDATE buffers SET outcome = ?2 WHERE id = ?1",
                     params![id, o.outcome.name()],

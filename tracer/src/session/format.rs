@@ -76,8 +76,14 @@ pub enum Body<K, D> {
     Event(K),
     /// Appends a device to the chunk's table (not an event).
     Device(D),
-    Alloc { device: u32, buffer: BufferInfo },
-    Free { device: u32, buffer: BufferInfo },
+    Alloc {
+        device: u32,
+        buffer: BufferInfo,
+    },
+    Free {
+        device: u32,
+        buffer: BufferInfo,
+    },
 }
 
 pub type WireRecordOwned = WireRecord<EventKind, DeviceRef>;

@@ -3,9 +3,9 @@
 pub mod format;
 pub mod reader;
 pub mod replay;
-pub mod writer;
 #[cfg(test)]
 mod tests;
+pub mod writer;
 
 use std::path::Path;
 

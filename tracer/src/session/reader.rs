@@ -5,8 +5,8 @@ use std::ops::ControlFlow;
 use anyhow::{bail, Context, Result};
 
 use super::format::{
-    chunk_crc, Body, Header, Trailer, WireRecordOwned, CHUNK_MAGIC, FRAME_LEN, KIND_EVENTS, KIND_TRAILER,
-    MAGIC, MAX_COMPRESSED, MAX_HEADER, MAX_RAW, PREAMBLE_LEN, VERSION,
+    chunk_crc, Body, Header, Trailer, WireRecordOwned, CHUNK_MAGIC, FRAME_LEN, KIND_EVENTS,
+    KIND_TRAILER, MAGIC, MAX_COMPRESSED, MAX_HEADER, MAX_RAW, PREAMBLE_LEN, VERSION,
 };
 use crate::ledger::{Event, EventKind};
 
@@ -102,7 +102,9 @@ impl<'a> Recording<'a> {
         }
         let len = u32_at(data, 12) as usize;
         if len > MAX_HEADER {
-            bail!("header length {len} at byte 12 exceeds the {MAX_HEADER}-byte limit (corrupt file)");
+            bail!(
+                "header length {len} at byte 12 exceeds the {MAX_HEADER}-byte limit (corrupt file)"
+            );
         }
         let end = PREAMBLE_LEN + len + 4;
         if data.len() < end {
@@ -208,7 +210,10 @@ impl<'a> Recording<'a> {
             .decompress_to_buffer(c.payload, &mut raw)
             .map_err(|e| anyhow::anyhow!("chunk {i} at byte {pos}: cannot decompress: {e}"))?;
         if n != c.raw_len {
-            bail!("chunk {i} at byte {pos}: {n} bytes decompressed, the frame says {}", c.raw_len);
+            bail!(
+                "chunk {i} at byte {pos}: {n} bytes decompressed, the frame says {}",
+                c.raw_len
+            );
         }
         let mut prev = self.header.monotonic_base_ns;
         let mut left: &[u8] = &raw;

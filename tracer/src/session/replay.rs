@@ -26,7 +26,7 @@ impl Replay {
         mut each: impl FnMut(&Ledger, &Event),
     ) -> Result<Self> {
         let base = rec.header.monotonic_base_ns;
-        let cut = at_s.map(|s| base.saturating_add((s.max(0.0) * 1e9) as u64));
+        let cut = at_s.map(|s| base.saturating_add((s.max(0.0) * 1e9).round() as u64));
         let mut ledger = Ledger::new();
         let read = rec.replay(|ev| {
             if cut.is_some_and(|c| ev.ts_ns > c) {
@@ -71,6 +71,7 @@ impl Replay {
             "kernel": h.kernel,
             "command": h.command,
             "start_unix_ns": h.start_unix_ns,
+            "monotonic_base_ns": h.monotonic_base_ns,
             "chunks": self.read.chunks,
             "events": self.read.events,
             "at_s": self.at_s,

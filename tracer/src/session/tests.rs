@@ -61,8 +61,16 @@ fn events() -> Vec<Event> {
     });
     let mut ts = BASE + 100;
     for uid in 0..40u64 {
-        let dev = if uid % 3 == 0 { mesh(0x1000) } else { mesh(0x2000) };
-        let kind = if uid % 2 == 0 { BufferType::Dram } else { BufferType::L1 };
+        let dev = if uid % 3 == 0 {
+            mesh(0x1000)
+        } else {
+            mesh(0x2000)
+        };
+        let kind = if uid % 2 == 0 {
+            BufferType::Dram
+        } else {
+            BufferType::L1
+        };
         ts += 1000 + uid * 7;
         v.push(Event {
             ts_ns: ts,
@@ -86,7 +94,9 @@ fn events() -> Vec<Event> {
     v.push(Event {
         ts_ns: ts + 5,
         pid: 7,
-        kind: EventKind::DeviceClose { device: mesh(0x1000) },
+        kind: EventKind::DeviceClose {
+            device: mesh(0x1000),
+        },
     });
     v.push(Event {
         ts_ns: ts + 9,
@@ -117,7 +127,11 @@ fn recording(max_events: u32) -> (Vec<u8>, Vec<usize>, Vec<usize>) {
         ends.push(rec.bytes as usize);
         events_before.push(n);
     }
-    (rec.finish(BASE + 1_000_000, 3).unwrap(), ends, events_before)
+    (
+        rec.finish(BASE + 1_000_000, 3).unwrap(),
+        ends,
+        events_before,
+    )
 }
 
 #[test]
@@ -130,7 +144,10 @@ fn round_trip_keeps_every_event_and_the_trailer() {
     assert_eq!(read.chunks as usize, ends.len());
     assert!(read.truncated.is_none());
     let t = read.trailer.unwrap();
-    assert_eq!((t.end_ns, t.lost_events, t.events), (BASE + 1_000_000, 3, events().len() as u64));
+    assert_eq!(
+        (t.end_ns, t.lost_events, t.events),
+        (BASE + 1_000_000, 3, events().len() as u64)
+    );
 }
 
 #[test]
@@ -152,10 +169,25 @@ fn a_cut_at_any_byte_reads_the_complete_chunks_and_says_truncated() {
             Ok((_, evs, read)) => {
                 let complete = ends.iter().filter(|e| **e <= cut).count();
                 assert_eq!(read.chunks as usize, complete, "cut {cut}");
-                let n = if complete == 0 { 0 } else { events_before[complete - 1] };
-                assert_eq!(evs, all[..n], "cut {cut}: the events of the complete chunks");
+                let n = if complete == 0 {
+                    0
+                } else {
+                    events_before[complete - 1]
+                };
+                assert_eq!(
+                    evs,
+                    all[..n],
+                    "cut {cut}: the events of the complete chunks"
+                );
                 let t = read.truncated.expect("says truncated");
-                assert_eq!(t.valid_bytes as usize, if complete == 0 { body } else { ends[complete - 1] });
+                assert_eq!(
+                    t.valid_bytes as usize,
+                    if complete == 0 {
+                        body
+                    } else {
+                        ends[complete - 1]
+                    }
+                );
                 assert!(t.describe(read.chunks).contains("truncated"));
             }
         }
@@ -178,7 +210,10 @@ fn corruption_is_an_error_that_says_what_and_where() {
     let mut bad = data.clone();
     bad[ends[1] + 30] ^= 0x40;
     let msg = expect_err(&bad, "checksum mismatch");
-    assert!(msg.contains(&format!("chunk 2 at byte {}", ends[1])), "{msg}");
+    assert!(
+        msg.contains(&format!("chunk 2 at byte {}", ends[1])),
+        "{msg}"
+    );
     let mut bad = data.clone();
     bad[ends[0]] = b'X';
     expect_err(&bad, "bad chunk magic");
@@ -280,7 +315,10 @@ fn random_mutations_never_panic() {
             }
         }
     }
-    assert!(ok > 0 && err > 0, "the mutations reached both outcomes ({ok} ok, {err} errors)");
+    assert!(
+        ok > 0 && err > 0,
+        "the mutations reached both outcomes ({ok} ok, {err} errors)"
+    );
 }
 
 #[test]

@@ -11,8 +11,8 @@ use std::{
 use anyhow::{Context, Result};
 
 use super::format::{
-    chunk_crc, frame, Body, Header, Trailer, WireRecord, CHUNK_MAGIC, KIND_EVENTS, KIND_TRAILER, MAGIC,
-    VERSION,
+    chunk_crc, frame, Body, Header, Trailer, WireRecord, CHUNK_MAGIC, KIND_EVENTS, KIND_TRAILER,
+    MAGIC, VERSION,
 };
 use crate::ledger::{DeviceRef, Event, EventKind};
 
@@ -48,7 +48,8 @@ impl<W: Write> Recorder<W> {
         pre.extend_from_slice(&(json.len() as u32).to_le_bytes());
         pre.extend_from_slice(&json);
         pre.extend_from_slice(&crc32fast::hash(&json).to_le_bytes());
-        out.write_all(&pre).context("cannot write the recording header")?;
+        out.write_all(&pre)
+            .context("cannot write the recording header")?;
         out.flush()?;
         Ok(Self {
             out,

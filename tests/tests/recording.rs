@@ -1,0 +1,411 @@
+//! Session recordings of the real runtime (ttnn 0.81.1 on the 8-chip mock mesh): `report`
+//! replays them to the live summary, cut files and a SIGKILLed tracer still report their
+//! complete chunks, and the exports agree with the ledger and with tt-metal's own numbers.
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    time::{Duration, Instant},
+};
+
+use tracer_tests::*;
+
+const ERA: &str = "0.81.1";
+
+/// `tracer run -o FILE` of seed_scenario: the live run, its recording.
+fn record(args: &[&str]) -> (Traced, PathBuf) {
+    let dir = tempdir();
+    let file = dir.join("session.trec");
+    let f = file.to_str().unwrap();
+    let t = trace(ERA, "seed_scenario.py", args, &["--quiet", "-o", f]);
+    assert!(t.output.status.success(), "{}", t.stderr());
+    assert!(file.exists(), "no recording written");
+    (t, file)
+}
+
+fn report(file: &Path, extra: &[&str]) -> Output {
+    tracer()
+        .arg("report")
+        .arg(file)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn report_json(file: &Path, extra: &[&str]) -> (Value, String) {
+    let out = report(file, &[&["--json"], extra].concat());
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "report {}: {stderr}", file.display());
+    (serde_json::from_slice(&out.stdout).unwrap(), stderr)
+}
+
+fn export(file: &Path, format: &str) -> PathBuf {
+    let out_file = file.with_extension(format);
+    let out = tracer()
+        .arg("export")
+        .arg(file)
+        .args(["--format", format, "-o"])
+        .arg(&out_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "export {format}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out_file
+}
+
+/// Where each complete chunk of events ends, read from the frames alone (an independent
+/// reading of the format: preamble 16 bytes + header + crc, frames of 24 bytes + payload).
+fn chunk_ends(data: &[u8]) -> Vec<usize> {
+    let header = u32::from_le_bytes(data[12..16].try_into().unwrap()) as usize;
+    let mut pos = 16 + header + 4;
+    let mut ends = Vec::new();
+    while pos + 24 <= data.len() {
+        assert_eq!(&data[pos..pos + 4], b"TRCK", "frame at {pos}");
+        let comp = u32::from_le_bytes(data[pos + 16..pos + 20].try_into().unwrap()) as usize;
+        let end = pos + 24 + comp;
+        if end > data.len() {
+            break;
+        }
+        if data[pos + 4] == 1 {
+            ends.push(end);
+        }
+        pos = end;
+    }
+    ends
+}
+
+#[test]
+fn report_of_a_recording_is_the_live_summary() {
+    let (t, file) = record(&["--leave", "3", "--exit-open"]);
+    let (mut doc, stderr) = report_json(&file, &[]);
+    let rec = doc.as_object_mut().unwrap().remove("recording").unwrap();
+    assert_eq!(doc, t.summary, "report --json == live --summary-json");
+    assert_eq!(rec["truncated"], false, "{stderr}");
+    assert!(rec["events"].as_u64().unwrap() > 0);
+    assert!(!stderr.contains("truncated"));
+    // The text report is the live text summary, after a line about the recording.
+    let text = String::from_utf8(report(&file, &[]).stdout).unwrap();
+    let (first, rest) = text.split_once('\n').unwrap();
+    assert!(first.starts_with("recording of `"), "{first}");
+    // (The live stdout starts with the workload's own prints.)
+    assert!(
+        t.stdout().ends_with(rest),
+        "report text == live summary text:\n{rest}\nlive:\n{}",
+        t.stdout()
+    );
+    // Peaks and their times: the peak equals tt-metal's highest get_memory_view sample, and it
+    // was reached inside the session.
+    let truth = t.truth.as_ref().unwrap();
+    let p = t.process("seed_scenario.py");
+    for (chip, d) in devices(p) {
+        for ty in ["DRAM", "L1"] {
+            assert_eq!(
+                d["peak"]["reserved"][ty], truth["memory_view_max"][ty],
+                "chip {chip}"
+            );
+            let at = d["peak"]["reserved_at_ns"][ty].as_u64().unwrap();
+            assert!(
+                at > rec["monotonic_base_ns"].as_u64().unwrap(),
+                "chip {chip} {ty} peak time"
+            );
+        }
+    }
+    assert!(text.contains("peak reserved: DRAM: "), "{text}");
+}
+
+#[test]
+fn report_at_a_moment_is_the_ledger_then() {
+    let (t, file) = record(&["--leave", "2"]);
+    let truth = t.truth.as_ref().unwrap();
+    // The CSV gives each event's offset; the last allocation is the moment tt-metal's
+    // memory_view_at_peak was sampled after.
+    let csv = std::fs::read_to_string(export(&file, "csv")).unwrap();
+    let mut lines = csv.lines();
+    let cols: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| cols.iter().position(|c| *c == name).unwrap();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let allocs: Vec<&Vec<&str>> = rows.iter().filter(|r| r[col("event")] == "alloc").collect();
+    assert_eq!(
+        allocs.len() as u64,
+        truth["allocations"].as_u64().unwrap(),
+        "one CSV row per allocation"
+    );
+    let last_alloc = allocs.last().unwrap()[col("t_s")];
+    let (at, _) = report_json(&file, &["--at", last_alloc]);
+    let p = &at["processes"][0];
+    for (chip, d) in devices(p) {
+        for ty in ["DRAM", "L1"] {
+            assert_eq!(
+                d["live"]["reserved"][ty], truth["memory_view_at_peak"][ty],
+                "--at {last_alloc}: chip {chip} {ty} == get_memory_view after the allocations"
+            );
+        }
+        assert_eq!(d["deallocations"], 0, "chip {chip}: nothing freed yet");
+    }
+    assert_eq!(
+        at["recording"]["at_s"].as_f64().unwrap(),
+        last_alloc.parse::<f64>().unwrap()
+    );
+    // At the start, nothing is held.
+    let (zero, _) = report_json(&file, &["--at", "0"]);
+    for p in zero["processes"].as_array().unwrap() {
+        assert!(devices(p).values().all(|d| d["allocations"] == 0), "{zero}");
+    }
+}
+
+/// A recording with several chunks: alloc_loop with the 250 ms flush.
+fn long_recording(pairs: u32) -> PathBuf {
+    let dir = tempdir();
+    let file = dir.join("loop.trec");
+    let out = tracer()
+        .args(["run", "--quiet", "-o"])
+        .arg(&file)
+        .arg("--")
+        .arg(python(ERA))
+        .arg(workload("alloc_loop.py"))
+        .arg(pairs.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    file
+}
+
+#[test]
+fn a_cut_recording_reports_its_complete_chunks_and_says_truncated() {
+    let file = long_recording(15000);
+    let data = std::fs::read(&file).unwrap();
+    let ends = chunk_ends(&data);
+    assert!(ends.len() >= 2, "several chunks: {ends:?}");
+    let header_end = 16 + u32::from_le_bytes(data[12..16].try_into().unwrap()) as usize + 4;
+    let mut cuts: Vec<usize> = vec![0, 10, header_end - 1, header_end, header_end + 7];
+    for e in &ends {
+        cuts.extend([*e - 1, *e, *e + 1]);
+    }
+    // Arbitrary offsets too (a fixed xorshift sequence).
+    let mut r = 88172645463325252u64;
+    for _ in 0..12 {
+        r ^= r << 13;
+        r ^= r >> 7;
+        r ^= r << 17;
+        cuts.push(r as usize % data.len());
+    }
+    let dir = file.parent().unwrap();
+    let mut last_allocs = 0;
+    cuts.sort();
+    for cut in cuts.into_iter().filter(|c| *c < data.len()) {
+        let f = dir.join(format!("cut-{cut}.trec"));
+        std::fs::write(&f, &data[..cut]).unwrap();
+        let out = report(&f, &["--json"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if cut < header_end {
+            assert!(
+                !out.status.success(),
+                "cut {cut} inside the header must fail"
+            );
+            assert!(stderr.contains("truncated"), "cut {cut}: {stderr}");
+            continue;
+        }
+        assert!(out.status.success(), "cut {cut}: {stderr}");
+        assert!(
+            stderr.contains("truncated"),
+            "cut {cut}: stderr says truncated: {stderr}"
+        );
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["recording"]["truncated"], true, "cut {cut}");
+        let complete = ends.iter().filter(|e| **e <= cut).count() as u64;
+        assert_eq!(
+            doc["recording"]["chunks"], complete,
+            "cut {cut}: every complete chunk"
+        );
+        // Later cuts never know less.
+        let allocs: u64 = doc["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|p| devices(p).into_values())
+            .map(|d| d["allocations"].as_u64().unwrap())
+            .sum();
+        assert!(allocs >= last_allocs, "cut {cut}");
+        last_allocs = allocs;
+        let text = String::from_utf8(report(&f, &[]).stdout).unwrap();
+        assert!(
+            text.contains("truncated"),
+            "text says truncated at cut {cut}"
+        );
+    }
+    // The whole file is not truncated and knows the most.
+    let (full, _) = report_json(&file, &[]);
+    assert_eq!(full["recording"]["truncated"], false);
+    let p = &full["processes"][0];
+    for (chip, d) in devices(p) {
+        // alloc_loop: 10 warm-up + 15000 timed pairs, all freed (the workload's own count).
+        assert_eq!(d["allocations"], 15010, "chip {chip}");
+        assert_eq!(d["deallocations"], 15010, "chip {chip}");
+    }
+}
+
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .collect()
+}
+
+#[test]
+fn a_sigkilled_tracer_leaves_a_readable_recording() {
+    let dir = tempdir();
+    let file = dir.join("killed.trec");
+    let mut tracer_proc = tracer()
+        .args(["run", "--quiet", "-o"])
+        .arg(&file)
+        .arg("--")
+        .arg(python(ERA))
+        .arg(workload("alloc_loop.py"))
+        .arg("10000000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = tracer_proc.id();
+    // Wait until the tracer has written a few chunks while the workload keeps allocating.
+    let start = Instant::now();
+    let mut kids = Vec::new();
+    loop {
+        kids = if kids.is_empty() { children(pid) } else { kids };
+        let n = std::fs::read(&file)
+            .map(|d| chunk_ends(&d).len())
+            .unwrap_or(0);
+        if n >= 3 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "no chunks written in 90 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tracer_proc.kill().unwrap(); // SIGKILL
+    tracer_proc.wait().unwrap();
+    // The workload outlives its tracer (untraced): end it, it is ours.
+    for k in &kids {
+        let _ = Command::new("kill")
+            .args(["-9", &k.to_string()])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+    let data = std::fs::read(&file).unwrap();
+    let ends = chunk_ends(&data);
+    let (doc, stderr) = report_json(&file, &[]);
+    assert!(stderr.contains("truncated"), "{stderr}");
+    assert_eq!(doc["recording"]["truncated"], true);
+    assert_eq!(doc["recording"]["chunks"], ends.len() as u64);
+    let p = &doc["processes"][0];
+    assert!(p["command"].as_str().unwrap().contains("alloc_loop.py"));
+    let devs = devices(p);
+    assert_eq!(devs.len(), 8, "all 8 chips of the mesh");
+    for (chip, d) in devs {
+        let a = d["allocations"].as_u64().unwrap();
+        let f = d["deallocations"].as_u64().unwrap();
+        // The workload holds at most one tensor at a time.
+        assert!(
+            a > 10 && a - f <= 1,
+            "chip {chip}: {a} allocations, {f} frees"
+        );
+    }
+    let text = String::from_utf8(report(&file, &[]).stdout).unwrap();
+    assert!(text.contains("truncated"), "{text}");
+}
+
+/// The README's query, between its markers.
+fn readme_query() -> String {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let start = readme
+        .find("<!-- peak-query -->")
+        .expect("query marker in README");
+    let block = &readme[start..];
+    let sql = block
+        .split("```sql")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    sql.trim().to_string()
+}
+
+#[test]
+fn sqlite_export_answers_who_held_the_most_l1_on_chip_3_at_the_peak() {
+    let (t, file) = record(&["--leave", "3", "--exit-open"]);
+    let db = export(&file, "sqlite");
+    let out = Command::new("sqlite3")
+        .arg(&db)
+        .arg(readme_query())
+        .output()
+        .expect("sqlite3 CLI (scripts/setup.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = String::from_utf8(out.stdout).unwrap();
+    let fields: Vec<&str> = row.trim().split('|').collect();
+    assert_eq!(fields.len(), 4, "pid|command|chip|bytes: {row}");
+    let p = t.process("seed_scenario.py");
+    let truth = t.truth.as_ref().unwrap();
+    assert_eq!(fields[0], p["pid"].to_string(), "{row}");
+    assert!(fields[1].contains("seed_scenario.py"));
+    assert_eq!(fields[2], "3", "{row}");
+    assert_eq!(
+        fields[3],
+        truth["memory_view_max"]["L1"].to_string(),
+        "L1 bytes held at the peak == tt-metal's highest get_memory_view(L1)"
+    );
+}
+
+#[test]
+fn chrome_export_has_a_counter_track_per_chip_and_type_ending_at_the_ledger() {
+    let (t, file) = record(&["--leave", "3", "--exit-open"]);
+    let trace: Value =
+        serde_json::from_str(&std::fs::read_to_string(export(&file, "chrome")).unwrap()).unwrap();
+    let events = trace["traceEvents"].as_array().unwrap();
+    let mut last: std::collections::BTreeMap<(i64, String), u64> = Default::default();
+    for e in events.iter().filter(|e| e["ph"] == "C") {
+        let pid = e["pid"].as_i64().unwrap();
+        last.insert(
+            (pid, e["name"].as_str().unwrap().to_string()),
+            e["args"]["reserved"].as_u64().unwrap(),
+        );
+    }
+    let truth = t.truth.as_ref().unwrap();
+    let p = t.process("seed_scenario.py");
+    let mut expect = std::collections::BTreeMap::new();
+    for (chip, d) in devices(p) {
+        for ty in ["DRAM", "L1"] {
+            expect.insert(
+                (0, format!("chip {chip} {ty}")),
+                d["live"]["reserved"][ty].as_u64().unwrap(),
+            );
+            assert_eq!(d["live"]["reserved"][ty], truth["memory_view_at_end"][ty]);
+        }
+    }
+    assert_eq!(
+        last, expect,
+        "one counter track per chip and type; last values == ledger at end"
+    );
+    let instants = events
+        .iter()
+        .filter(|e| e["ph"] == "i" && e["name"].as_str().unwrap().starts_with("alloc"))
+        .count();
+    assert_eq!(
+        instants as u64,
+        truth["allocations"].as_u64().unwrap(),
+        "an instant per allocation"
+    );
+}
