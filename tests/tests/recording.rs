@@ -250,11 +250,26 @@ fn a_cut_recording_reports_its_complete_chunks_and_says_truncated() {
     }
 }
 
+/// Processes whose parent is `pid` (from /proc/N/stat; any thread of `pid` may have forked).
 fn children(pid: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|s| s.parse().ok())
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|n| {
+            std::fs::read_to_string(format!("/proc/{n}/stat"))
+                .ok()
+                .and_then(|s| {
+                    let after = s
+                        .rsplit_once(')')?
+                        .1
+                        .split_whitespace()
+                        .nth(1)?
+                        .parse()
+                        .ok();
+                    after
+                })
+                == Some(pid)
+        })
         .collect()
 }
 
@@ -276,9 +291,7 @@ fn a_sigkilled_tracer_leaves_a_readable_recording() {
     let pid = tracer_proc.id();
     // Wait until the tracer has written a few chunks while the workload keeps allocating.
     let start = Instant::now();
-    let mut kids = Vec::new();
     loop {
-        kids = if kids.is_empty() { children(pid) } else { kids };
         let n = std::fs::read(&file)
             .map(|d| chunk_ends(&d).len())
             .unwrap_or(0);
@@ -291,6 +304,8 @@ fn a_sigkilled_tracer_leaves_a_readable_recording() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    let kids = children(pid);
+    assert!(!kids.is_empty(), "the workload runs under the tracer");
     tracer_proc.kill().unwrap(); // SIGKILL
     tracer_proc.wait().unwrap();
     // The workload outlives its tracer (untraced): end it, it is ours.
