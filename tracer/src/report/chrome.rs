@@ -28,10 +28,10 @@ pub fn export(rec: &Recording, out: &Path) -> Result<Replayed> {
         std::fs::File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut w = std::io::BufWriter::new(file);
     let base = rec.header.monotonic_base_ns;
-    let mut lines: Vec<serde_json::Value> = vec![json!({
+    let counters = json!({
         "ph": "M", "name": "process_name", "pid": COUNTERS_PID,
         "args": {"name": "device memory, reserved bytes per chip (all processes)"}
-    })];
+    });
     let mut totals = ChipTotals::default();
     let mut err = None;
     let mut emit =
@@ -43,8 +43,8 @@ pub fn export(rec: &Recording, out: &Path) -> Result<Replayed> {
                 }
             }
         };
-    write!(w, "{{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n")?;
-    emit(&mut w, &lines.remove(0), true);
+    writeln!(w, "{{\"displayTimeUnit\":\"ms\",\"traceEvents\":[")?;
+    emit(&mut w, &counters, true);
     let replay = Replay::run(rec, None, |ledger, ev| {
         let ts = ev.ts_ns.saturating_sub(base) as f64 / 1e3;
         match &ev.kind {

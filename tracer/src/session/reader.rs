@@ -340,6 +340,7 @@ impl<'a> Recording<'a> {
 
 /// Reads a whole recording from bytes: header, events, and what the replay found. The fuzz
 /// target and the mutation tests drive the reader through this.
+#[cfg_attr(not(test), allow(dead_code))]
 pub fn read_all(data: &[u8]) -> Result<(Header, Vec<Event>, Replayed)> {
     let rec = Recording::open(data)?;
     let mut events = Vec::new();

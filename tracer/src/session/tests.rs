@@ -288,7 +288,7 @@ fn random_mutations_never_panic() {
             let r = next();
             let at = (r >> 8) as usize % d.len().max(1);
             match r % 6 {
-                0 => d[at] ^= 1 << (r >> 40) % 8,
+                0 => d[at] ^= 1 << ((r >> 40) % 8),
                 1 => d.truncate(at),
                 2 => d.insert(at, r as u8),
                 3 if at + 4 <= d.len() => {
