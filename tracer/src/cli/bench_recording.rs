@@ -132,11 +132,16 @@ fn size_of(path: &Path) -> Result<(u64, u64)> {
     Ok((read.events, data.len() as u64))
 }
 
-pub fn bench_recording(python: &Path, pairs: u64, events: u64) -> Result<i32> {
+pub fn bench_recording(
+    python: &Path,
+    pairs: u64,
+    events: u64,
+    keep: Option<std::path::PathBuf>,
+) -> Result<i32> {
     let dir = std::env::temp_dir().join(format!("tracer-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let real = dir.join("real.trec");
-    let standin = dir.join("stand-in.trec");
+    let standin = keep.unwrap_or_else(|| dir.join("stand-in.trec"));
     // 1. A long real session: the tracer records alloc_loop on the real runtime.
     let status = Command::new(std::env::current_exe()?)
         .args(["run", "--quiet", "-o"])

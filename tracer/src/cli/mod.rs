@@ -68,6 +68,9 @@ enum Command {
         recording: bool,
         #[arg(long, default_value_t = bench_recording::STAND_IN_EVENTS)]
         events: u64,
+        /// Keep the stand-in recording at FILE (to profile `tracer report FILE`).
+        #[arg(long, value_name = "FILE")]
+        stand_in: Option<PathBuf>,
     },
     /// Check kernel, permissions and the runtime library; print the probe plan and layout.
     Doctor {
@@ -133,8 +136,9 @@ pub fn main() -> Result<i32> {
             pairs,
             recording: true,
             events,
+            stand_in,
             ..
-        } => bench_recording::bench_recording(&python, pairs, events),
+        } => bench_recording::bench_recording(&python, pairs, events, stand_in),
         Command::Bench {
             python,
             pairs,

@@ -8,7 +8,7 @@ use super::format::{
     chunk_crc, Body, Header, Trailer, WireRecordOwned, CHUNK_MAGIC, FRAME_LEN, KIND_EVENTS,
     KIND_TRAILER, MAGIC, MAX_COMPRESSED, MAX_HEADER, MAX_RAW, PREAMBLE_LEN, VERSION,
 };
-use crate::ledger::{Event, EventKind};
+use crate::ledger::{BufferInfo, DeviceRef, Event, EventKind};
 
 fn decompressor() -> Result<zstd::bulk::Decompressor<'static>> {
     zstd::bulk::Decompressor::new().context("cannot create a zstd decompressor")
@@ -23,6 +23,24 @@ pub struct Chunk<'a> {
     pub count: usize,
     pub raw_len: usize,
     pub payload: &'a [u8],
+}
+
+/// A decoded chunk: its device table and its records in order.
+pub struct Decoded {
+    pub devices: Vec<DeviceRef>,
+    pub records: Vec<Record>,
+}
+
+/// An event, or an allocation/free naming its device by index in the chunk's table.
+pub enum Record {
+    Event(Event),
+    Buffer {
+        alloc: bool,
+        ts_ns: u64,
+        pid: u32,
+        device: u32,
+        buffer: BufferInfo,
+    },
 }
 
 /// The frames of a recording.
@@ -202,8 +220,8 @@ impl<'a> Recording<'a> {
         }
     }
 
-    /// Decodes one chunk's events.
-    pub fn decode(&self, c: &Chunk, dec: &mut zstd::bulk::Decompressor) -> Result<Vec<Event>> {
+    /// Decodes one chunk's records (device indices checked).
+    pub fn decode(&self, c: &Chunk, dec: &mut zstd::bulk::Decompressor) -> Result<Decoded> {
         let (i, pos) = (c.index, c.pos);
         let mut raw = Vec::with_capacity(c.raw_len);
         let n = dec
@@ -217,8 +235,10 @@ impl<'a> Recording<'a> {
         }
         let mut prev = self.header.monotonic_base_ns;
         let mut left: &[u8] = &raw;
-        let mut out = Vec::with_capacity(c.count);
-        let mut devices = Vec::new();
+        let mut out = Decoded {
+            devices: Vec::new(),
+            records: Vec::with_capacity(c.count),
+        };
         for k in 0..c.count {
             let (w, tail) = postcard::take_from_bytes::<WireRecordOwned>(left).map_err(|e| {
                 anyhow::anyhow!(
@@ -228,34 +248,40 @@ impl<'a> Recording<'a> {
             })?;
             left = tail;
             prev = prev.wrapping_add(w.dt_ns as u64);
-            let device = |d: u32| {
-                devices.get(d as usize).cloned().ok_or_else(|| {
-                    anyhow::anyhow!(
+            let (ts_ns, pid) = (prev, w.pid);
+            let defined = out.devices.len();
+            let check = |d: u32| {
+                if (d as usize) < defined {
+                    Ok(d)
+                } else {
+                    Err(anyhow::anyhow!(
                         "chunk {i} at byte {pos}, record {k}: device {d} is not defined in the \
                          chunk (corrupt file)"
-                    )
-                })
+                    ))
+                }
             };
-            let kind = match w.body {
-                Body::Event(kind) => kind,
-                Body::Alloc { device: d, buffer } => EventKind::Alloc {
-                    device: device(d)?,
+            let rec = match w.body {
+                Body::Event(kind) => Record::Event(Event { ts_ns, pid, kind }),
+                Body::Alloc { device, buffer } => Record::Buffer {
+                    alloc: true,
+                    ts_ns,
+                    pid,
+                    device: check(device)?,
                     buffer,
                 },
-                Body::Free { device: d, buffer } => EventKind::Free {
-                    device: device(d)?,
+                Body::Free { device, buffer } => Record::Buffer {
+                    alloc: false,
+                    ts_ns,
+                    pid,
+                    device: check(device)?,
                     buffer,
                 },
                 Body::Device(d) => {
-                    devices.push(d);
+                    out.devices.push(d);
                     continue;
                 }
             };
-            out.push(Event {
-                ts_ns: prev,
-                pid: w.pid,
-                kind,
-            });
+            out.records.push(rec);
         }
         if !left.is_empty() {
             bail!(
@@ -276,14 +302,72 @@ impl<'a> Recording<'a> {
             truncated: scan.truncated.clone(),
             ..Default::default()
         };
-        let workers = if scan.chunks.len() < 2 {
+        // Under the fuzzer, decode inline: LeakSanitizer reports glibc's per-thread exit
+        // bookkeeping of short-lived threads as leaks, and one thread keeps runs reproducible.
+        let workers = if scan.chunks.len() < 2 || cfg!(fuzzing) {
             0
         } else {
             std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4))
         };
-        let mut deliver = |events: Vec<Event>, out: &mut Replayed| {
+        let mut deliver = |chunk: Decoded, out: &mut Replayed| {
             out.chunks += 1;
-            for ev in &events {
+            // One reusable event per device of the chunk: allocations and frees are delivered
+            // without copying the device's chip list for each of them.
+            let mut slots: Vec<Option<Event>> = vec![None; chunk.devices.len()];
+            for rec in chunk.records {
+                let ev = match rec {
+                    Record::Event(ev) => {
+                        out.events += 1;
+                        out.last_ns = Some(ev.ts_ns);
+                        if f(&ev).is_break() {
+                            return ControlFlow::Break(());
+                        }
+                        continue;
+                    }
+                    Record::Buffer {
+                        alloc,
+                        ts_ns,
+                        pid,
+                        device,
+                        buffer,
+                    } => {
+                        let slot = &mut slots[device as usize];
+                        let ev = slot.get_or_insert_with(|| Event {
+                            ts_ns,
+                            pid,
+                            kind: EventKind::DeviceClose {
+                                device: chunk.devices[device as usize].clone(),
+                            },
+                        });
+                        ev.ts_ns = ts_ns;
+                        ev.pid = pid;
+                        let dev = match &mut ev.kind {
+                            EventKind::Alloc { device, .. }
+                            | EventKind::Free { device, .. }
+                            | EventKind::DeviceClose { device } => std::mem::replace(
+                                device,
+                                DeviceRef {
+                                    handle: 0,
+                                    chips: Vec::new(),
+                                    mesh: false,
+                                },
+                            ),
+                            _ => chunk.devices[device as usize].clone(),
+                        };
+                        ev.kind = if alloc {
+                            EventKind::Alloc {
+                                device: dev,
+                                buffer,
+                            }
+                        } else {
+                            EventKind::Free {
+                                device: dev,
+                                buffer,
+                            }
+                        };
+                        &*ev
+                    }
+                };
                 out.events += 1;
                 out.last_ns = Some(ev.ts_ns);
                 if f(ev).is_break() {
@@ -304,7 +388,7 @@ impl<'a> Recording<'a> {
         std::thread::scope(|s| -> Result<()> {
             let mut rxs = Vec::new();
             for w in 0..workers {
-                let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Event>>>(2);
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Decoded>>(2);
                 rxs.push(rx);
                 let chunks = &scan.chunks;
                 s.spawn(move || {

@@ -341,3 +341,41 @@ fn replay_at_a_time_stops_there() {
     );
     assert!(r.read.events < all.len() as u64);
 }
+
+/// Writes the fuzz target's seed corpus (synthetic sessions, nothing from this machine):
+/// `cargo test --release -p tracer write_fuzz_seed_corpus -- --ignored`.
+#[test]
+#[ignore]
+fn write_fuzz_seed_corpus() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/reader");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, max) in [("chunks-of-7.trec", 7), ("one-chunk.trec", 1000)] {
+        std::fs::write(dir.join(name), recording(max).0).unwrap();
+    }
+    let cut = recording(7).0;
+    std::fs::write(dir.join("truncated.trec"), &cut[..cut.len() * 2 / 3]).unwrap();
+}
+
+/// Every input the fuzzer ever flagged (tracer/src/session/regressions/) reads to events or
+/// to an error that says where, through the threaded decoder too.
+/// - fuzz-leak-threads.trec: a valid multi-chunk file; LeakSanitizer flagged glibc's
+///   per-thread exit bookkeeping of the decoder threads (the fuzz build decodes inline).
+#[test]
+fn fuzz_regressions() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/session/regressions");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let data = std::fs::read(&path).unwrap();
+        if let Err(e) = read_all(&data) {
+            let msg = format!("{e:#}");
+            assert!(
+                msg.contains("byte") || msg.contains("truncated"),
+                "{}: {msg}",
+                path.display()
+            );
+        }
+        n += 1;
+    }
+    assert!(n > 0, "the regression inputs are in {}", dir.display());
+}
