@@ -131,6 +131,19 @@ impl LiveSession {
         };
         let _ = write!(self.out, "{}", report::text::summary(&self.ledger, &info));
         let _ = self.out.flush();
+        if self.decoder.undecodable > 0 {
+            eprintln!(
+                "tracer: warning: {} probe hit(s) had unreadable buffer fields and were skipped",
+                self.decoder.undecodable
+            );
+        }
+        if self.decoder.undescribed > 0 {
+            eprintln!(
+                "tracer: warning: {} buffer event(s) on a device object the probe could not \
+                 describe (ring buffer full?): charged to no chip",
+                self.decoder.undescribed
+            );
+        }
         if let Some(path) = &self.opts.summary_json {
             let doc = serde_json::to_string_pretty(&report::json::summary(&self.ledger, &info))?;
             if path.as_os_str() == "-" {

@@ -7,6 +7,7 @@ pub mod discover;
 pub mod elf;
 pub mod plan;
 pub mod symbols;
+pub mod window;
 
 use std::path::Path;
 

@@ -10,7 +10,7 @@ use super::{
     calibrate::{calibrate, pretty, Layout},
     disasm::Chain,
     elf::{parameters, Library},
-    symbols as sym,
+    symbols as sym, window,
 };
 
 /// What a probed function means to the ledger.
@@ -33,13 +33,11 @@ pub enum Role {
 /// Value positions in Alloc/Free events.
 pub mod field {
     pub const DEVICE: usize = 0;
-    pub const DEVICE_VTABLE: usize = 1;
-    pub const DEVICE_ID: usize = 2;
-    pub const ADDRESS: usize = 3;
-    pub const SIZE: usize = 4;
-    pub const PAGE_SIZE: usize = 5;
-    pub const KIND: usize = 6;
-    pub const UNIQUE_ID: usize = 7;
+    pub const ADDRESS: usize = 1;
+    pub const SIZE: usize = 2;
+    pub const PAGE_SIZE: usize = 3;
+    pub const KIND: usize = 4;
+    pub const UNIQUE_ID: usize = 5;
 }
 
 #[derive(Clone, Debug)]
@@ -120,7 +118,7 @@ fn spec(fields: &[FieldPath]) -> SlotSpec {
         ..Default::default()
     };
     s.fields[..fields.len()].copy_from_slice(fields);
-    s
+    window::with_window(s)
 }
 
 /// A slot whose first value is a device object pointer (described on first sight; `forgets`
@@ -136,12 +134,10 @@ fn device_spec(fields: &[FieldPath], forgets: bool) -> SlotSpec {
 
 fn buffer_fields(layout: &Layout) -> Result<Vec<FieldPath>> {
     let b = &layout.buffer;
-    let id_off = layout.device_id.offsets[0];
-    // Argument 1: GraphTracker's methods take `this` first, the Buffer second.
+    // Argument 1: GraphTracker's methods take `this` first, the Buffer second. The device
+    // object itself is described once per process (RawDevice), not read on every hit.
     let v = vec![
         path(1, &b.device)?,
-        path(1, &b.device.then(0, 8))?,
-        path(1, &b.device.then(id_off, layout.device_id.width))?,
         path(1, &b.address)?,
         path(1, &b.size)?,
         path(1, &b.page_size)?,
