@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 
 use super::{session::LiveSession, TraceOpts};
 use crate::{
-    probe::{decode::Decoder, Probes, Scope},
+    probe::{decode::Decoder, Probes, RunStats, Scope},
     runtime::{self, discover, plan::Role},
 };
 
@@ -65,7 +65,7 @@ struct KernelTime {
 }
 
 impl KernelTime {
-    fn add(&mut self, s: Option<(u64, std::time::Duration)>) {
+    fn add(&mut self, s: RunStats) {
         if let Some((runs, t)) = s {
             self.runs += runs;
             self.ns += t.as_nanos();
@@ -84,7 +84,7 @@ fn traced(
     plan: &runtime::plan::ProbePlan,
     pairs: u64,
     shape: (u32, u32),
-) -> Result<(f64, Vec<u64>, Option<(u64, std::time::Duration)>)> {
+) -> Result<(f64, Vec<u64>, RunStats)> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -116,11 +116,7 @@ fn traced(
     Ok((loop_seconds(out)?, hits, stats))
 }
 
-fn bare(
-    opts: &BenchOpts,
-    plan: &runtime::plan::ProbePlan,
-    pairs: u64,
-) -> Result<(f64, Option<(u64, std::time::Duration)>)> {
+fn bare(opts: &BenchOpts, plan: &runtime::plan::ProbePlan, pairs: u64) -> Result<(f64, RunStats)> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -188,7 +188,7 @@ impl Probes {
 
     /// Runs and in-kernel time of `program` so far (counted while [`aya::sys::enable_stats`] is
     /// on).
-    pub fn run_stats(&self, program: &str) -> Option<(u64, std::time::Duration)> {
+    pub fn run_stats(&self, program: &str) -> RunStats {
         run_stats(&self.ebpf, program)
     }
 
@@ -250,8 +250,11 @@ fn parse(bytes: &[u8]) -> Raw {
     Raw::Event(read_pod(bytes, RawEvent::default()))
 }
 
+/// A program's runs and its accumulated in-kernel time (None: statistics unavailable).
+pub type RunStats = Option<(u64, std::time::Duration)>;
+
 /// Runs and in-kernel time of one of the loaded programs (see [`Probes::run_stats`]).
-pub fn run_stats(ebpf: &Ebpf, program: &str) -> Option<(u64, std::time::Duration)> {
+pub fn run_stats(ebpf: &Ebpf, program: &str) -> RunStats {
     let info = ebpf.program(program)?.info().ok()?;
     Some((info.run_count(), info.run_time()))
 }
