@@ -106,7 +106,11 @@ pub fn doctor(lib: Option<PathBuf>, pid: Option<u32>) -> Result<i32> {
                         p.file_offset,
                         pretty(&p.symbol)
                     );
+                    if !p.detail.is_empty() {
+                        println!("        {}", p.detail);
+                    }
                 }
+                println!("  call stacks: {}", plan.call_stacks);
                 for w in &plan.warnings {
                     println!("  warning: {w}");
                 }
