@@ -5,7 +5,7 @@ use anyhow::Result;
 use super::{
     calibrate::{pretty, Layout},
     disasm::{sets_frame_pointer, tail_accessor, Chain},
-    elf::Library,
+    elf::{parameters, Library},
     oom,
     plan::{device_spec, path, register, PlannedProbe, Role},
     symbols as sym,
@@ -36,6 +36,24 @@ fn entry(lib: &Library, (mangled, demangled): (&str, &str)) -> Option<(String, u
     Some((m, lib.file_offset(s.address)?))
 }
 
+/// The mesh-open function and the argument holding the `MeshDevice*` (0 = `this`):
+/// `MeshDeviceImpl::initialize_impl(MeshDevice*, ...)` where the release has it (the public
+/// `MeshDevice::initialize` is a wrapper `MeshDevice::create` does not call), else
+/// `MeshDevice::initialize`.
+fn mesh_open(lib: &Library) -> Option<(String, u64, u8)> {
+    let (mangled, demangled) = sym::MESH_DEVICE_INITIALIZE_IMPL;
+    if let Some((m, d, s)) = lib.find_demangled(mangled, demangled).into_iter().next() {
+        let arg = parameters(&d)
+            .iter()
+            .position(|p| p == "tt::tt_metal::distributed::MeshDevice*")
+            .map(|i| i as u8 + 1);
+        if let (Some(arg), Some(off)) = (arg, lib.file_offset(s.address)) {
+            return Some((m, off, arg));
+        }
+    }
+    entry(lib, sym::MESH_DEVICE_INITIALIZE).map(|(m, off)| (m, off, 0))
+}
+
 pub fn plan(
     lib: &Library,
     layout: &Layout,
@@ -59,13 +77,13 @@ pub fn plan(
     }
     let rows = tail_chain(lib, &sym::MESH_NUM_ROWS);
     let cols = tail_chain(lib, &sym::MESH_NUM_COLS);
-    match entry(lib, sym::MESH_DEVICE_INITIALIZE) {
-        Some((symbol, file_offset)) => {
-            let mut fields = vec![this, vptr];
+    match mesh_open(lib) {
+        Some((symbol, file_offset, arg)) => {
+            let mut fields = vec![register(arg, 8)?, path(arg, &Chain::field(0, 8))?];
             let detail = match (&rows, &cols) {
                 (Some(r), Some(c)) => {
-                    fields.push(path(0, r)?);
-                    fields.push(path(0, c)?);
+                    fields.push(path(arg, r)?);
+                    fields.push(path(arg, c)?);
                     format!(
                         "shape rows {} cols {} (from {} and {})",
                         r.describe(),
