@@ -1,4 +1,5 @@
 //! Renderers: event lines, the per-chip text summary, and the `tracer.summary/1` JSON.
+pub mod explain;
 pub mod json;
 pub mod lines;
 pub mod text;
