@@ -112,10 +112,23 @@ pub fn oom(pid: u32, o: &OomRecord) -> Vec<String> {
         r.largest_free,
         if o.matched { "" } else { " [device inferred: no ledger matched the allocator's count]" }
     )];
-    for (chip, holders) in &o.holders {
+    // The chips of a mesh hold the same buffers: one line per distinct holder list.
+    let mut shown: Vec<&Vec<crate::ledger::HeldBuffer>> = Vec::new();
+    for (_, holders) in &o.holders {
+        if shown.contains(&holders) {
+            continue;
+        }
+        shown.push(holders);
+        let chips: Vec<String> = o
+            .holders
+            .iter()
+            .filter(|(_, h)| h == holders)
+            .map(|(c, _)| c.to_string())
+            .collect();
         let total: u64 = holders.iter().map(|h| h.reserved).sum();
         let mut s = format!(
-            "    device {chip}: {} reserved by {} buffer(s) ({} bytes); largest:",
+            "    device(s) {}: {} reserved by {} buffer(s) ({} bytes each); largest:",
+            chips.join(","),
             r.kind.name(),
             holders.len(),
             total
