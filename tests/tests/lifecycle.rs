@@ -25,7 +25,10 @@ fn ints(v: &Value) -> Vec<i64> {
 }
 
 fn joined(v: &[i64]) -> String {
-    v.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
+    v.iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The mesh open event names the shape the workload asked for and the chips tt-metal reports.
@@ -80,7 +83,10 @@ fn mesh_close_reports_freed_by_close_on_every_chip() {
         let outstanding = p["outstanding"].as_array().unwrap();
         for chip in &chips {
             let d = &devs[chip];
-            assert_eq!(d["live"]["buffers"], 0, "{era} chip {chip}: live after close");
+            assert_eq!(
+                d["live"]["buffers"], 0,
+                "{era} chip {chip}: live after close"
+            );
             for ty in ["DRAM", "L1"] {
                 assert_eq!(d["live"]["reserved"][ty], 0, "{era} chip {chip}");
                 assert_eq!(d["live"]["requested"][ty], 0, "{era} chip {chip}");
@@ -137,9 +143,15 @@ fn mesh_close_reports_freed_by_close_on_every_chip() {
                 k["size"].as_u64().unwrap() * chips.len() as u64
             );
             let text = format!(" x {} chips = ", chips.len());
-            let id = format!("({}, buffer_id={},", k["type"].as_str().unwrap(), k["buffer_id"]);
+            let id = format!(
+                "({}, buffer_id={},",
+                k["type"].as_str().unwrap(),
+                k["buffer_id"]
+            );
             assert!(
-                t.stdout().lines().any(|l| l.contains(&text) && l.contains(&id)),
+                t.stdout()
+                    .lines()
+                    .any(|l| l.contains(&text) && l.contains(&id)),
                 "{era}: no `... x N chips = ... {id}` line"
             );
         }
@@ -147,7 +159,10 @@ fn mesh_close_reports_freed_by_close_on_every_chip() {
         for chip in &chips {
             let line = out
                 .lines()
-                .find(|l| l.trim_start().starts_with(&format!("Device {chip}: 2 buffer(s)")))
+                .find(|l| {
+                    l.trim_start()
+                        .starts_with(&format!("Device {chip}: 2 buffer(s)"))
+                })
                 .unwrap_or_else(|| panic!("{era}: no explanation for chip {chip}"));
             assert!(line.contains("never deallocated") && line.contains("freed_by_close"));
         }
@@ -278,7 +293,11 @@ fn l1_out_of_memory_names_chip_type_request_and_holders() {
                 .iter()
                 .map(|b| b["reserved"].as_u64().unwrap())
                 .sum();
-            assert_eq!(sum, at_oom, "{era} chip {}: holders == get_memory_view", h["device"]);
+            assert_eq!(
+                sum, at_oom,
+                "{era} chip {}: holders == get_memory_view",
+                h["device"]
+            );
             assert_eq!(h["reserved"].as_u64().unwrap(), at_oom);
             let held: BTreeSet<u64> = h["buffers"]
                 .as_array()
@@ -309,10 +328,17 @@ fn l1_out_of_memory_names_chip_type_request_and_holders() {
         let devs = devices(p);
         for chip in &chips {
             let peak = &devs[chip]["peak"];
-            assert_eq!(peak["reserved"]["L1"].as_u64().unwrap(), max, "{era} chip {chip}");
+            assert_eq!(
+                peak["reserved"]["L1"].as_u64().unwrap(),
+                max,
+                "{era} chip {chip}"
+            );
             let holders = peak["holders"]["L1"].as_array().unwrap();
             assert_eq!(holders.len(), fitted, "{era} chip {chip}: peak holders");
-            let sum: u64 = holders.iter().map(|b| b["reserved"].as_u64().unwrap()).sum();
+            let sum: u64 = holders
+                .iter()
+                .map(|b| b["reserved"].as_u64().unwrap())
+                .sum();
             assert_eq!(sum, max, "{era} chip {chip}: peak holders sum to the peak");
             assert_eq!(devs[chip]["live"]["reserved"]["L1"], truth["l1_after_free"]);
         }
@@ -336,9 +362,16 @@ fn peaks_per_chip_and_type_with_the_buffers_that_made_them() {
     for (chip, d) in devices(p) {
         for ty in ["DRAM", "L1"] {
             let max = truth["memory_view_max"][ty].as_u64().unwrap();
-            assert_eq!(d["peak"]["reserved"][ty].as_u64().unwrap(), max, "chip {chip} {ty}");
+            assert_eq!(
+                d["peak"]["reserved"][ty].as_u64().unwrap(),
+                max,
+                "chip {chip} {ty}"
+            );
             let holders = d["peak"]["holders"][ty].as_array().unwrap();
-            let sum: u64 = holders.iter().map(|b| b["reserved"].as_u64().unwrap()).sum();
+            let sum: u64 = holders
+                .iter()
+                .map(|b| b["reserved"].as_u64().unwrap())
+                .sum();
             assert_eq!(sum, max, "chip {chip} {ty}: holders sum to the peak");
             for h in holders {
                 let w = tensors[&h["buffer_id"].as_u64().unwrap()];
@@ -366,7 +399,10 @@ fn demo_summary_explains_each_chip_in_plain_words() {
             "Device {chip}: nothing. The program deallocated all {} buffer(s) it allocated here.",
             truth["allocations"]
         );
-        assert!(section.contains(&expected), "missing `{expected}` in:\n{section}");
+        assert!(
+            section.contains(&expected),
+            "missing `{expected}` in:\n{section}"
+        );
     }
     assert!(
         out.contains(&format!(

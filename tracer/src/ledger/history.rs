@@ -60,10 +60,7 @@ impl ProcessLedger {
     }
 
     pub(super) fn new_peak(&mut self, chip: i32, kind: BufferType, at_ns: u64) {
-        let reserved = self
-            .devices
-            .get(&chip)
-            .map_or(0, |d| d.reserved.get(kind));
+        let reserved = self.devices.get(&chip).map_or(0, |d| d.reserved.get(kind));
         let p = self.peaks.entry((chip, kind)).or_default();
         p.reserved = reserved;
         p.at_ns = at_ns;

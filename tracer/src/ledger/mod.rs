@@ -10,8 +10,8 @@ mod tests;
 use std::collections::{BTreeMap, HashMap};
 
 pub use account::{Amounts, DeviceAccount};
-pub use history::{Lifecycle, OomRecord, Peak};
 pub use event::{BufferInfo, BufferType, DeviceRef, Event, EventKind, Refusal};
+pub use history::{Lifecycle, OomRecord, Peak};
 
 /// Why a buffer was still held at the end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

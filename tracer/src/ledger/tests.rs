@@ -335,11 +335,17 @@ fn oom_names_the_device_whose_count_matches_the_allocator() {
     l.apply(&alloc(2, mesh(), buf(1, 8192, 2048, BufferType::L1)));
     l.apply(&alloc(3, mesh(), buf(2, 2_097_152, 2048, BufferType::L1)));
     l.apply(&alloc(4, chip3(), buf(3, 8192, 2048, BufferType::L1)));
-    let mesh_per_bank = (225_280 + reserved_bytes(2_097_152, 2048, Geometry {
-        banks: 110,
-        alignment: 16,
-        granularity: 64,
-    })) / 110;
+    let mesh_per_bank = (225_280
+        + reserved_bytes(
+            2_097_152,
+            2048,
+            Geometry {
+                banks: 110,
+                alignment: 16,
+                granularity: 64,
+            },
+        ))
+        / 110;
     l.apply(&ev(5, l1_refusal(mesh_per_bank, 2_097_152)));
     let p = &l.processes[&7];
     let o = &p.ooms[0];
@@ -396,7 +402,10 @@ fn peak_keeps_the_buffers_that_made_it() {
     for chip in [1, 0, 2, 3, 5, 4, 6, 7] {
         let peak = &p.peaks[&(chip, BufferType::L1)];
         assert_eq!(peak.at_ns, 20);
-        assert_eq!(peak.reserved, p.devices[&chip].peak_reserved.get(BufferType::L1));
+        assert_eq!(
+            peak.reserved,
+            p.devices[&chip].peak_reserved.get(BufferType::L1)
+        );
         let ids: Vec<u64> = peak.holders.iter().map(|h| h.buffer.unique_id).collect();
         assert_eq!(ids, vec![2, 1]);
         assert_eq!(

@@ -65,7 +65,11 @@ pub fn buffer_line(h: &HeldBuffer, origin: Option<u64>) -> String {
             human_bytes(b.size * n)
         )
     } else {
-        format!("{} on chip {}", human_bytes(b.size), chip_list(&h.device.chips))
+        format!(
+            "{} on chip {}",
+            human_bytes(b.size),
+            chip_list(&h.device.chips)
+        )
     };
     format!(
         "{size} ({}, buffer_id={}, allocated at {})",
@@ -86,8 +90,18 @@ fn group_line(g: &Group, origin: Option<u64>) -> String {
         .iter()
         .map(|o| o.held.buffer.address.to_string())
         .collect();
-    let first = g.members.iter().map(|o| o.held.allocated_ns).min().unwrap_or(0);
-    let last = g.members.iter().map(|o| o.held.allocated_ns).max().unwrap_or(0);
+    let first = g
+        .members
+        .iter()
+        .map(|o| o.held.allocated_ns)
+        .min()
+        .unwrap_or(0);
+    let last = g
+        .members
+        .iter()
+        .map(|o| o.held.allocated_ns)
+        .max()
+        .unwrap_or(0);
     format!(
         "{count} buffers of {} x {n} chip(s) = {} ({}, buffer_ids={}, allocated {} .. {})",
         human_bytes(g.size),
@@ -142,7 +156,9 @@ pub fn lifecycle(s: &mut String, p: &ProcessLedger) {
     let _ = writeln!(s, "Devices opened and closed:");
     for l in &p.lifecycle {
         let what = match (l.device.mesh, l.opened, l.shape) {
-            (true, true, Some((r, c))) => format!("Mesh {r}x{c} opened: chips {}", chip_list(&l.device.chips)),
+            (true, true, Some((r, c))) => {
+                format!("Mesh {r}x{c} opened: chips {}", chip_list(&l.device.chips))
+            }
             (true, true, None) => format!("Mesh opened: chips {}", chip_list(&l.device.chips)),
             (true, false, _) => format!("Mesh closed: chips {}", chip_list(&l.device.chips)),
             (false, true, _) => format!("Device {} opened", chip_list(&l.device.chips)),
@@ -184,7 +200,7 @@ pub fn ooms(s: &mut String, p: &ProcessLedger) {
         // A mesh's chips hold the same buffers: show each distinct holder list once.
         let mut shown: Vec<&Vec<HeldBuffer>> = Vec::new();
         for (_, holders) in &o.holders {
-            if shown.iter().any(|h| *h == holders) {
+            if shown.contains(&holders) {
                 continue;
             }
             shown.push(holders);

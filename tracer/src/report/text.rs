@@ -1,8 +1,8 @@
 //! The human summary printed at the end of a session.
 use std::fmt::Write as _;
 
-use super::SessionInfo;
 use super::explain;
+use super::SessionInfo;
 use crate::ledger::{Amounts, BufferType, Ledger, ProcessLedger};
 
 fn amounts(a: &Amounts, always_dram: bool) -> String {

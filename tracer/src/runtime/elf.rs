@@ -118,10 +118,7 @@ impl Library {
                 continue;
             };
             let mut start = 0;
-            while let Some(i) = hay[start..]
-                .windows(needle.len())
-                .position(|w| w == needle)
-            {
+            while let Some(i) = hay[start..].windows(needle.len()).position(|w| w == needle) {
                 out.push(vaddr + (start + i) as u64);
                 start += i + 1;
             }

@@ -8,10 +8,9 @@ use tracer_common::{
 
 use super::{
     calibrate::{calibrate, pretty, Layout},
-    lifecycle,
     disasm::Chain,
     elf::{parameters, Library},
-    symbols as sym,
+    lifecycle, symbols as sym,
 };
 
 /// What a probed function means to the ledger.
