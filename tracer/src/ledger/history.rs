@@ -14,6 +14,10 @@ pub struct Lifecycle {
     pub dropped: usize,
 }
 
+/// Refusals whose holders are kept: a program that retries in a loop must not make the
+/// ledger copy its whole live set each time.
+pub const OOM_WITH_HOLDERS: usize = 32;
+
 /// An allocation the device allocator refused, and the ledger at that moment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OomRecord {
@@ -25,7 +29,8 @@ pub struct OomRecord {
     /// False when no device's ledger matched the allocator's count (the device is then the
     /// most recently opened one, or the largest holder).
     pub matched: bool,
-    /// Per chip of that device: every buffer of that type it held, largest first.
+    /// Per chip of that device: every buffer of that type it held, largest first (empty after
+    /// the first [`OOM_WITH_HOLDERS`] refusals).
     pub holders: Vec<(i32, Vec<HeldBuffer>)>,
 }
 
@@ -159,6 +164,7 @@ impl ProcessLedger {
         };
         let holders = device
             .as_ref()
+            .filter(|_| self.ooms.len() < OOM_WITH_HOLDERS)
             .map(|d| {
                 d.chips
                     .iter()
