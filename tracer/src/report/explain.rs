@@ -351,3 +351,82 @@ pub fn peaks(s: &mut String, p: &ProcessLedger, chip: i32) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        ledger::{BufferInfo, DeviceRef, Event, EventKind, Ledger},
+        report::human_bytes,
+    };
+
+    fn ev(ts: u64, kind: EventKind) -> Event {
+        Event {
+            ts_ns: ts,
+            pid: 9,
+            kind,
+        }
+    }
+
+    fn mesh() -> DeviceRef {
+        DeviceRef {
+            handle: 1,
+            chips: vec![1, 0],
+            mesh: true,
+        }
+    }
+
+    fn dram(uid: u64, size: u64) -> BufferInfo {
+        BufferInfo {
+            address: 1000 + uid,
+            size,
+            page_size: 2048,
+            kind: BufferType::Dram,
+            unique_id: uid,
+        }
+    }
+
+    #[test]
+    fn bytes_for_people() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(4 << 20), "4 MiB");
+        assert_eq!(human_bytes(20000), "19.53 KiB");
+    }
+
+    #[test]
+    fn mesh_buffers_are_one_thing_and_sites_group() {
+        let mut l = Ledger::new();
+        for (ts, uid) in [(1_000_000, 1), (2_000_000, 2)] {
+            l.apply(&ev(
+                ts,
+                EventKind::Alloc {
+                    device: mesh(),
+                    buffer: dram(uid, 4 << 20),
+                },
+            ));
+        }
+        l.apply(&ev(
+            3_000_000,
+            EventKind::Alloc {
+                device: mesh(),
+                buffer: dram(3, 8192),
+            },
+        ));
+        l.apply(&ev(4_000_000, EventKind::DeviceClose { device: mesh() }));
+        let p = &l.processes[&9];
+        let g = groups(p);
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[0].members.len(), 2);
+        assert_eq!(
+            group_line(&g[1], p.first_ns),
+            "8 KiB x 2 chips = 16 KiB (DRAM, buffer_id=1003, allocated at +0.002 s)"
+        );
+        assert!(
+            group_line(&g[0], p.first_ns).starts_with("2 buffers of 4 MiB x 2 chip(s) = 16 MiB")
+        );
+        let mut s = String::new();
+        per_chip(&mut s, p);
+        assert!(s.contains("Device 0: 3 buffer(s)"));
+        assert!(s.contains("freed_by_close"));
+    }
+}
