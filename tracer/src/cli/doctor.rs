@@ -124,7 +124,11 @@ pub fn doctor(lib: Option<PathBuf>, pid: Option<u32>) -> Result<i32> {
                             String::new()
                         }
                     );
+                    if !p.detail.is_empty() {
+                        println!("        {}", p.detail);
+                    }
                 }
+                println!("  call stacks: {}", plan.call_stacks);
                 for w in &plan.warnings {
                     println!("  warning: {w}");
                 }

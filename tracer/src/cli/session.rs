@@ -58,6 +58,13 @@ impl LiveSession {
                 let _ = writeln!(self.out, "{line}");
             }
         }
+        if let EventKind::OutOfMemory { .. } = ev.kind {
+            if let Some(o) = self.ledger.processes[&ev.pid].ooms.last() {
+                for line in report::lines::oom(ev.pid, o) {
+                    let _ = writeln!(self.out, "{line}");
+                }
+            }
+        }
     }
 
     fn handle_raw(&mut self, raw: Raw) {
@@ -128,6 +135,7 @@ impl LiveSession {
             build_id: plan.build_id.clone(),
             layout: plan.layout.describe(),
             lost_events: lost,
+            call_stacks: plan.call_stacks.clone(),
         };
         let _ = write!(self.out, "{}", report::text::summary(&self.ledger, &info));
         let _ = self.out.flush();

@@ -2,7 +2,7 @@
 use tracer_common::{RawDevice, RawEvent, SLOT_PROCESS_EXIT, SLOT_PROCESS_FORK};
 
 use crate::{
-    ledger::{BufferInfo, BufferType, DeviceRef, Event, EventKind},
+    ledger::{BufferInfo, BufferType, DeviceRef, Event, EventKind, Refusal},
     runtime::{
         devices::{DeviceResolver, Vptrs},
         plan::{field, ProbePlan, Role},
@@ -140,6 +140,43 @@ impl Decoder {
                     alignment: v[3] as u32,
                     granularity: v[4] as u32,
                 },
+                Role::DeviceOpen => {
+                    use crate::runtime::lifecycle::field as f;
+                    let device = self.device(raw.pid, v[f::DEVICE]);
+                    EventKind::DeviceOpen {
+                        device,
+                        shape: None,
+                    }
+                }
+                Role::MeshOpen => {
+                    use crate::runtime::lifecycle::field as f;
+                    let device = self.device(raw.pid, v[f::DEVICE]);
+                    let shape = (raw.nvalues as usize > f::COLS && has(f::ROWS) && has(f::COLS))
+                        .then(|| (v[f::ROWS] as u32, v[f::COLS] as u32));
+                    EventKind::DeviceOpen { device, shape }
+                }
+                Role::OutOfMemory => {
+                    use crate::runtime::oom::field as f;
+                    let len = (v[f::TYPE_LEN] as usize).min(8);
+                    let chars = v[f::TYPE_CHARS].to_le_bytes();
+                    let name = String::from_utf8_lossy(&chars[..len]).into_owned();
+                    let Some(kind) = BufferType::from_name(&name) else {
+                        self.undecodable += 1;
+                        return None;
+                    };
+                    EventKind::OutOfMemory {
+                        refusal: Refusal {
+                            kind,
+                            requested: v[f::REQUESTED],
+                            banks: v[f::BANKS] as u32,
+                            per_bank: v[f::PER_BANK],
+                            bank_size: v[f::BANK_SIZE],
+                            allocated_per_bank: v[f::ALLOCATED],
+                            free_per_bank: v[f::FREE],
+                            largest_free: v[f::LARGEST_FREE],
+                        },
+                    }
+                }
                 Role::BanksMap => EventKind::BankGeometry {
                     kind: BufferType::from_raw(v[0])?,
                     banks: v[1] as u32,

@@ -1,8 +1,9 @@
 //! The human summary printed at the end of a session.
 use std::fmt::Write as _;
 
+use super::explain;
 use super::SessionInfo;
-use crate::ledger::{Amounts, BufferType, Ledger, Outcome, ProcessLedger};
+use crate::ledger::{Amounts, BufferType, Ledger, ProcessLedger};
 
 fn amounts(a: &Amounts, always_dram: bool) -> String {
     BufferType::ALL
@@ -13,7 +14,7 @@ fn amounts(a: &Amounts, always_dram: bool) -> String {
         .join(", ")
 }
 
-pub fn process_summary(p: &ProcessLedger) -> String {
+pub fn process_summary(p: &ProcessLedger, call_stacks: &str) -> String {
     let mut s = String::new();
     let status = match (p.exited, p.exit_code) {
         (true, Some(c)) => format!("exited with code {c}"),
@@ -21,6 +22,7 @@ pub fn process_summary(p: &ProcessLedger) -> String {
         (false, _) => "still running when the tracer stopped".to_string(),
     };
     let _ = writeln!(s, "PID {} ({}) {status}", p.pid, p.command);
+    explain::lifecycle(&mut s, p);
     for (chip, d) in &p.devices {
         let _ = writeln!(
             s,
@@ -34,48 +36,14 @@ pub fn process_summary(p: &ProcessLedger) -> String {
             amounts(&d.reserved, true),
             amounts(&d.peak_reserved, true)
         );
+        explain::peaks(&mut s, p, *chip);
     }
     if p.devices.is_empty() {
         let _ = writeln!(s, "(no device memory activity)");
     }
-    for outcome in [
-        Outcome::FreedByClose,
-        Outcome::Leaked,
-        Outcome::LiveAtDetach,
-    ] {
-        let list: Vec<_> = p
-            .outstanding
-            .iter()
-            .filter(|o| o.outcome == outcome)
-            .collect();
-        if list.is_empty() {
-            continue;
-        }
-        let why = match outcome {
-            Outcome::FreedByClose => "never deallocated; dropped when their device/mesh closed",
-            Outcome::Leaked => "still allocated when the process ended with the device open",
-            Outcome::LiveAtDetach => "still allocated when the tracer stopped",
-        };
-        let _ = writeln!(s, "{} buffer(s) {} ({}):", list.len(), outcome.name(), why);
-        for o in list {
-            let b = &o.held.buffer;
-            let chips = &o.held.device.chips;
-            let _ = writeln!(
-                s,
-                "    {} {} bytes x {} chip(s) = {} bytes (buffer_id={}, chips {})",
-                b.kind.name(),
-                b.size,
-                chips.len(),
-                b.size * chips.len() as u64,
-                b.address,
-                chips
-                    .iter()
-                    .map(|c| c.to_string())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            );
-        }
-    }
+    explain::ooms(&mut s, p);
+    explain::outstanding(&mut s, p, call_stacks);
+    explain::per_chip(&mut s, p);
     if p.unknown_frees > 0 {
         let _ = writeln!(
             s,
@@ -96,7 +64,7 @@ pub fn process_summary(p: &ProcessLedger) -> String {
 pub fn summary(ledger: &Ledger, info: &SessionInfo) -> String {
     let mut s = String::new();
     for p in ledger.processes.values() {
-        s.push_str(&process_summary(p));
+        s.push_str(&process_summary(p, &info.call_stacks));
     }
     if info.lost_events > 0 {
         let _ = writeln!(

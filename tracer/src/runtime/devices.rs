@@ -39,8 +39,16 @@ impl DeviceResolver {
             .filter(|i| d.vptrs[*i] == bias.wrapping_add(v.device) && bias.is_multiple_of(0x1000))
             .map(|i| d.ids[i] as i32)
             .collect();
-        let device = if chips.is_empty() {
-            // Not a mesh (or its list is empty): a chip, named by its own id field.
+        let is_mesh = bias.is_multiple_of(0x1000);
+        let device = if chips.is_empty() && is_mesh {
+            // A mesh whose device list was empty or unreadable: its chips are unknown.
+            DeviceRef {
+                handle: d.handle,
+                chips: vec![],
+                mesh: true,
+            }
+        } else if chips.is_empty() {
+            // A chip, named by its own id field.
             DeviceRef {
                 handle: d.handle,
                 chips: vec![d.id as u32 as i32],
@@ -72,7 +80,7 @@ mod tests {
 
     const V: Vptrs = Vptrs {
         device: 0x1000_0010,
-        mesh: 0x2000_0010,
+        mesh: 0x2000_0a30,
     };
 
     fn raw(vptr: u64, id: u64, devices: &[(u64, u32)]) -> RawDevice {

@@ -10,7 +10,7 @@ use super::{
     calibrate::{calibrate, pretty, Layout},
     disasm::Chain,
     elf::{parameters, Library},
-    symbols as sym, window,
+    lifecycle, symbols as sym, window,
 };
 
 /// What a probed function means to the ledger.
@@ -28,6 +28,13 @@ pub enum Role {
     BanksVector,
     /// `BankManager(BufferType const&, std::unordered_map<..> const& offsets, ..., alignment, ...)`.
     BanksMap,
+    /// `Device::initialize(...)`: a chip is being opened.
+    DeviceOpen,
+    /// `MeshDevice::initialize(...)`: a mesh is being opened (its chips are already known).
+    MeshOpen,
+    /// The `tt_throw` of "Out of Memory" inside `BankManager::allocate_buffer` (an
+    /// instruction, not a function entry): the allocator refused an allocation.
+    OutOfMemory,
 }
 
 /// Value positions in Alloc/Free events.
@@ -46,6 +53,8 @@ pub struct PlannedProbe {
     pub symbol: String,
     pub file_offset: u64,
     pub spec: SlotSpec,
+    /// Where inside `symbol` the probe sits and why (empty: at its entry).
+    pub detail: String,
 }
 
 #[derive(Clone, Debug)]
@@ -60,6 +69,8 @@ pub struct ProbePlan {
     pub mesh_vptr: Option<u64>,
     /// Things that work in a degraded way with this library.
     pub warnings: Vec<String>,
+    /// Why allocation call stacks are (not) collected, as found in this library.
+    pub call_stacks: String,
 }
 
 impl ProbePlan {
@@ -70,7 +81,7 @@ impl ProbePlan {
 
 /// Loads `chain` from argument `arg` (0 = `this`). Integer arguments past the sixth live on the
 /// stack at entry: `[rsp + 8 + 8 * (arg - 6)]` (rsp points at the return address).
-fn path(arg: u8, chain: &Chain) -> Result<FieldPath> {
+pub(super) fn path(arg: u8, chain: &Chain) -> Result<FieldPath> {
     let mut hops = chain.offsets.clone();
     let base = if arg < 6 {
         arg_word(arg)
@@ -96,7 +107,7 @@ fn path(arg: u8, chain: &Chain) -> Result<FieldPath> {
 }
 
 /// The value of argument `arg` itself (`width` bytes of it).
-fn register(arg: u8, width: u8) -> Result<FieldPath> {
+pub(super) fn register(arg: u8, width: u8) -> Result<FieldPath> {
     if arg < 6 {
         return Ok(FieldPath {
             arg: arg_word(arg),
@@ -123,7 +134,7 @@ fn spec(fields: &[FieldPath]) -> SlotSpec {
 
 /// A slot whose first value is a device object pointer (described on first sight; `forgets`
 /// when the call ends that object's life).
-fn device_spec(fields: &[FieldPath], forgets: bool) -> SlotSpec {
+pub(super) fn device_spec(fields: &[FieldPath], forgets: bool) -> SlotSpec {
     let mut s = spec(fields);
     s.device_field = 1;
     if forgets {
@@ -214,6 +225,7 @@ pub fn build(lib: &Library) -> Result<ProbePlan> {
             symbol: mangled.to_string(),
             file_offset: offset_of(mangled)?,
             spec: device_spec(&fields, false),
+            detail: String::new(),
         });
     }
     let id = &layout.device_id;
@@ -238,6 +250,7 @@ pub fn build(lib: &Library) -> Result<ProbePlan> {
                 symbol: mangled.to_string(),
                 file_offset,
                 spec,
+                detail: String::new(),
             }),
             Err(_) => warnings.push(format!(
                 "`{}` not found: buffers dropped by closing a device stay live in the ledger",
@@ -258,6 +271,7 @@ pub fn build(lib: &Library) -> Result<ProbePlan> {
                 symbol: mangled.clone(),
                 file_offset: offset_of(&mangled)?,
                 spec,
+                detail: String::new(),
             });
         }
     }
@@ -270,6 +284,8 @@ pub fn build(lib: &Library) -> Result<ProbePlan> {
                 .into(),
         );
     }
+    lifecycle::plan(lib, &layout, &mut probes, &mut warnings)?;
+    let call_stacks = lifecycle::call_stacks(lib);
     let vptr_of = |m: &str| lib.symbol(m).map(|s| s.address + 16);
     Ok(ProbePlan {
         library: lib.path.clone(),
@@ -279,5 +295,6 @@ pub fn build(lib: &Library) -> Result<ProbePlan> {
         device_vptr: vptr_of(sym::DEVICE_VTABLE),
         mesh_vptr: vptr_of(sym::MESH_DEVICE_VTABLE),
         warnings,
+        call_stacks,
     })
 }
