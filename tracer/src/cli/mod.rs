@@ -71,7 +71,8 @@ pub struct TraceOpts {
     /// Exit non-zero if any event was lost.
     #[arg(long)]
     pub strict: bool,
-    /// Serve Prometheus metrics on ADDR.
+    /// Serve Prometheus metrics at http://ADDR/metrics (PORT, :PORT or HOST:PORT; a bare port
+    /// listens on 127.0.0.1 only).
     #[arg(long)]
     pub metrics: Option<String>,
     /// Stop tracing after SECS seconds.
@@ -85,9 +86,6 @@ impl TraceOpts {
     pub fn refuse_unimplemented(&self) -> Result<()> {
         if self.output.is_some() {
             anyhow::bail!("-o/--output (session recording) is not implemented in this version");
-        }
-        if self.metrics.is_some() {
-            anyhow::bail!("--metrics (Prometheus exporter) is not implemented in this version");
         }
         Ok(())
     }

@@ -33,6 +33,10 @@ pub fn run(opts: TraceOpts, cmd: Vec<String>) -> Result<i32> {
         }
     };
     let mut session = LiveSession::new(probes, Decoder::new(plan), opts);
+    if let Err(e) = session.start_metrics() {
+        child.abort();
+        return Err(e);
+    }
     let pid = child.pid;
     session.probes.track(pid)?;
     session.decoder.announce(pid);

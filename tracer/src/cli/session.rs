@@ -7,6 +7,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use super::{TraceOpts, EXIT_LOST_EVENTS};
 use crate::{
     ledger::{Event, EventKind, Ledger},
+    live::metrics::Metrics,
     probe::{decode::Decoder, Probes, Raw},
     report::{self, SessionInfo},
 };
@@ -17,7 +18,13 @@ pub struct LiveSession {
     pub ledger: Ledger,
     opts: TraceOpts,
     out: std::io::BufWriter<std::io::Stdout>,
+    /// The Prometheus exporter (`--metrics`), started with the event loop.
+    metrics: Option<Metrics>,
+    metrics_at: Option<std::time::Instant>,
 }
+
+/// How often the metrics page is re-rendered while events flow.
+const METRICS_EVERY: Duration = Duration::from_millis(250);
 
 /// Why the event loop stopped.
 #[derive(Debug, PartialEq, Eq)]
@@ -35,7 +42,30 @@ impl LiveSession {
             ledger: Ledger::new(),
             opts,
             out: std::io::BufWriter::new(std::io::stdout()),
+            metrics: None,
+            metrics_at: None,
         }
+    }
+
+    /// Starts the exporter if `--metrics` asks for it (needs the tokio runtime). The event loop
+    /// starts it too; call it earlier to fail before a command is launched.
+    pub fn start_metrics(&mut self) -> Result<()> {
+        if let (Some(spec), None) = (&self.opts.metrics, &self.metrics) {
+            let m = Metrics::serve(spec)?;
+            eprintln!("tracer: metrics at http://{}/metrics", m.addr);
+            self.metrics = Some(m);
+        }
+        Ok(())
+    }
+
+    /// Re-renders the metrics page (at most every [`METRICS_EVERY`] unless `now`).
+    fn publish_metrics(&mut self, now: bool) {
+        let Some(m) = &self.metrics else { return };
+        if !now && self.metrics_at.is_some_and(|t| t.elapsed() < METRICS_EVERY) {
+            return;
+        }
+        m.update(&self.ledger, self.probes.lost().unwrap_or(0));
+        self.metrics_at = Some(std::time::Instant::now());
     }
 
     /// Feeds one event through the ledger and the printer.
@@ -96,6 +126,8 @@ impl LiveSession {
     ) -> Result<Stop> {
         let mut int = signal(SignalKind::interrupt())?;
         let mut term = signal(SignalKind::terminate())?;
+        self.start_metrics()?;
+        self.publish_metrics(true);
         let duration = self.opts.duration.map(Duration::from_secs_f64);
         let sleep = async {
             match duration {
@@ -118,9 +150,11 @@ impl LiveSession {
                 self.handle_raw(r);
             }
             let _ = self.out.flush();
+            self.publish_metrics(false);
         };
         // Events already in the ring buffer belong to the session.
         self.drain();
+        self.publish_metrics(true);
         Ok(stop)
     }
 
