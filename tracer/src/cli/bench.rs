@@ -77,7 +77,7 @@ impl KernelTime {
     }
 }
 
-/// Runs the workload under the full tracer (all processes); returns (loop seconds, hits per
+/// Runs the workload under the full tracer (only its own process); returns (loop seconds, hits per
 /// slot, the probe program's run statistics).
 fn traced(
     opts: &BenchOpts,
@@ -89,31 +89,51 @@ fn traced(
         .enable_all()
         .build()?;
     let _g = rt.enter();
-    let probes = Probes::attach(plan, Scope::All)?;
+    // Only the workload's own hits count: other ttnn processes on the machine hit the same
+    // probes. Like `tracer run`, it is held until the probes are attached.
+    let out_file = std::env::temp_dir().join(format!("tracer-bench-{}.json", std::process::id()));
+    let _ = std::fs::remove_file(&out_file);
+    let argv: Vec<String> = vec![
+        "sh".into(),
+        "-c".into(),
+        "TT_METAL_SHM_TRACKING_DISABLED=1 exec \"$0\" workloads/alloc_loop.py \"$@\" >/dev/null 2>&1"
+            .into(),
+        opts.python.display().to_string(),
+        pairs.to_string(),
+        shape.0.to_string(),
+        shape.1.to_string(),
+        out_file.display().to_string(),
+    ];
+    let mut child = super::launch::spawn_gated(&argv)?;
+    let probes = match Probes::attach(plan, Scope::Tracked) {
+        Ok(p) => p,
+        Err(e) => {
+            child.abort();
+            return Err(e);
+        }
+    };
     let mut session = LiveSession::new(probes, Decoder::new(plan.clone()), quiet_opts());
-    let mut cmd = workload(opts, pairs, shape, false);
-    let out = rt.block_on(async {
-        let child =
-            tokio::process::Command::from(std::mem::replace(&mut cmd, Command::new("true")))
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()?;
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(async move {
-            let _ = tx.send(child.wait_with_output().await);
-        });
-        let mut result = None;
-        let done = async {
-            let r = rx.await;
-            result = Some(r);
-            0
-        };
-        session.run_until(done).await?;
-        anyhow::Ok(result.unwrap()??)
+    let pid = child.pid;
+    session.probes.track(pid)?;
+    child.release("sh")?;
+    let code = rt.block_on(async {
+        let waiter = tokio::task::spawn_blocking(move || super::launch::wait_exit(pid));
+        session
+            .run_until(async move { waiter.await.unwrap_or(255) })
+            .await
     })?;
+    if code != super::session::Stop::ChildExited(0) {
+        bail!("workload under tracer failed: {code:?}");
+    }
+    let timing = std::fs::read_to_string(&out_file)
+        .with_context(|| format!("workload wrote no timing to {}", out_file.display()))?;
+    let _ = std::fs::remove_file(&out_file);
+    let seconds = serde_json::from_str::<serde_json::Value>(&timing)?["seconds"]
+        .as_f64()
+        .context("no seconds in the workload's timing")?;
     let hits = session.probes.hits()?;
     let stats = session.probes.run_stats("tracer_probe");
-    Ok((loop_seconds(out)?, hits, stats))
+    Ok((seconds, hits, stats))
 }
 
 fn bare(opts: &BenchOpts, plan: &runtime::plan::ProbePlan, pairs: u64) -> Result<(f64, RunStats)> {
