@@ -23,6 +23,9 @@ pub fn process_summary(p: &ProcessLedger, call_stacks: &str) -> String {
     };
     let _ = writeln!(s, "PID {} ({}) {status}", p.pid, p.command);
     explain::lifecycle(&mut s, p);
+    // One contract line per chip, then the details; chips of a mesh usually have identical
+    // details, which are printed once for all of them.
+    let mut details: Vec<(String, Vec<i32>)> = Vec::new();
     for (chip, d) in &p.devices {
         let _ = writeln!(
             s,
@@ -30,13 +33,27 @@ pub fn process_summary(p: &ProcessLedger, call_stacks: &str) -> String {
             d.live_buffers,
             amounts(&d.requested, true)
         );
+        let mut detail = String::new();
         let _ = writeln!(
-            s,
+            detail,
             "    reserved by the allocator: {}; peak reserved: {}",
             amounts(&d.reserved, true),
             amounts(&d.peak_reserved, true)
         );
-        explain::peaks(&mut s, p, *chip);
+        explain::peaks(&mut detail, p, *chip);
+        match details.iter_mut().find(|(text, _)| *text == detail) {
+            Some((_, chips)) => chips.push(*chip),
+            None => details.push((detail, vec![*chip])),
+        }
+    }
+    for (detail, chips) in details {
+        let names: Vec<String> = chips.iter().map(|c| c.to_string()).collect();
+        if chips.len() == 1 {
+            let _ = writeln!(s, "  device {}:", names[0]);
+        } else {
+            let _ = writeln!(s, "  each of devices {}:", names.join(","));
+        }
+        s.push_str(&detail);
     }
     if p.devices.is_empty() {
         let _ = writeln!(s, "(no device memory activity)");
