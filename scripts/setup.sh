@@ -3,7 +3,8 @@
 # 8-chip mesh. Idempotent: each step checks first and says what it does.
 #
 #   scripts/setup.sh            toolchain + ttnn 0.81.1
-#   scripts/setup.sh --all      also ttnn 0.75.0 (the second layout era, used by the tests)
+#   scripts/setup.sh --all      also what the tests need: ttnn 0.75.0 (the second layout era)
+#                               and the Prometheus server (scrapes --metrics in a test)
 #
 # The Python environments live in ${TRACER_VENV_ROOT:-$HOME/.cache/tracer/venvs} so that
 # several clones share one download.
@@ -59,6 +60,17 @@ else
     need_root sqlite3
     apt-get update
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends sqlite3
+fi
+
+if [ "${1:-}" = "--all" ]; then
+    step "Prometheus server (the tests scrape tracer --metrics with it)"
+    if command -v prometheus >/dev/null; then
+        ok "$(prometheus --version 2>&1 | head -1)"
+    else
+        need_root prometheus
+        apt-get update
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus
+    fi
 fi
 
 step "bpf-linker ${BPF_LINKER_VERSION}"

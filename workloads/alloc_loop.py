@@ -2,7 +2,7 @@
 
 Used by the benchmark: the loop is timed by the workload itself, so every configuration
 (untraced, bare uprobe, tracer, SHM tracker) is measured the same way.
-usage: alloc_loop.py N [ROWS COLS]
+usage: alloc_loop.py N [ROWS COLS [OUT]]   (OUT: also write the timing JSON to this file)
 """
 import json
 import sys
@@ -24,4 +24,8 @@ for _ in range(n):
 elapsed = time.perf_counter() - start
 chips = len(mesh.get_device_ids())
 ttnn.close_mesh_device(mesh)
-print(json.dumps({"pairs": n, "seconds": elapsed, "chips": chips}), flush=True)
+result = json.dumps({"pairs": n, "seconds": elapsed, "chips": chips})
+print(result, flush=True)
+if len(sys.argv) > 4:
+    with open(sys.argv[4], "w") as f:
+        f.write(result + "\n")

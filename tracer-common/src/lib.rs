@@ -10,6 +10,11 @@
 pub const MAX_VALUES: usize = 10;
 /// Memory reads along one path (pointer chasing depth + final read).
 pub const MAX_STEPS: usize = 4;
+/// Bytes of one object a probe hit can copy at once (see [`SlotSpec::window`]); a power of two.
+pub const WINDOW_BYTES: usize = 1024;
+/// `FieldPath::arg` value meaning "start from the slot's window copy": the first offset is a
+/// position in the window, read `width` bytes there (or 8 when further steps follow).
+pub const ARG_WINDOW: u8 = 0xff;
 /// Probe slots (one per probed function role); the attach cookie selects the slot.
 pub const MAX_SLOTS: u32 = 16;
 
@@ -59,6 +64,12 @@ pub struct SlotSpec {
     /// Bit 0: this call ends the device's life (close): describe it again if its address is
     /// reused.
     pub flags: u16,
+    /// Most fields of a probed call live in one object (a `Buffer` or its pimpl); one bulk read
+    /// of `window_len` bytes at `window` + `window_off` replaces a read per field (each user
+    /// read costs as much as the rest of the probe). `window_len == 0`: no window.
+    pub window: FieldPath,
+    pub window_off: i32,
+    pub window_len: u32,
 }
 
 /// `SlotSpec::flags` bit: the device object is going away.

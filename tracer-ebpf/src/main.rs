@@ -16,10 +16,10 @@ use aya_ebpf::{
     EbpfContext,
 };
 use tracer_common::{
-    FieldPath, RawDevice, RawEvent, SlotSpec, CFG_DEVICE_ID_OFF, CFG_EXIT_PID_OFF, CFG_FLAGS,
-    CFG_FORK_CHILD_OFF, CFG_FORK_PARENT_OFF, CFG_LEN, CFG_MESH_ADD, CFG_MESH_HOP0, CFG_MESH_HOPS,
-    FLAG_ALL_PROCESSES, MAX_MESH, MAX_SLOTS, MAX_STEPS, MAX_VALUES, MESH_MAX_HOPS, SLOT_DEVICE,
-    SLOT_FORGETS_DEVICE, SLOT_PROCESS_EXIT, SLOT_PROCESS_FORK,
+    FieldPath, RawDevice, RawEvent, SlotSpec, ARG_WINDOW, CFG_DEVICE_ID_OFF, CFG_EXIT_PID_OFF,
+    CFG_FLAGS, CFG_FORK_CHILD_OFF, CFG_FORK_PARENT_OFF, CFG_LEN, CFG_MESH_ADD, CFG_MESH_HOP0,
+    CFG_MESH_HOPS, FLAG_ALL_PROCESSES, MAX_MESH, MAX_SLOTS, MAX_STEPS, MAX_VALUES, MESH_MAX_HOPS,
+    SLOT_DEVICE, SLOT_FORGETS_DEVICE, SLOT_PROCESS_EXIT, SLOT_PROCESS_FORK, WINDOW_BYTES,
 };
 
 #[map]
@@ -47,6 +47,11 @@ pub struct DeviceKey {
     tgid: u64,
     handle: u64,
 }
+
+/// Per-CPU copy of the probed object's window (too big for the eBPF stack); 8 spare bytes
+/// so any in-window offset can be read as a u64.
+#[map]
+static WINDOW: PerCpuArray<[u8; WINDOW_BYTES + 8]> = PerCpuArray::with_max_entries(1, 0);
 
 /// Events dropped because the ring buffer was full, per CPU.
 #[map]
@@ -130,8 +135,9 @@ pub fn tracer_probe(ctx: ProbeContext) -> u32 {
     let regs: [u64; PT_REGS_WORDS] =
         unsafe { bpf_probe_read_kernel(ctx.as_ptr() as *const [u64; PT_REGS_WORDS]) }
             .unwrap_or([0; PT_REGS_WORDS]);
+    let window = copy_window(&regs, spec);
     if spec.device_field != 0 {
-        let handle = read_path(&regs, &spec.fields[0]).unwrap_or(0);
+        let handle = read_path(&regs, window, &spec.fields[0]).unwrap_or(0);
         if handle != 0 {
             let key = DeviceKey {
                 tgid: tgid as u64,
@@ -139,8 +145,7 @@ pub fn tracer_probe(ctx: ProbeContext) -> u32 {
             };
             if spec.flags & SLOT_FORGETS_DEVICE != 0 {
                 let _ = DEVICES_SEEN.remove(&key);
-            } else if unsafe { DEVICES_SEEN.get(&key) }.is_none() {
-                describe_device(tgid, handle);
+            } else if unsafe { DEVICES_SEEN.get(&key) }.is_none() && describe_device(tgid, handle) {
                 let _ = DEVICES_SEEN.insert(&key, &1, 0);
             }
         }
@@ -155,7 +160,7 @@ pub fn tracer_probe(ctx: ProbeContext) -> u32 {
     for i in 0..MAX_VALUES {
         let mut out = 0u64;
         if (i as u32) < spec.nfields {
-            if let Some(v) = read_path(&regs, &spec.fields[i]) {
+            if let Some(v) = read_path(&regs, window, &spec.fields[i]) {
                 out = v;
                 valid |= 1 << i;
             }
@@ -174,12 +179,47 @@ pub fn tracer_probe(ctx: ProbeContext) -> u32 {
     0
 }
 
-/// Follows one [`FieldPath`] from the saved registers.
+/// Copies the slot's window of user memory into this CPU's scratch, in one read.
 #[inline(always)]
-fn read_path(regs: &[u64; PT_REGS_WORDS], f: &FieldPath) -> Option<u64> {
-    let w = f.arg as usize;
-    let mut v: u64 = if w < PT_REGS_WORDS { regs[w] } else { 0 };
-    for s in 0..MAX_STEPS {
+fn copy_window(regs: &[u64; PT_REGS_WORDS], spec: &SlotSpec) -> Option<*const u8> {
+    let len = spec.window_len as usize;
+    if len == 0 || len > WINDOW_BYTES {
+        return None;
+    }
+    let start = read_path(regs, None, &spec.window)?.wrapping_add(spec.window_off as i64 as u64);
+    let scratch = WINDOW.get_ptr_mut(0)?;
+    let rc = unsafe {
+        aya_ebpf::helpers::generated::bpf_probe_read_user(
+            scratch as *mut core::ffi::c_void,
+            len as u32,
+            start as *const core::ffi::c_void,
+        )
+    };
+    (rc == 0).then_some(scratch as *const u8)
+}
+
+/// Follows one [`FieldPath`] from the saved registers (or from the window copy).
+#[inline(always)]
+fn read_path(regs: &[u64; PT_REGS_WORDS], window: Option<*const u8>, f: &FieldPath) -> Option<u64> {
+    let mut first = 0;
+    let mut v: u64 = if f.arg == ARG_WINDOW {
+        let at = (f.offsets[0] as u32 as usize) & (WINDOW_BYTES - 1);
+        let raw = unsafe { core::ptr::read_unaligned(window?.add(at) as *const u64) };
+        first = 1;
+        if f.steps > 1 {
+            raw
+        } else {
+            mask(raw, f.width)
+        }
+    } else {
+        let w = f.arg as usize;
+        if w < PT_REGS_WORDS {
+            regs[w]
+        } else {
+            0
+        }
+    };
+    for s in first..MAX_STEPS {
         if s as u8 >= f.steps {
             break;
         }
@@ -190,11 +230,12 @@ fn read_path(regs: &[u64; PT_REGS_WORDS], f: &FieldPath) -> Option<u64> {
 }
 
 /// Emits a [`RawDevice`]: the object's vtable pointer and id field, and the device pointers
-/// (with their vtable pointers and ids) found along the calibrated mesh path.
-fn describe_device(tgid: u32, handle: u64) {
+/// (with their vtable pointers and ids) found along the calibrated mesh path. False when the
+/// ring buffer had no room (the next hit on this device tries again).
+fn describe_device(tgid: u32, handle: u64) -> bool {
     let Some(mut entry) = EVENTS.reserve::<RawDevice>(0) else {
         bump(&LOST, 0);
-        return;
+        return false;
     };
     let d = entry.as_mut_ptr();
     let id_off = config(CFG_DEVICE_ID_OFF);
@@ -247,6 +288,7 @@ fn describe_device(tgid: u32, handle: u64) {
         (*d).count = count;
     }
     entry.submit(wakeup_flags());
+    true
 }
 
 /// Does nothing: the benchmark attaches it beside `probe` to measure the bare trap cost.

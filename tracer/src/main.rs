@@ -1,6 +1,7 @@
 //! tracer: per-process, per-chip device memory of accelerator runtimes, from eBPF uprobes.
 mod cli;
 mod ledger;
+mod live;
 mod probe;
 mod report;
 mod runtime;

@@ -106,7 +106,29 @@ pub fn doctor(lib: Option<PathBuf>, pid: Option<u32>) -> Result<i32> {
                         p.file_offset,
                         pretty(&p.symbol)
                     );
+                    let reads = p.spec.fields[..p.spec.nfields as usize]
+                        .iter()
+                        .map(|f| {
+                            let window = f.arg == tracer_common::ARG_WINDOW;
+                            usize::from(f.steps) - usize::from(window && f.steps > 0)
+                        })
+                        .sum::<usize>()
+                        + usize::from(p.spec.window_len > 0)
+                            * (1 + usize::from(p.spec.window.steps));
+                    println!(
+                        "      reads {} values with {reads} user-memory load(s){}",
+                        p.spec.nfields,
+                        if p.spec.window_len > 0 {
+                            format!(" ({} bytes copied at once)", p.spec.window_len)
+                        } else {
+                            String::new()
+                        }
+                    );
+                    if !p.detail.is_empty() {
+                        println!("        {}", p.detail);
+                    }
                 }
+                println!("  call stacks: {}", plan.call_stacks);
                 for w in &plan.warnings {
                     println!("  warning: {w}");
                 }

@@ -101,23 +101,13 @@ pub struct TraceOpts {
     /// Exit non-zero if any event was lost.
     #[arg(long)]
     pub strict: bool,
-    /// Serve Prometheus metrics on ADDR.
+    /// Serve Prometheus metrics at http://ADDR/metrics (PORT, :PORT or HOST:PORT; a bare port
+    /// listens on 127.0.0.1 only).
     #[arg(long)]
     pub metrics: Option<String>,
     /// Stop tracing after SECS seconds.
     #[arg(long)]
     pub duration: Option<f64>,
-}
-
-impl TraceOpts {
-    /// Options of the contract that this build does not implement yet: refused loudly rather
-    /// than ignored.
-    pub fn refuse_unimplemented(&self) -> Result<()> {
-        if self.metrics.is_some() {
-            anyhow::bail!("--metrics (Prometheus exporter) is not implemented in this version");
-        }
-        Ok(())
-    }
 }
 
 pub fn main() -> Result<i32> {

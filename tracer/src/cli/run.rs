@@ -13,7 +13,6 @@ use crate::{
 };
 
 pub fn run(opts: TraceOpts, cmd: Vec<String>) -> Result<i32> {
-    opts.refuse_unimplemented()?;
     super::require_root()?;
     let lib = discover::library_for_command(opts.lib.as_deref(), &cmd)?;
     let plan = runtime::plan_for(&lib)?;
@@ -33,6 +32,10 @@ pub fn run(opts: TraceOpts, cmd: Vec<String>) -> Result<i32> {
         }
     };
     let mut session = LiveSession::new(probes, Decoder::new(plan), opts);
+    if let Err(e) = session.start_metrics() {
+        child.abort();
+        return Err(e);
+    }
     let pid = child.pid;
     if let Err(e) = session.open_recording(&cmd.join(" ")) {
         child.abort();

@@ -7,6 +7,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use super::{TraceOpts, EXIT_LOST_EVENTS};
 use crate::{
     ledger::{Event, EventKind, Ledger},
+    live::metrics::Metrics,
     probe::{decode::Decoder, Probes, Raw},
     report::{self, SessionInfo},
     session::writer::{live_header, Recorder},
@@ -22,7 +23,13 @@ pub struct LiveSession {
     start_ns: u64,
     /// `-o FILE`: every event the ledger sees is also recorded.
     recorder: Option<Recorder<std::fs::File>>,
+    /// The Prometheus exporter (`--metrics`), started with the event loop.
+    metrics: Option<Metrics>,
+    metrics_at: Option<std::time::Instant>,
 }
+
+/// How often the metrics page is re-rendered while events flow.
+const METRICS_EVERY: Duration = Duration::from_millis(250);
 
 /// Why the event loop stopped.
 #[derive(Debug, PartialEq, Eq)]
@@ -40,6 +47,8 @@ impl LiveSession {
             ledger: Ledger::new(),
             opts,
             out: std::io::BufWriter::new(std::io::stdout()),
+            metrics: None,
+            metrics_at: None,
             start_ns: monotonic_ns(),
             recorder: None,
         }
@@ -79,6 +88,27 @@ impl LiveSession {
         }
     }
 
+    /// Starts the exporter if `--metrics` asks for it (needs the tokio runtime). The event loop
+    /// starts it too; call it earlier to fail before a command is launched.
+    pub fn start_metrics(&mut self) -> Result<()> {
+        if let (Some(spec), None) = (&self.opts.metrics, &self.metrics) {
+            let m = Metrics::serve(spec)?;
+            eprintln!("tracer: metrics at http://{}/metrics", m.addr);
+            self.metrics = Some(m);
+        }
+        Ok(())
+    }
+
+    /// Re-renders the metrics page (at most every [`METRICS_EVERY`] unless `now`).
+    fn publish_metrics(&mut self, now: bool) {
+        let Some(m) = &self.metrics else { return };
+        if !now && self.metrics_at.is_some_and(|t| t.elapsed() < METRICS_EVERY) {
+            return;
+        }
+        m.update(&self.ledger, self.probes.lost().unwrap_or(0));
+        self.metrics_at = Some(std::time::Instant::now());
+    }
+
     /// Feeds one event through the ledger and the printer.
     pub fn apply(&mut self, ev: &Event) {
         let before = self
@@ -98,6 +128,13 @@ impl LiveSession {
             let p = &self.ledger.processes[&ev.pid];
             if let Some(line) = report::lines::dropped_by_close(ev.pid, &p.outstanding[before..]) {
                 let _ = writeln!(self.out, "{line}");
+            }
+        }
+        if let EventKind::OutOfMemory { .. } = ev.kind {
+            if let Some(o) = self.ledger.processes[&ev.pid].ooms.last() {
+                for line in report::lines::oom(ev.pid, o) {
+                    let _ = writeln!(self.out, "{line}");
+                }
             }
         }
     }
@@ -131,6 +168,8 @@ impl LiveSession {
     ) -> Result<Stop> {
         let mut int = signal(SignalKind::interrupt())?;
         let mut term = signal(SignalKind::terminate())?;
+        self.start_metrics()?;
+        self.publish_metrics(true);
         let duration = self.opts.duration.map(Duration::from_secs_f64);
         let sleep = async {
             match duration {
@@ -157,9 +196,11 @@ impl LiveSession {
             }
             let _ = self.out.flush();
             self.with_recorder(|r| r.flush_if_due());
+            self.publish_metrics(false);
         };
         // Events already in the ring buffer belong to the session.
         self.drain();
+        self.publish_metrics(true);
         Ok(stop)
     }
 
@@ -174,7 +215,7 @@ impl LiveSession {
             build_id: plan.build_id.clone(),
             layout: plan.layout.describe(),
             lost_events: lost,
-            start_ns: self.start_ns,
+            call_stacks: plan.call_stacks.clone(),
         };
         if let Some(rec) = self.recorder.take() {
             let path = self.opts.output.clone().unwrap_or_default();
@@ -184,6 +225,19 @@ impl LiveSession {
         }
         let _ = write!(self.out, "{}", report::text::summary(&self.ledger, &info));
         let _ = self.out.flush();
+        if self.decoder.undecodable > 0 {
+            eprintln!(
+                "tracer: warning: {} probe hit(s) had unreadable buffer fields and were skipped",
+                self.decoder.undecodable
+            );
+        }
+        if self.decoder.undescribed > 0 {
+            eprintln!(
+                "tracer: warning: {} buffer event(s) on a device object the probe could not \
+                 describe (ring buffer full?): charged to no chip",
+                self.decoder.undescribed
+            );
+        }
         if let Some(path) = &self.opts.summary_json {
             let doc = serde_json::to_string_pretty(&report::json::summary(&self.ledger, &info))?;
             if path.as_os_str() == "-" {

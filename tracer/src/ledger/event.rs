@@ -31,6 +31,14 @@ impl BufferType {
         })
     }
 
+    /// From the name tt-metal prints (`DRAM`, `L1`, ...), given at least its first 8 bytes.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| {
+            let full = t.name();
+            name == full || (name.len() == 8 && full.len() > 8 && full.starts_with(name))
+        })
+    }
+
     pub fn index(self) -> usize {
         self as usize
     }
@@ -97,6 +105,32 @@ pub enum EventKind {
     ProcessExit {
         code: Option<i32>,
     },
+    /// A chip or mesh is being opened: its chips, and a mesh's rows x columns when known.
+    DeviceOpen {
+        device: DeviceRef,
+        shape: Option<(u32, u32)>,
+    },
+    /// The device allocator refused an allocation (tt-metal threw "Out of Memory"); the values
+    /// are the ones tt-metal put in its message.
+    OutOfMemory {
+        refusal: Refusal,
+    },
+}
+
+/// What an out-of-memory message of the allocator says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub kind: BufferType,
+    /// Bytes asked for (the buffer's size as the allocator saw it).
+    pub requested: u64,
+    pub banks: u32,
+    /// Bytes each bank would have had to hold.
+    pub per_bank: u64,
+    pub bank_size: u64,
+    /// Bytes already allocated in each bank, free in each bank, largest free block.
+    pub allocated_per_bank: u64,
+    pub free_per_bank: u64,
+    pub largest_free: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,6 +3,7 @@
 //! No I/O happens here; live tracing and offline `report` feed the same code.
 mod account;
 pub mod event;
+mod history;
 #[cfg(test)]
 mod tests;
 
@@ -12,7 +13,8 @@ use std::{
 };
 
 pub use account::{Amounts, DeviceAccount};
-pub use event::{BufferInfo, BufferType, DeviceRef, Event, EventKind};
+pub use event::{BufferInfo, BufferType, DeviceRef, Event, EventKind, Refusal};
+pub use history::{Lifecycle, OomRecord, Peak};
 
 /// Why a buffer was still held at the end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +77,15 @@ pub struct ProcessLedger {
     /// Allocations whose reserved size had to fall back to the requested size because the
     /// allocator geometry was not known.
     pub reserved_estimated: u64,
+    /// Device and mesh opens and closes, in order.
+    pub lifecycle: Vec<Lifecycle>,
+    /// Allocations the device allocator refused.
+    pub ooms: Vec<OomRecord>,
+    /// Per (chip, type): when the reserved high-water mark was reached and which buffers held
+    /// it.
+    pub peaks: BTreeMap<(i32, BufferType), Peak>,
+    /// Time of the first event of the process (for relative times).
+    pub first_ns: Option<u64>,
     geometry: FastMap<BufferType, Geometry>,
     live: FastMap<(u64, u64), HeldBuffer>,
 }
@@ -127,6 +138,13 @@ impl ProcessLedger {
     }
 
     fn release(&mut self, key: (u64, u64), at_ns: u64, outcome: Option<Outcome>) -> bool {
+        let Some(kind) = self.live.get(&key).map(|h| h.buffer.kind) else {
+            return false;
+        };
+        let chips = self.live[&key].device.chips.clone();
+        for chip in chips {
+            self.settle_peak(chip, kind);
+        }
         let Some(held) = self.live.remove(&key) else {
             return false;
         };
@@ -184,6 +202,7 @@ impl Ledger {
 
     pub fn apply(&mut self, ev: &Event) {
         let p = self.process(ev.pid);
+        p.first_ns.get_or_insert(ev.ts_ns);
         match &ev.kind {
             EventKind::ProcessStart { command } => {
                 if p.command.is_empty() {
@@ -215,8 +234,12 @@ impl Ledger {
                 p.release(key, ev.ts_ns, None);
                 for chip in &device.chips {
                     let acct = p.devices.entry(*chip).or_default();
-                    acct.add(buffer.kind, buffer.size, reserved, ev.ts_ns);
+                    let before = acct.peak_reserved.get(buffer.kind);
+                    acct.add(buffer.kind, buffer.size, reserved);
                     acct.allocations += 1;
+                    if acct.reserved.get(buffer.kind) > before {
+                        p.new_peak(*chip, buffer.kind, ev.ts_ns);
+                    }
                 }
                 p.live.insert(
                     key,
@@ -241,10 +264,14 @@ impl Ledger {
                     .map(|(k, b)| (b.allocated_ns, *k))
                     .collect();
                 doomed.sort_unstable();
+                let dropped = doomed.len();
                 for (_, key) in doomed {
                     p.release(key, ev.ts_ns, Some(Outcome::FreedByClose));
                 }
+                p.closed(device, ev.ts_ns, dropped);
             }
+            EventKind::DeviceOpen { device, shape } => p.opened(device, *shape, ev.ts_ns),
+            EventKind::OutOfMemory { refusal } => p.refused(refusal, ev.ts_ns),
             EventKind::ProcessExit { code } => {
                 p.exited = true;
                 if code.is_some() {
@@ -259,6 +286,7 @@ impl Ledger {
     /// are: they are what the process held at that moment.
     pub fn finish(&mut self, at_ns: u64) {
         for p in self.processes.values_mut() {
+            p.settle_all_peaks();
             let outcome = if p.exited {
                 Outcome::Leaked
             } else {

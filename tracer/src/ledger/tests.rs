@@ -269,3 +269,170 @@ fn processes_are_kept_apart() {
     assert_eq!(l.processes[&7].devices[&0].live_buffers, 1);
     assert_eq!(l.processes[&8].unknown_frees, 1);
 }
+
+fn alloc(ts: u64, device: DeviceRef, b: BufferInfo) -> Event {
+    ev(ts, EventKind::Alloc { device, buffer: b })
+}
+
+fn free(ts: u64, device: DeviceRef, b: BufferInfo) -> Event {
+    ev(ts, EventKind::Free { device, buffer: b })
+}
+
+fn l1_refusal(allocated_per_bank: u64, requested: u64) -> EventKind {
+    EventKind::OutOfMemory {
+        refusal: Refusal {
+            kind: BufferType::L1,
+            requested,
+            banks: 110,
+            per_bank: requested / 110,
+            bank_size: 1_461_120,
+            allocated_per_bank,
+            free_per_bank: 1_461_120 - allocated_per_bank,
+            largest_free: 1_461_120 - allocated_per_bank,
+        },
+    }
+}
+
+#[test]
+fn lifecycle_records_opens_and_closes_with_shape() {
+    let mut l = blackhole();
+    l.apply(&ev(
+        1,
+        EventKind::DeviceOpen {
+            device: mesh(),
+            shape: Some((2, 4)),
+        },
+    ));
+    l.apply(&alloc(2, mesh(), buf(1, 8192, 2048, BufferType::L1)));
+    l.apply(&ev(3, EventKind::DeviceClose { device: mesh() }));
+    let p = &l.processes[&7];
+    assert_eq!(p.lifecycle.len(), 2);
+    assert!(p.lifecycle[0].opened);
+    assert_eq!(p.lifecycle[0].shape, Some((2, 4)));
+    assert!(!p.lifecycle[1].opened);
+    assert_eq!(p.lifecycle[1].dropped, 1);
+    assert_eq!(p.first_ns, Some(0));
+}
+
+#[test]
+fn oom_names_the_device_whose_count_matches_the_allocator() {
+    let mut l = blackhole();
+    l.apply(&ev(
+        1,
+        EventKind::DeviceOpen {
+            device: chip3(),
+            shape: None,
+        },
+    ));
+    l.apply(&ev(
+        1,
+        EventKind::DeviceOpen {
+            device: mesh(),
+            shape: Some((2, 4)),
+        },
+    ));
+    // The mesh and chip 3 have separate allocators; only the mesh's count matches.
+    l.apply(&alloc(2, mesh(), buf(1, 8192, 2048, BufferType::L1)));
+    l.apply(&alloc(3, mesh(), buf(2, 2_097_152, 2048, BufferType::L1)));
+    l.apply(&alloc(4, chip3(), buf(3, 8192, 2048, BufferType::L1)));
+    let mesh_per_bank = (225_280
+        + reserved_bytes(
+            2_097_152,
+            2048,
+            Geometry {
+                banks: 110,
+                alignment: 16,
+                granularity: 64,
+            },
+        ))
+        / 110;
+    l.apply(&ev(5, l1_refusal(mesh_per_bank, 2_097_152)));
+    let p = &l.processes[&7];
+    let o = &p.ooms[0];
+    assert!(o.matched);
+    assert_eq!(o.device.as_ref().unwrap().handle, MESH);
+    assert_eq!(o.holders.len(), 8);
+    // Holders on chip 3 include its own device's buffer too: they sum to the chip's L1.
+    let (chip, h3) = o.holders.iter().find(|(c, _)| *c == 3).unwrap();
+    assert_eq!(*chip, 3);
+    let sum: u64 = h3.iter().map(|h| h.reserved).sum();
+    assert_eq!(sum, p.devices[&3].reserved.get(BufferType::L1));
+    assert_eq!(h3.len(), 3);
+    // Largest first.
+    assert_eq!(h3[0].buffer.unique_id, 2);
+    // Chip 1 holds only the mesh's buffers: they sum to the allocator's own count.
+    let (_, h1) = o.holders.iter().find(|(c, _)| *c == 1).unwrap();
+    assert_eq!(
+        h1.iter().map(|h| h.reserved).sum::<u64>(),
+        mesh_per_bank * 110
+    );
+}
+
+#[test]
+fn oom_without_a_match_falls_back_to_the_open_mesh_and_says_so() {
+    let mut l = blackhole();
+    l.apply(&ev(
+        1,
+        EventKind::DeviceOpen {
+            device: mesh(),
+            shape: None,
+        },
+    ));
+    l.apply(&alloc(2, mesh(), buf(1, 8192, 2048, BufferType::L1)));
+    l.apply(&ev(3, l1_refusal(999, 1 << 30)));
+    let o = &l.processes[&7].ooms[0];
+    assert!(!o.matched);
+    assert_eq!(o.device.as_ref().unwrap().handle, MESH);
+}
+
+#[test]
+fn peak_keeps_the_buffers_that_made_it() {
+    let mut l = blackhole();
+    let a = buf(1, 8192, 2048, BufferType::L1);
+    let b = buf(2, 2_097_152, 2048, BufferType::L1);
+    let c = buf(3, 1024, 1024, BufferType::L1);
+    l.apply(&alloc(10, mesh(), a.clone()));
+    l.apply(&alloc(20, mesh(), b.clone()));
+    l.apply(&free(30, mesh(), a.clone()));
+    // A smaller rise later does not move the peak.
+    l.apply(&alloc(40, mesh(), c.clone()));
+    l.apply(&free(50, mesh(), b.clone()));
+    l.finish(60);
+    let p = &l.processes[&7];
+    for chip in [1, 0, 2, 3, 5, 4, 6, 7] {
+        let peak = &p.peaks[&(chip, BufferType::L1)];
+        assert_eq!(peak.at_ns, 20);
+        assert_eq!(
+            peak.reserved,
+            p.devices[&chip].peak_reserved.get(BufferType::L1)
+        );
+        let ids: Vec<u64> = peak.holders.iter().map(|h| h.buffer.unique_id).collect();
+        assert_eq!(ids, vec![2, 1]);
+        assert_eq!(
+            peak.holders.iter().map(|h| h.reserved).sum::<u64>(),
+            peak.reserved
+        );
+    }
+}
+
+#[test]
+fn peak_still_held_at_the_end_is_settled_by_finish() {
+    let mut l = blackhole();
+    l.apply(&alloc(10, chip3(), buf(1, 8192, 2048, BufferType::Dram)));
+    l.finish(20);
+    let peak = &l.processes[&7].peaks[&(3, BufferType::Dram)];
+    assert_eq!(peak.holders.len(), 1);
+    assert_eq!(peak.at_ns, 10);
+}
+
+#[test]
+fn buffer_type_names_parse_from_prefixes() {
+    assert_eq!(BufferType::from_name("L1"), Some(BufferType::L1));
+    assert_eq!(BufferType::from_name("DRAM"), Some(BufferType::Dram));
+    assert_eq!(BufferType::from_name("L1_SMALL"), Some(BufferType::L1Small));
+    assert_eq!(
+        BufferType::from_name("SYSTEM_M"),
+        Some(BufferType::SystemMemory)
+    );
+    assert_eq!(BufferType::from_name("L"), None);
+}

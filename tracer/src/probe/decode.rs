@@ -1,13 +1,10 @@
 //! Raw probe values -> ledger events, using the probe plan to give values their meaning.
-use std::collections::HashMap;
-
 use tracer_common::{RawDevice, RawEvent, SLOT_PROCESS_EXIT, SLOT_PROCESS_FORK};
 
 use crate::{
-    ledger::{BufferInfo, BufferType, DeviceRef, Event, EventKind},
+    ledger::{BufferInfo, BufferType, DeviceRef, Event, EventKind, Refusal},
     runtime::{
         devices::{DeviceResolver, Vptrs},
-        discover::library_in_process,
         plan::{field, ProbePlan, Role},
     },
 };
@@ -15,10 +12,10 @@ use crate::{
 pub struct Decoder {
     plan: ProbePlan,
     resolver: DeviceResolver,
-    /// Where the runtime is loaded in each process (None: not loaded / unreadable).
-    bias: HashMap<u32, Option<u64>>,
     seen: std::collections::HashSet<u32>,
     pub undecodable: u64,
+    /// Buffer events on device objects the probe could not describe (no chips known).
+    pub undescribed: u64,
 }
 
 impl Decoder {
@@ -26,9 +23,9 @@ impl Decoder {
         Self {
             plan,
             resolver: DeviceResolver::default(),
-            bias: HashMap::new(),
             seen: Default::default(),
             undecodable: 0,
+            undescribed: 0,
         }
     }
 
@@ -36,26 +33,18 @@ impl Decoder {
         &self.plan
     }
 
-    fn bias(&mut self, pid: u32) -> Option<u64> {
-        if let Some(b) = self.bias.get(&pid) {
-            return *b;
-        }
-        let b = library_in_process(pid).ok().flatten().map(|(_, base)| base);
-        if b.is_some() {
-            self.bias.insert(pid, b);
-        }
-        b
-    }
-
-    fn device(&mut self, pid: u32, handle: u64, vptr: u64, id_word: u64) -> DeviceRef {
-        let bias = self.bias(pid);
-        let vptrs = match (self.plan.device_vptr, self.plan.mesh_vptr) {
-            (Some(device), Some(mesh)) => Some(Vptrs { device, mesh }),
-            _ => None,
-        };
-        let id_off = self.plan.layout.device_id.offsets[0];
-        self.resolver
-            .resolve(pid, handle, vptr, id_word, bias, vptrs, id_off)
+    /// The chips behind a device object. The probe describes every device object the first
+    /// time a process shows it; one it could not describe (ring buffer full) has no chips and
+    /// is counted, so the summary can say so.
+    fn device(&mut self, pid: u32, handle: u64) -> DeviceRef {
+        self.resolver.resolve(pid, handle).unwrap_or_else(|| {
+            self.undescribed += 1;
+            DeviceRef {
+                handle,
+                chips: vec![],
+                mesh: false,
+            }
+        })
     }
 
     /// Learns what a device object is from the probe's description of it.
@@ -104,7 +93,6 @@ impl Decoder {
         let kind = match raw.slot {
             SLOT_PROCESS_EXIT => {
                 self.resolver.forget_process(raw.pid);
-                self.bias.remove(&raw.pid);
                 // Only processes that used the runtime have a ledger worth closing.
                 if !self.seen.contains(&raw.pid) {
                     return None;
@@ -127,12 +115,7 @@ impl Decoder {
                         self.undecodable += 1;
                         return None;
                     }
-                    let device = self.device(
-                        raw.pid,
-                        v[field::DEVICE],
-                        v[field::DEVICE_VTABLE],
-                        v[field::DEVICE_ID],
-                    );
+                    let device = self.device(raw.pid, v[field::DEVICE]);
                     let buffer = BufferInfo {
                         address: v[field::ADDRESS],
                         size: v[field::SIZE],
@@ -147,8 +130,7 @@ impl Decoder {
                     }
                 }
                 Role::DeviceClose | Role::MeshClose => {
-                    let id_word = if raw.nvalues > 2 { v[2] } else { 0 };
-                    let device = self.device(raw.pid, v[0], v[1], id_word);
+                    let device = self.device(raw.pid, v[0]);
                     self.resolver.forget(raw.pid, v[0]);
                     EventKind::DeviceClose { device }
                 }
@@ -158,6 +140,43 @@ impl Decoder {
                     alignment: v[3] as u32,
                     granularity: v[4] as u32,
                 },
+                Role::DeviceOpen => {
+                    use crate::runtime::lifecycle::field as f;
+                    let device = self.device(raw.pid, v[f::DEVICE]);
+                    EventKind::DeviceOpen {
+                        device,
+                        shape: None,
+                    }
+                }
+                Role::MeshOpen => {
+                    use crate::runtime::lifecycle::field as f;
+                    let device = self.device(raw.pid, v[f::DEVICE]);
+                    let shape = (raw.nvalues as usize > f::COLS && has(f::ROWS) && has(f::COLS))
+                        .then(|| (v[f::ROWS] as u32, v[f::COLS] as u32));
+                    EventKind::DeviceOpen { device, shape }
+                }
+                Role::OutOfMemory => {
+                    use crate::runtime::oom::field as f;
+                    let len = (v[f::TYPE_LEN] as usize).min(8);
+                    let chars = v[f::TYPE_CHARS].to_le_bytes();
+                    let name = String::from_utf8_lossy(&chars[..len]).into_owned();
+                    let Some(kind) = BufferType::from_name(&name) else {
+                        self.undecodable += 1;
+                        return None;
+                    };
+                    EventKind::OutOfMemory {
+                        refusal: Refusal {
+                            kind,
+                            requested: v[f::REQUESTED],
+                            banks: v[f::BANKS] as u32,
+                            per_bank: v[f::PER_BANK],
+                            bank_size: v[f::BANK_SIZE],
+                            allocated_per_bank: v[f::ALLOCATED],
+                            free_per_bank: v[f::FREE],
+                            largest_free: v[f::LARGEST_FREE],
+                        },
+                    }
+                }
                 Role::BanksMap => EventKind::BankGeometry {
                     kind: BufferType::from_raw(v[0])?,
                     banks: v[1] as u32,

@@ -186,6 +186,12 @@ impl Probes {
         Ok(m.get(&0, 0)?.iter().sum())
     }
 
+    /// Runs and in-kernel time of `program` so far (counted while [`aya::sys::enable_stats`] is
+    /// on).
+    pub fn run_stats(&self, program: &str) -> RunStats {
+        run_stats(&self.ebpf, program)
+    }
+
     /// Probe hits per slot; the last entry counts the bare program.
     pub fn hits(&self) -> Result<Vec<u64>> {
         let m: PerCpuArray<_, u64> = PerCpuArray::try_from(self.ebpf.map("HITS").unwrap())?;
@@ -242,4 +248,13 @@ fn parse(bytes: &[u8]) -> Raw {
         return Raw::Device(Box::new(read_pod(bytes, zero)));
     }
     Raw::Event(read_pod(bytes, RawEvent::default()))
+}
+
+/// A program's runs and its accumulated in-kernel time (None: statistics unavailable).
+pub type RunStats = Option<(u64, std::time::Duration)>;
+
+/// Runs and in-kernel time of one of the loaded programs (see [`Probes::run_stats`]).
+pub fn run_stats(ebpf: &Ebpf, program: &str) -> RunStats {
+    let info = ebpf.program(program)?.info().ok()?;
+    Some((info.run_count(), info.run_time()))
 }

@@ -1,8 +1,8 @@
 //! The `tracer.summary/1` JSON document.
 use serde_json::{json, Map, Value};
 
-use super::SessionInfo;
-use crate::ledger::{Amounts, BufferType, Ledger};
+use super::{explain, SessionInfo};
+use crate::ledger::{Amounts, BufferType, HeldBuffer, Ledger, ProcessLedger};
 
 pub const SCHEMA: &str = "tracer.summary/1";
 
@@ -14,6 +14,96 @@ fn amounts(a: &Amounts) -> Value {
     Value::Object(m)
 }
 
+fn held(h: &HeldBuffer) -> Value {
+    json!({
+        "buffer_id": h.buffer.address,
+        "unique_id": h.buffer.unique_id,
+        "type": h.buffer.kind.name(),
+        "requested": h.buffer.size,
+        "reserved": h.reserved,
+        "allocated_ns": h.allocated_ns,
+        "chips": h.device.chips,
+    })
+}
+
+/// Per type: when the reserved peak was reached and which buffers held it.
+fn peak_details(p: &ProcessLedger, chip: i32) -> (Value, Value) {
+    let (mut at, mut holders) = (Map::new(), Map::new());
+    for t in BufferType::ALL {
+        if let Some(peak) = p.peaks.get(&(chip, t)) {
+            at.insert(t.name().to_string(), json!(peak.at_ns));
+            holders.insert(
+                t.name().to_string(),
+                Value::Array(peak.holders.iter().map(held).collect()),
+            );
+        }
+    }
+    (Value::Object(at), Value::Object(holders))
+}
+
+fn lifecycle(p: &ProcessLedger) -> Value {
+    p.lifecycle
+        .iter()
+        .map(|l| {
+            json!({
+                "at_ns": l.at_ns,
+                "event": if l.opened { "open" } else { "close" },
+                "mesh": l.device.mesh,
+                "chips": l.device.chips,
+                "shape": l.shape.map(|(r, c)| vec![r, c]),
+                "freed_by_close": l.dropped,
+            })
+        })
+        .collect()
+}
+
+fn ooms(p: &ProcessLedger) -> Value {
+    p.ooms
+        .iter()
+        .map(|o| {
+            let r = &o.refusal;
+            json!({
+                "at_ns": o.at_ns,
+                "type": r.kind.name(),
+                "requested": r.requested,
+                "banks": r.banks,
+                "per_bank": r.per_bank,
+                "bank_size": r.bank_size,
+                "allocated_per_bank": r.allocated_per_bank,
+                "free_per_bank": r.free_per_bank,
+                "largest_free": r.largest_free,
+                "mesh": o.device.as_ref().map(|d| d.mesh),
+                "chips": o.device.as_ref().map(|d| d.chips.clone()),
+                "device_matched": o.matched,
+                "holders": o.holders.iter().map(|(chip, hs)| json!({
+                    "device": chip,
+                    "reserved": hs.iter().map(|h| h.reserved).sum::<u64>(),
+                    "buffers": hs.iter().map(held).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect()
+}
+
+fn groups(p: &ProcessLedger) -> Value {
+    explain::groups(p)
+        .iter()
+        .map(|g| {
+            json!({
+                "class": g.outcome.name(),
+                "type": g.kind.name(),
+                "requested": g.size,
+                "chips": g.chips,
+                "count": g.members.len(),
+                "buffer_ids": g.members.iter().map(|o| o.held.buffer.address).collect::<Vec<_>>(),
+                "reserved_per_chip": g.reserved_per_chip(),
+                "requested_total": g.size * g.members.len() as u64 * g.chips.len() as u64,
+                "allocated_ns": g.members.iter().map(|o| o.held.allocated_ns).collect::<Vec<_>>(),
+            })
+        })
+        .collect()
+}
+
 pub fn summary(ledger: &Ledger, info: &SessionInfo) -> Value {
     let processes: Vec<Value> = ledger
         .processes
@@ -23,13 +113,14 @@ pub fn summary(ledger: &Ledger, info: &SessionInfo) -> Value {
                 .devices
                 .iter()
                 .map(|(chip, d)| {
+                    let (peak_at, peak_holders) = peak_details(p, *chip);
                     json!({
                         "device": chip,
                         "allocations": d.allocations,
                         "deallocations": d.deallocations,
                         "live": {"buffers": d.live_buffers, "requested": amounts(&d.requested), "reserved": amounts(&d.reserved)},
                         "peak": {"requested": amounts(&d.peak_requested), "reserved": amounts(&d.peak_reserved),
-                                 "requested_at_ns": amounts(&d.peak_requested_ns), "reserved_at_ns": amounts(&d.peak_reserved_ns)},
+                                 "reserved_at_ns": peak_at, "holders": peak_holders},
                     })
                 })
                 .collect();
@@ -58,6 +149,9 @@ pub fn summary(ledger: &Ledger, info: &SessionInfo) -> Value {
                 "devices": devices,
                 "outstanding": outstanding,
                 "unknown_frees": p.unknown_frees,
+                "outstanding_groups": groups(p),
+                "lifecycle": lifecycle(p),
+                "oom": ooms(p),
             })
         })
         .collect();
@@ -66,5 +160,6 @@ pub fn summary(ledger: &Ledger, info: &SessionInfo) -> Value {
         "lost_events": info.lost_events,
         "runtime": {"library": info.library, "build_id": info.build_id, "layout": info.layout},
         "processes": processes,
+        "call_stacks": info.call_stacks,
     })
 }

@@ -1,7 +1,8 @@
 //! One line per event, in the format of the contract (and of the seed tooling).
 use std::fmt::Write as _;
 
-use crate::ledger::{DeviceRef, Event, EventKind, Outstanding};
+use super::human_bytes;
+use crate::ledger::{DeviceRef, Event, EventKind, OomRecord, Outstanding};
 
 fn chips_of(d: &DeviceRef) -> Vec<String> {
     if d.chips.is_empty() {
@@ -43,6 +44,17 @@ pub fn event_lines(ev: &Event) -> Vec<String> {
             "• [PID {pid}] Device {} closed",
             chips_of(device).join(",")
         )],
+        EventKind::DeviceOpen { device, shape } if device.mesh => {
+            let shape = shape.map_or(String::new(), |(r, c)| format!(" {r}x{c}"));
+            vec![format!(
+                "• [PID {pid}] Mesh{shape} opened: chips {}",
+                chips_of(device).join(",")
+            )]
+        }
+        EventKind::DeviceOpen { device, .. } => vec![format!(
+            "• [PID {pid}] Device {} opened",
+            chips_of(device).join(",")
+        )],
         _ => Vec::new(),
     }
 }
@@ -74,4 +86,63 @@ pub fn dropped_by_close(pid: u32, dropped: &[Outstanding]) -> Option<String> {
         );
     }
     Some(s)
+}
+
+/// How many holders an out-of-memory line names.
+const OOM_HOLDERS_SHOWN: usize = 5;
+
+/// An out-of-memory event: what was refused, where, and the largest holders on that chip.
+pub fn oom(pid: u32, o: &OomRecord) -> Vec<String> {
+    let r = &o.refusal;
+    let on = match &o.device {
+        Some(d) if d.mesh => format!("mesh chips {}", chips_of(d).join(",")),
+        Some(d) => format!("device {}", chips_of(d).join(",")),
+        None => "an unknown device".to_string(),
+    };
+    let mut out = vec![format!(
+        "! [PID {pid}] Out of memory: {} allocation of {} bytes refused on {on} \
+         ({} B per bank x {} banks needed; bank size {} B, allocated {} B, free {} B, largest free block {} B per bank){}",
+        r.kind.name(),
+        r.requested,
+        r.per_bank,
+        r.banks,
+        r.bank_size,
+        r.allocated_per_bank,
+        r.free_per_bank,
+        r.largest_free,
+        if o.matched { "" } else { " [device inferred: no ledger matched the allocator's count]" }
+    )];
+    // The chips of a mesh hold the same buffers: one line per distinct holder list.
+    let mut shown: Vec<&Vec<crate::ledger::HeldBuffer>> = Vec::new();
+    for (_, holders) in &o.holders {
+        if shown.contains(&holders) {
+            continue;
+        }
+        shown.push(holders);
+        let chips: Vec<String> = o
+            .holders
+            .iter()
+            .filter(|(_, h)| h == holders)
+            .map(|(c, _)| c.to_string())
+            .collect();
+        let total: u64 = holders.iter().map(|h| h.reserved).sum();
+        let mut s = format!(
+            "    device(s) {}: {} reserved by {} buffer(s) ({} bytes each); largest:",
+            chips.join(","),
+            r.kind.name(),
+            holders.len(),
+            total
+        );
+        for h in holders.iter().take(OOM_HOLDERS_SHOWN) {
+            let _ = write!(
+                s,
+                " {} (buffer_id={}, {} reserved);",
+                human_bytes(h.buffer.size),
+                h.buffer.address,
+                human_bytes(h.reserved)
+            );
+        }
+        out.push(s);
+    }
+    out
 }

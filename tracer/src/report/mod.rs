@@ -3,6 +3,7 @@
 pub mod chips;
 pub mod chrome;
 pub mod csv;
+pub mod explain;
 pub mod json;
 pub mod lines;
 pub mod sqlite;
@@ -15,13 +16,29 @@ pub struct SessionInfo {
     pub build_id: Option<String>,
     pub layout: String,
     pub lost_events: u64,
-    /// CLOCK_MONOTONIC at the session start: event times are shown relative to it.
-    pub start_ns: u64,
+    /// Why allocation call stacks are (not) part of the report.
+    pub call_stacks: String,
 }
 
-impl SessionInfo {
-    /// Seconds from the session start to `ns` (session clock).
-    pub fn offset_s(&self, ns: u64) -> f64 {
-        ns.saturating_sub(self.start_ns) as f64 / 1e9
+/// Bytes for people: `4 MiB`, `19.53 KiB`, `512 B`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
     }
+    let mut v = n as f64 / 1024.0;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    let s = format!("{v:.2}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    format!("{s} {}", UNITS[u])
+}
+
+/// Session-relative time: `+1.234 s`.
+pub fn since(ns: u64, origin: Option<u64>) -> String {
+    let d = ns.saturating_sub(origin.unwrap_or(ns));
+    format!("+{:.3} s", d as f64 / 1e9)
 }

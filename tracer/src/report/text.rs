@@ -1,8 +1,9 @@
 //! The human summary printed at the end of a session.
 use std::fmt::Write as _;
 
+use super::explain;
 use super::SessionInfo;
-use crate::ledger::{Amounts, BufferType, Ledger, Outcome, ProcessLedger};
+use crate::ledger::{Amounts, BufferType, Ledger, ProcessLedger};
 
 fn amounts(a: &Amounts, always_dram: bool) -> String {
     BufferType::ALL
@@ -13,28 +14,7 @@ fn amounts(a: &Amounts, always_dram: bool) -> String {
         .join(", ")
 }
 
-/// Peaks with the time each was first reached, relative to the session start.
-fn peaks(a: &Amounts, at: &Amounts, info: &SessionInfo) -> String {
-    BufferType::ALL
-        .iter()
-        .filter(|t| **t == BufferType::Dram || a.get(**t) > 0)
-        .map(|t| {
-            if a.get(*t) == 0 {
-                format!("{}: 0 bytes", t.name())
-            } else {
-                format!(
-                    "{}: {} bytes at +{:.3}s",
-                    t.name(),
-                    a.get(*t),
-                    info.offset_s(at.get(*t))
-                )
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-pub fn process_summary(p: &ProcessLedger, info: &SessionInfo) -> String {
+pub fn process_summary(p: &ProcessLedger, call_stacks: &str) -> String {
     let mut s = String::new();
     let status = match (p.exited, p.exit_code) {
         (true, Some(c)) => format!("exited with code {c}"),
@@ -42,6 +22,10 @@ pub fn process_summary(p: &ProcessLedger, info: &SessionInfo) -> String {
         (false, _) => "still running when the tracer stopped".to_string(),
     };
     let _ = writeln!(s, "PID {} ({}) {status}", p.pid, p.command);
+    explain::lifecycle(&mut s, p);
+    // One contract line per chip, then the details; chips of a mesh usually have identical
+    // details, which are printed once for all of them.
+    let mut details: Vec<(String, Vec<i32>)> = Vec::new();
     for (chip, d) in &p.devices {
         let _ = writeln!(
             s,
@@ -49,54 +33,34 @@ pub fn process_summary(p: &ProcessLedger, info: &SessionInfo) -> String {
             d.live_buffers,
             amounts(&d.requested, true)
         );
+        let mut detail = String::new();
         let _ = writeln!(
-            s,
+            detail,
             "    reserved by the allocator: {}; peak reserved: {}",
             amounts(&d.reserved, true),
-            peaks(&d.peak_reserved, &d.peak_reserved_ns, info)
+            amounts(&d.peak_reserved, true)
         );
+        explain::peaks(&mut detail, p, *chip);
+        match details.iter_mut().find(|(text, _)| *text == detail) {
+            Some((_, chips)) => chips.push(*chip),
+            None => details.push((detail, vec![*chip])),
+        }
+    }
+    for (detail, chips) in details {
+        let names: Vec<String> = chips.iter().map(|c| c.to_string()).collect();
+        if chips.len() == 1 {
+            let _ = writeln!(s, "  device {}:", names[0]);
+        } else {
+            let _ = writeln!(s, "  each of devices {}:", names.join(","));
+        }
+        s.push_str(&detail);
     }
     if p.devices.is_empty() {
         let _ = writeln!(s, "(no device memory activity)");
     }
-    for outcome in [
-        Outcome::FreedByClose,
-        Outcome::Leaked,
-        Outcome::LiveAtDetach,
-    ] {
-        let list: Vec<_> = p
-            .outstanding
-            .iter()
-            .filter(|o| o.outcome == outcome)
-            .collect();
-        if list.is_empty() {
-            continue;
-        }
-        let why = match outcome {
-            Outcome::FreedByClose => "never deallocated; dropped when their device/mesh closed",
-            Outcome::Leaked => "still allocated when the process ended with the device open",
-            Outcome::LiveAtDetach => "still allocated when the tracer stopped",
-        };
-        let _ = writeln!(s, "{} buffer(s) {} ({}):", list.len(), outcome.name(), why);
-        for o in list {
-            let b = &o.held.buffer;
-            let chips = &o.held.device.chips;
-            let _ = writeln!(
-                s,
-                "    {} {} bytes x {} chip(s) = {} bytes (buffer_id={}, chips {})",
-                b.kind.name(),
-                b.size,
-                chips.len(),
-                b.size * chips.len() as u64,
-                b.address,
-                chips
-                    .iter()
-                    .map(|c| c.to_string())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            );
-        }
-    }
+    explain::ooms(&mut s, p);
+    explain::outstanding(&mut s, p, call_stacks);
+    explain::per_chip(&mut s, p);
     if p.unknown_frees > 0 {
         let _ = writeln!(
             s,
@@ -117,7 +81,7 @@ pub fn process_summary(p: &ProcessLedger, info: &SessionInfo) -> String {
 pub fn summary(ledger: &Ledger, info: &SessionInfo) -> String {
     let mut s = String::new();
     for p in ledger.processes.values() {
-        s.push_str(&process_summary(p, info));
+        s.push_str(&process_summary(p, &info.call_stacks));
     }
     if info.lost_events > 0 {
         let _ = writeln!(

@@ -429,3 +429,178 @@ mod getter_tests {
         );
     }
 }
+
+/// A call whose format-string register (`%r8`, the `fmt::fstring` of tt-metal's `tt_throw`)
+/// was loaded with the address of one of `strings` just before it: the throw of that message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MessageCall {
+    /// Address of the call instruction (a uprobe there sees the pushed arguments at `%rsp`).
+    pub call: u64,
+    pub target: u64,
+    pub string: u64,
+}
+
+/// Calls that pass one of `strings` in `%r8`, in a linear sweep of the function.
+pub fn message_calls(code: &[u8], ip: u64, strings: &[u64]) -> Vec<MessageCall> {
+    let mut pending: Option<u64> = None;
+    let mut out = Vec::new();
+    for i in decode(code, ip, usize::MAX) {
+        if i.mnemonic() == Mnemonic::Lea
+            && i.op0_kind() == OpKind::Register
+            && i.op0_register().full_register() == Register::R8
+        {
+            pending = (i.is_ip_rel_memory_operand()
+                && strings.contains(&i.ip_rel_memory_address()))
+            .then(|| i.ip_rel_memory_address());
+            continue;
+        }
+        if i.mnemonic() == Mnemonic::Call {
+            if let (Some(string), OpKind::NearBranch64) = (pending, i.op0_kind()) {
+                out.push(MessageCall {
+                    call: i.ip(),
+                    target: i.near_branch_target(),
+                    string,
+                });
+            }
+            pending = None;
+        }
+    }
+    out
+}
+
+/// Loads from `this` through a sequence of accessors that tail-call each other, e.g.
+/// `MeshDevice::num_rows() -> MeshDeviceView::num_rows() -> Shape2D::height()`: each function
+/// but the last must end in a `jmp` with the next one's `this` in `%rdi` (pointer adjustments
+/// by `add $imm` are folded into the next load); the last must return a load chain in `%rax`.
+/// Conditional branches are assumed not taken (they guard error paths).
+pub fn tail_accessor(functions: &[(&[u8], u64)]) -> Option<Chain> {
+    // Register -> (loads, pending addend).
+    let mut this: (Vec<i32>, i64) = (vec![], 0);
+    for (n, (code, ip)) in functions.iter().enumerate() {
+        let last = n + 1 == functions.len();
+        let mut state: std::collections::HashMap<Register, (Vec<i32>, i64, u8)> =
+            Default::default();
+        state.insert(Register::RDI, (this.0.clone(), this.1, 8));
+        let mut next = None;
+        for i in decode(code, *ip, 32) {
+            match i.mnemonic() {
+                Mnemonic::Ret => {
+                    if !last {
+                        return None;
+                    }
+                    let (loads, add, width) = state.get(&Register::RAX)?.clone();
+                    return (add == 0 && !loads.is_empty()).then_some(Chain {
+                        offsets: loads,
+                        width,
+                    });
+                }
+                Mnemonic::Jmp => {
+                    let (loads, add, _) = state.get(&Register::RDI)?.clone();
+                    next = Some((loads, add));
+                    break;
+                }
+                Mnemonic::Call => return None,
+                Mnemonic::Cmp | Mnemonic::Test | Mnemonic::Nop | Mnemonic::Endbr64 => continue,
+                _ if i.is_jcc_short_or_near() => continue,
+                _ => {}
+            }
+            if i.op_count() < 2 || i.op0_kind() != OpKind::Register {
+                continue;
+            }
+            let dst = i.op0_register().full_register();
+            let value = match (i.mnemonic(), i.op1_kind()) {
+                (m, OpKind::Memory) if is_load(&i) && m != Mnemonic::Lea => {
+                    match state.get(&i.memory_base().full_register()) {
+                        Some((loads, add, _)) if i.memory_index() == Register::None => {
+                            let mut loads = loads.clone();
+                            loads.push((add + i.memory_displacement64() as i64) as i32);
+                            Some((loads, 0, i.memory_size().size() as u8))
+                        }
+                        _ => None,
+                    }
+                }
+                (Mnemonic::Mov, OpKind::Register) => {
+                    state.get(&i.op1_register().full_register()).cloned()
+                }
+                (
+                    Mnemonic::Add,
+                    OpKind::Immediate8to64 | OpKind::Immediate32to64 | OpKind::Immediate32,
+                ) => state
+                    .get(&dst)
+                    .map(|(l, a, w)| (l.clone(), a + i.immediate(1) as i64, *w)),
+                _ => None,
+            };
+            match value {
+                Some(v) => state.insert(dst, v),
+                None => state.remove(&dst),
+            };
+        }
+        this = next?;
+        if last {
+            return None;
+        }
+    }
+    None
+}
+
+/// Whether a function sets up a frame pointer (`mov %rsp,%rbp`) in its prologue: without it,
+/// a kernel stack walk cannot get past the probed function.
+pub fn sets_frame_pointer(code: &[u8], ip: u64) -> bool {
+    decode(code, ip, 12).iter().any(|i| {
+        i.mnemonic() == Mnemonic::Mov
+            && i.op_count() == 2
+            && i.op0_kind() == OpKind::Register
+            && i.op1_kind() == OpKind::Register
+            && i.op0_register() == Register::RBP
+            && i.op1_register() == Register::RSP
+    })
+}
+
+#[cfg(test)]
+mod lifecycle_tests {
+    use super::*;
+
+    #[test]
+    fn follows_tail_calls_into_the_final_load() {
+        // MeshDevice::num_rows: mov 0x18(%rdi),%rax ; mov 0x70(%rax),%rdi ; jmp <view>
+        let a = [
+            0x48, 0x8b, 0x47, 0x18, 0x48, 0x8b, 0x78, 0x70, 0xe9, 0, 0, 0, 0,
+        ];
+        // view: mov (%rdi),%rdi ; cmpb $0,0x370(%rdi) ; je +0 ; add $0x360,%rdi ; jmp <shape>
+        let b = [
+            0x48, 0x8b, 0x3f, 0x80, 0xbf, 0x70, 0x03, 0, 0, 0, 0x74, 0x00, 0x48, 0x81, 0xc7, 0x60,
+            0x03, 0, 0, 0xe9, 0, 0, 0, 0,
+        ];
+        // Shape2D::width: mov 0x8(%rdi),%rax ; ret
+        let c = [0x48, 0x8b, 0x47, 0x08, 0xc3];
+        let chain = tail_accessor(&[(&a, 0), (&b, 0x100), (&c, 0x200)]).unwrap();
+        assert_eq!(chain.offsets, vec![0x18, 0x70, 0, 0x368]);
+        assert_eq!(chain.width, 8);
+    }
+
+    #[test]
+    fn finds_the_call_that_throws_a_message() {
+        // lea 0x100(%rip),%r8 ; mov $0xc1,%r9d ; push %rax ; call +0
+        let code = [
+            0x4c, 0x8d, 0x05, 0x00, 0x01, 0, 0, 0x41, 0xb9, 0xc1, 0, 0, 0, 0x50, 0xe8, 0, 0, 0, 0,
+        ];
+        let calls = message_calls(&code, 0x1000, &[0x1107]);
+        assert_eq!(
+            calls,
+            vec![MessageCall {
+                call: 0x100e,
+                target: 0x1013,
+                string: 0x1107
+            }]
+        );
+        assert!(message_calls(&code, 0x1000, &[0x2000]).is_empty());
+    }
+
+    #[test]
+    fn tells_frame_pointer_prologues() {
+        // push %rbp ; mov %rsp,%rbp ; ret
+        assert!(sets_frame_pointer(&[0x55, 0x48, 0x89, 0xe5, 0xc3], 0));
+        // push %rbp ; push %r15 ; ret
+        assert!(!sets_frame_pointer(&[0x55, 0x41, 0x57, 0xc3], 0));
+    }
+}

@@ -108,6 +108,40 @@ impl Library {
             .map(|(a, off, _)| vaddr - a + off)
     }
 
+    /// Virtual addresses where `needle` occurs in a loadable segment (e.g. a message in
+    /// `.rodata`).
+    pub fn find_bytes(&self, needle: &[u8]) -> Vec<u64> {
+        let mut out = Vec::new();
+        for (vaddr, off, len) in &self.segments {
+            let (off, len) = (*off as usize, *len as usize);
+            let Some(hay) = self.data.get(off..(off + len).min(self.data.len())) else {
+                continue;
+            };
+            let mut start = 0;
+            while let Some(i) = hay[start..].windows(needle.len()).position(|w| w == needle) {
+                out.push(vaddr + (start + i) as u64);
+                start += i + 1;
+            }
+        }
+        out
+    }
+
+    /// The (mangled) name of a symbol defined at `address`, PLT stubs included (`name$plt`).
+    pub fn symbol_at(&self, address: u64) -> Option<&str> {
+        self.symbols
+            .iter()
+            .filter(|(_, s)| s.address == address)
+            .map(|(n, _)| n.as_str())
+            .min()
+    }
+
+    /// Up to `len` bytes of the file from `offset`.
+    pub fn bytes_at(&self, offset: usize, len: usize) -> Option<&[u8]> {
+        self.data
+            .get(offset..(offset + len).min(self.data.len()))
+            .filter(|b| !b.is_empty())
+    }
+
     /// Code bytes of a function (at most `max` bytes).
     pub fn code(&self, sym: Symbol, max: usize) -> Option<&[u8]> {
         let off = self.file_offset(sym.address)? as usize;

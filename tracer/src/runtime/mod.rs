@@ -5,8 +5,11 @@ pub mod devices;
 pub mod disasm;
 pub mod discover;
 pub mod elf;
+pub mod lifecycle;
+pub mod oom;
 pub mod plan;
 pub mod symbols;
+pub mod window;
 
 use std::path::Path;
 

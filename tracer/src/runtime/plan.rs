@@ -10,7 +10,7 @@ use super::{
     calibrate::{calibrate, pretty, Layout},
     disasm::Chain,
     elf::{parameters, Library},
-    symbols as sym,
+    lifecycle, symbols as sym, window,
 };
 
 /// What a probed function means to the ledger.
@@ -28,18 +28,23 @@ pub enum Role {
     BanksVector,
     /// `BankManager(BufferType const&, std::unordered_map<..> const& offsets, ..., alignment, ...)`.
     BanksMap,
+    /// `Device::initialize(...)`: a chip is being opened.
+    DeviceOpen,
+    /// `MeshDevice::initialize(...)`: a mesh is being opened (its chips are already known).
+    MeshOpen,
+    /// The `tt_throw` of "Out of Memory" inside `BankManager::allocate_buffer` (an
+    /// instruction, not a function entry): the allocator refused an allocation.
+    OutOfMemory,
 }
 
 /// Value positions in Alloc/Free events.
 pub mod field {
     pub const DEVICE: usize = 0;
-    pub const DEVICE_VTABLE: usize = 1;
-    pub const DEVICE_ID: usize = 2;
-    pub const ADDRESS: usize = 3;
-    pub const SIZE: usize = 4;
-    pub const PAGE_SIZE: usize = 5;
-    pub const KIND: usize = 6;
-    pub const UNIQUE_ID: usize = 7;
+    pub const ADDRESS: usize = 1;
+    pub const SIZE: usize = 2;
+    pub const PAGE_SIZE: usize = 3;
+    pub const KIND: usize = 4;
+    pub const UNIQUE_ID: usize = 5;
 }
 
 #[derive(Clone, Debug)]
@@ -48,6 +53,8 @@ pub struct PlannedProbe {
     pub symbol: String,
     pub file_offset: u64,
     pub spec: SlotSpec,
+    /// Where inside `symbol` the probe sits and why (empty: at its entry).
+    pub detail: String,
 }
 
 #[derive(Clone, Debug)]
@@ -62,6 +69,8 @@ pub struct ProbePlan {
     pub mesh_vptr: Option<u64>,
     /// Things that work in a degraded way with this library.
     pub warnings: Vec<String>,
+    /// Why allocation call stacks are (not) collected, as found in this library.
+    pub call_stacks: String,
 }
 
 impl ProbePlan {
@@ -72,7 +81,7 @@ impl ProbePlan {
 
 /// Loads `chain` from argument `arg` (0 = `this`). Integer arguments past the sixth live on the
 /// stack at entry: `[rsp + 8 + 8 * (arg - 6)]` (rsp points at the return address).
-fn path(arg: u8, chain: &Chain) -> Result<FieldPath> {
+pub(super) fn path(arg: u8, chain: &Chain) -> Result<FieldPath> {
     let mut hops = chain.offsets.clone();
     let base = if arg < 6 {
         arg_word(arg)
@@ -98,7 +107,7 @@ fn path(arg: u8, chain: &Chain) -> Result<FieldPath> {
 }
 
 /// The value of argument `arg` itself (`width` bytes of it).
-fn register(arg: u8, width: u8) -> Result<FieldPath> {
+pub(super) fn register(arg: u8, width: u8) -> Result<FieldPath> {
     if arg < 6 {
         return Ok(FieldPath {
             arg: arg_word(arg),
@@ -120,12 +129,12 @@ fn spec(fields: &[FieldPath]) -> SlotSpec {
         ..Default::default()
     };
     s.fields[..fields.len()].copy_from_slice(fields);
-    s
+    window::with_window(s)
 }
 
 /// A slot whose first value is a device object pointer (described on first sight; `forgets`
 /// when the call ends that object's life).
-fn device_spec(fields: &[FieldPath], forgets: bool) -> SlotSpec {
+pub(super) fn device_spec(fields: &[FieldPath], forgets: bool) -> SlotSpec {
     let mut s = spec(fields);
     s.device_field = 1;
     if forgets {
@@ -136,12 +145,10 @@ fn device_spec(fields: &[FieldPath], forgets: bool) -> SlotSpec {
 
 fn buffer_fields(layout: &Layout) -> Result<Vec<FieldPath>> {
     let b = &layout.buffer;
-    let id_off = layout.device_id.offsets[0];
-    // Argument 1: GraphTracker's methods take `this` first, the Buffer second.
+    // Argument 1: GraphTracker's methods take `this` first, the Buffer second. The device
+    // object itself is described once per process (RawDevice), not read on every hit.
     let v = vec![
         path(1, &b.device)?,
-        path(1, &b.device.then(0, 8))?,
-        path(1, &b.device.then(id_off, layout.device_id.width))?,
         path(1, &b.address)?,
         path(1, &b.size)?,
         path(1, &b.page_size)?,
@@ -218,6 +225,7 @@ pub fn build(lib: &Library) -> Result<ProbePlan> {
             symbol: mangled.to_string(),
             file_offset: offset_of(mangled)?,
             spec: device_spec(&fields, false),
+            detail: String::new(),
         });
     }
     let id = &layout.device_id;
@@ -242,6 +250,7 @@ pub fn build(lib: &Library) -> Result<ProbePlan> {
                 symbol: mangled.to_string(),
                 file_offset,
                 spec,
+                detail: String::new(),
             }),
             Err(_) => warnings.push(format!(
                 "`{}` not found: buffers dropped by closing a device stay live in the ledger",
@@ -262,6 +271,7 @@ pub fn build(lib: &Library) -> Result<ProbePlan> {
                 symbol: mangled.clone(),
                 file_offset: offset_of(&mangled)?,
                 spec,
+                detail: String::new(),
             });
         }
     }
@@ -274,6 +284,8 @@ pub fn build(lib: &Library) -> Result<ProbePlan> {
                 .into(),
         );
     }
+    lifecycle::plan(lib, &layout, &mut probes, &mut warnings)?;
+    let call_stacks = lifecycle::call_stacks(lib);
     let vptr_of = |m: &str| lib.symbol(m).map(|s| s.address + 16);
     Ok(ProbePlan {
         library: lib.path.clone(),
@@ -283,5 +295,6 @@ pub fn build(lib: &Library) -> Result<ProbePlan> {
         device_vptr: vptr_of(sym::DEVICE_VTABLE),
         mesh_vptr: vptr_of(sym::MESH_DEVICE_VTABLE),
         warnings,
+        call_stacks,
     })
 }

@@ -32,3 +32,29 @@ pub const BANK_MANAGER_CTOR: (&str, &str) = (
     "_ZN2tt8tt_metal11BankManagerC",
     "tt::tt_metal::BankManager::BankManager(",
 );
+
+/// Lifecycle: probed at entry, once per device / mesh open.
+pub const DEVICE_INITIALIZE: (&str, &str) = (
+    "_ZN2tt8tt_metal6Device10initialize",
+    "tt::tt_metal::Device::initialize(",
+);
+pub const MESH_DEVICE_INITIALIZE: (&str, &str) = (
+    "_ZN2tt8tt_metal11distributed10MeshDevice10initialize",
+    "tt::tt_metal::distributed::MeshDevice::initialize(",
+);
+/// What `MeshDevice::create` really calls (`MeshDevice::initialize` is only a wrapper).
+pub const MESH_DEVICE_INITIALIZE_IMPL: (&str, &str) = (
+    "_ZN2tt8tt_metal11distributed14MeshDeviceImpl15initialize_impl",
+    "tt::tt_metal::distributed::MeshDeviceImpl::initialize_impl(",
+);
+/// Mesh shape: accessors that tail-call the view's, which tail-call `Shape2D`'s.
+pub const MESH_NUM_ROWS: [&str; 3] = [
+    "_ZNK2tt8tt_metal11distributed10MeshDevice8num_rowsEv",
+    "_ZNK2tt8tt_metal11distributed14MeshDeviceView8num_rowsEv",
+    "_ZNK2tt8tt_metal7Shape2D6heightEv",
+];
+pub const MESH_NUM_COLS: [&str; 3] = [
+    "_ZNK2tt8tt_metal11distributed10MeshDevice8num_colsEv",
+    "_ZNK2tt8tt_metal11distributed14MeshDeviceView8num_colsEv",
+    "_ZNK2tt8tt_metal7Shape2D5widthEv",
+];

@@ -44,6 +44,10 @@ pub struct Header {
     pub build_id: Option<String>,
     /// The calibrated layout (`ProbePlan::layout.describe()`).
     pub layout: String,
+    /// Whether allocation call stacks are part of the report, and why (the live summary's
+    /// `call_stacks` note).
+    #[serde(default)]
+    pub call_stacks: String,
     /// Wall clock at the start (ns since the Unix epoch).
     pub start_unix_ns: u64,
     /// CLOCK_MONOTONIC at the start: event timestamps use this clock.

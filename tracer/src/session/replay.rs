@@ -51,7 +51,7 @@ impl Replay {
             build_id: h.build_id.clone(),
             layout: h.layout.clone(),
             lost_events: read.trailer.as_ref().map_or(0, |t| t.lost_events),
-            start_ns: base,
+            call_stacks: h.call_stacks.clone(),
         };
         Ok(Self {
             ledger,

@@ -202,6 +202,7 @@ pub fn live_header(
         library: plan.library.display().to_string(),
         build_id: plan.build_id.clone(),
         layout: plan.layout.describe(),
+        call_stacks: plan.call_stacks.clone(),
         start_unix_ns: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64),

@@ -1,0 +1,2 @@
+//! Live sinks: views of the ledger while the session runs.
+pub mod metrics;
