@@ -69,6 +69,9 @@ impl ProcessLedger {
         let p = self.peaks.entry((chip, kind)).or_default();
         p.reserved = reserved;
         p.at_ns = at_ns;
+        if !p.pending {
+            self.pending_peaks += 1;
+        }
         p.pending = true;
     }
 
@@ -81,6 +84,7 @@ impl ProcessLedger {
         if let Some(p) = self.peaks.get_mut(&(chip, kind)) {
             p.holders = holders;
             p.pending = false;
+            self.pending_peaks -= 1;
         }
     }
 

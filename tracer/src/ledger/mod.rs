@@ -88,6 +88,9 @@ pub struct ProcessLedger {
     pub first_ns: Option<u64>,
     geometry: FastMap<BufferType, Geometry>,
     live: FastMap<(u64, u64), HeldBuffer>,
+    /// Peaks whose holders are not taken yet: releases skip the peak bookkeeping while there
+    /// are none (the common case once a session's high-water marks are set).
+    pending_peaks: usize,
 }
 
 /// A multiply-rotate hasher (FxHash's) for the ledger's small integer keys: replaying a
@@ -138,12 +141,14 @@ impl ProcessLedger {
     }
 
     fn release(&mut self, key: (u64, u64), at_ns: u64, outcome: Option<Outcome>) -> bool {
-        let Some(kind) = self.live.get(&key).map(|h| h.buffer.kind) else {
-            return false;
-        };
-        let chips = self.live[&key].device.chips.clone();
-        for chip in chips {
-            self.settle_peak(chip, kind);
+        if self.pending_peaks > 0 {
+            let Some(kind) = self.live.get(&key).map(|h| h.buffer.kind) else {
+                return false;
+            };
+            let chips = self.live[&key].device.chips.clone();
+            for chip in chips {
+                self.settle_peak(chip, kind);
+            }
         }
         let Some(held) = self.live.remove(&key) else {
             return false;
