@@ -115,6 +115,29 @@ fn report_of_a_recording_is_the_live_summary() {
     assert!(text.contains("peak reserved: DRAM: "), "{text}");
 }
 
+/// Event kinds added after the format (device opens, refused allocations) are recorded and
+/// replayed with no change to it: the out-of-memory workload's report equals its live summary.
+#[test]
+fn out_of_memory_session_replays_to_the_live_summary() {
+    let dir = tempdir();
+    let file = dir.join("oom.trec");
+    let t = trace(
+        ERA,
+        "l1_oom.py",
+        &[],
+        &["--quiet", "-o", file.to_str().unwrap()],
+    );
+    assert!(t.output.status.success(), "{}", t.stderr());
+    let (mut doc, _) = report_json(&file, &[]);
+    doc.as_object_mut().unwrap().remove("recording");
+    assert_eq!(doc, t.summary, "report --json == live --summary-json");
+    let p = t.process("l1_oom.py");
+    assert!(
+        !p["oom"].as_array().unwrap().is_empty(),
+        "the session has a refused allocation: {p}"
+    );
+}
+
 #[test]
 fn report_at_a_moment_is_the_ledger_then() {
     let (t, file) = record(&["--leave", "2"]);
