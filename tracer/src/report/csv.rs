@@ -113,7 +113,7 @@ pub fn export(rec: &Recording, out: &Path) -> Result<Replayed> {
 }
 
 /// `DeviceClose` -> `device_close`.
-fn snake(name: &str) -> String {
+pub(super) fn snake(name: &str) -> String {
     let mut s = String::new();
     for (i, c) in name.chars().enumerate() {
         if c.is_uppercase() {

@@ -6,7 +6,7 @@ use std::{collections::HashMap, path::Path};
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection};
 
-use super::chips::ChipTotals;
+use super::{chips::ChipTotals, csv::snake};
 use crate::{
     ledger::{EventKind, Outcome},
     session::{
@@ -125,11 +125,22 @@ pub fn export(rec: &Recording, out: &Path) -> Result<Replayed> {
                         }
                         "device_close".to_string()
                     }
+                    EventKind::DeviceOpen { device, .. } => {
+                        for chip in &device.chips {
+                            ins_dev.execute(params![
+                                ev.pid,
+                                device.handle as i64,
+                                chip,
+                                device.mesh
+                            ])?;
+                        }
+                        "device_open".to_string()
+                    }
                     other => serde_json::to_value(other)
                         .ok()
                         .and_then(|v| match v {
-                            serde_json::Value::Object(m) => m.keys().next().cloned(),
-                            serde_json::Value::String(s) => Some(s),
+                            serde_json::Value::Object(m) => m.keys().next().map(|k| snake(k)),
+                            serde_json::Value::String(s) => Some(snake(&s)),
                             _ => None,
                         })
                         .unwrap_or_else(|| "event".into()),
