@@ -155,6 +155,12 @@ fn report_at_a_moment_is_the_ledger_then() {
         truth["allocations"].as_u64().unwrap(),
         "one CSV row per allocation"
     );
+    let (full, _) = report_json(&file, &[]);
+    assert_eq!(
+        rows.len() as u64,
+        full["recording"]["events"].as_u64().unwrap(),
+        "one CSV row per event"
+    );
     let last_alloc = allocs.last().unwrap()[col("t_s")];
     let (at, _) = report_json(&file, &["--at", last_alloc]);
     let p = &at["processes"][0];

@@ -40,3 +40,66 @@ impl ChipTotals {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{BufferInfo, DeviceRef, EventKind};
+
+    fn alloc(ts_ns: u64, pid: u32, chips: Vec<i32>, uid: u64, size: u64) -> Event {
+        Event {
+            ts_ns,
+            pid,
+            kind: EventKind::Alloc {
+                device: DeviceRef {
+                    handle: 0x10 + u64::from(pid),
+                    chips,
+                    mesh: true,
+                },
+                buffer: BufferInfo {
+                    address: 4096 * uid,
+                    size,
+                    page_size: 0,
+                    kind: BufferType::L1,
+                    unique_id: uid,
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn totals_sum_processes_per_chip_and_keep_the_first_peak_time() {
+        let mut ledger = Ledger::new();
+        let mut totals = ChipTotals::default();
+        let mut step = |totals: &mut ChipTotals, ev: Event| {
+            ledger.apply(&ev);
+            totals.changes(&ledger, &ev)
+        };
+        assert_eq!(
+            step(&mut totals, alloc(10, 1, vec![0, 3], 1, 100)),
+            vec![(0, BufferType::L1, 100), (3, BufferType::L1, 100)]
+        );
+        // Another process on chip 3 only: chip 3's total is both processes' bytes.
+        assert_eq!(
+            step(&mut totals, alloc(20, 2, vec![3], 2, 50)),
+            vec![(3, BufferType::L1, 150)]
+        );
+        let free = Event {
+            ts_ns: 30,
+            pid: 1,
+            kind: match alloc(0, 1, vec![0, 3], 1, 100).kind {
+                EventKind::Alloc { device, buffer } => EventKind::Free { device, buffer },
+                _ => unreachable!(),
+            },
+        };
+        assert_eq!(
+            step(&mut totals, free),
+            vec![(0, BufferType::L1, 0), (3, BufferType::L1, 50)]
+        );
+        step(&mut totals, alloc(40, 2, vec![3], 3, 100));
+        assert_eq!(totals.peaks[&(3, BufferType::L1)], (150, 20));
+        assert_eq!(totals.peaks[&(0, BufferType::L1)], (100, 10));
+        step(&mut totals, alloc(50, 2, vec![3], 4, 1));
+        assert_eq!(totals.peaks[&(3, BufferType::L1)], (151, 50));
+    }
+}
