@@ -15,8 +15,9 @@ use crate::{
     },
 };
 
-/// The pseudo-process that holds the counter tracks (traced PIDs are never 0).
-pub const COUNTERS_PID: u32 = 0;
+/// The pseudo-process that holds the counter tracks: above Linux's largest pid_max (2^22), so
+/// it is never a traced PID, and not 0, which trace viewers treat as the idle task.
+pub const COUNTERS_PID: u32 = (1 << 22) + 1;
 
 /// The name of the counter track of `chip` and buffer type `ty`.
 pub fn track(chip: i32, ty: &str) -> String {
