@@ -217,11 +217,16 @@ impl LiveSession {
             lost_events: lost,
             call_stacks: plan.call_stacks.clone(),
         };
+        // The trailer marks a clean end; without it `report` says the file was truncated
+        // (still readable), so a failure here is a warning, not a lost summary.
         if let Some(rec) = self.recorder.take() {
             let path = self.opts.output.clone().unwrap_or_default();
-            rec.finish(now_ns, lost)
-                .and_then(|f| Ok(f.sync_all()?))
-                .with_context(|| format!("cannot finish recording {}", path.display()))?;
+            if let Err(e) = rec.finish(now_ns, lost).and_then(|f| Ok(f.sync_all()?)) {
+                eprintln!(
+                    "tracer: error: cannot finish recording {}: {e:#}",
+                    path.display()
+                );
+            }
         }
         let _ = write!(self.out, "{}", report::text::summary(&self.ledger, &info));
         let _ = self.out.flush();
