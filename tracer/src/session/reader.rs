@@ -237,7 +237,8 @@ impl<'a> Recording<'a> {
         let mut left: &[u8] = &raw;
         let mut out = Decoded {
             devices: Vec::new(),
-            records: Vec::with_capacity(c.count),
+            // The count is the file's word: cap what it can make us reserve up front.
+            records: Vec::with_capacity(c.count.min(1 << 16)),
         };
         for k in 0..c.count {
             let (w, tail) = postcard::take_from_bytes::<WireRecordOwned>(left).map_err(|e| {
