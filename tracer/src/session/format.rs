@@ -29,8 +29,8 @@ pub const KIND_TRAILER: u8 = 2;
 
 /// Caps that a hostile file cannot make the reader exceed.
 pub const MAX_HEADER: usize = 1 << 20;
-pub const MAX_COMPRESSED: usize = 64 << 20;
-pub const MAX_RAW: usize = 64 << 20;
+pub const MAX_COMPRESSED: usize = 16 << 20;
+pub const MAX_RAW: usize = 16 << 20;
 
 /// What the session was: everything `report` needs besides the events.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
