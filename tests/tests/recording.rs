@@ -13,10 +13,14 @@ const ERA: &str = "0.81.1";
 
 /// `tracer run -o FILE` of seed_scenario: the live run, its recording.
 fn record(args: &[&str]) -> (Traced, PathBuf) {
+    record_era(ERA, args)
+}
+
+fn record_era(era: &str, args: &[&str]) -> (Traced, PathBuf) {
     let dir = tempdir();
     let file = dir.join("session.trec");
     let f = file.to_str().unwrap();
-    let t = trace(ERA, "seed_scenario.py", args, &["--quiet", "-o", f]);
+    let t = trace(era, "seed_scenario.py", args, &["--quiet", "-o", f]);
     assert!(t.output.status.success(), "{}", t.stderr());
     assert!(file.exists(), "no recording written");
     (t, file)
@@ -113,6 +117,15 @@ fn report_of_a_recording_is_the_live_summary() {
         }
     }
     assert!(text.contains("peak reserved: DRAM: "), "{text}");
+}
+
+/// The older layout era (ttnn 0.75.0, Python 3.10) records and replays the same way.
+#[test]
+fn report_of_a_recording_is_the_live_summary_on_0_75_0() {
+    let (t, file) = record_era("0.75.0", &["--leave", "2"]);
+    let (mut doc, _) = report_json(&file, &[]);
+    doc.as_object_mut().unwrap().remove("recording");
+    assert_eq!(doc, t.summary, "report --json == live --summary-json");
 }
 
 /// Event kinds added after the format (device opens, refused allocations) are recorded and
