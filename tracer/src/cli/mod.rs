@@ -31,6 +31,21 @@ enum Command {
         #[arg(required = true, last = true)]
         cmd: Vec<String>,
     },
+    /// Live per-chip view of device memory: launch CMD (after `--`) and watch it. Full-screen
+    /// table (q quits), or plain snapshots with --batch.
+    Top {
+        #[command(flatten)]
+        opts: TraceOpts,
+        /// Print plain-text snapshots instead of the full-screen table.
+        #[arg(long)]
+        batch: bool,
+        /// Seconds between snapshots (--batch).
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+        /// The command to run, after `--`.
+        #[arg(required = true, last = true)]
+        cmd: Vec<String>,
+    },
     /// Measure overhead side by side: untraced, bare uprobe, tracer, tt-metal's SHM tracker.
     Bench {
         /// Python with ttnn installed.
@@ -95,6 +110,19 @@ pub fn main() -> Result<i32> {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { opts, cmd } => run::run(opts, cmd),
+        Command::Top {
+            opts,
+            batch,
+            interval,
+            cmd,
+        } => {
+            let mode = if batch {
+                session::TopMode::Batch(std::time::Duration::from_secs_f64(interval.max(0.05)))
+            } else {
+                session::TopMode::Screen
+            };
+            run::run_with(opts, cmd, Some(mode))
+        }
         Command::Doctor { lib, pid } => doctor::doctor(lib, pid),
         Command::Bench {
             python,

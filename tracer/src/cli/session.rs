@@ -7,7 +7,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use super::{TraceOpts, EXIT_LOST_EVENTS};
 use crate::{
     ledger::{Event, EventKind, Ledger},
-    live::metrics::Metrics,
+    live::{metrics::Metrics, top},
     probe::{decode::Decoder, Probes, Raw},
     report::{self, SessionInfo},
 };
@@ -21,6 +21,25 @@ pub struct LiveSession {
     /// The Prometheus exporter (`--metrics`), started with the event loop.
     metrics: Option<Metrics>,
     metrics_at: Option<std::time::Instant>,
+    /// `tracer top`: the live table instead of event lines.
+    top: Option<TopView>,
+    events: u64,
+    started: std::time::Instant,
+}
+
+/// How `tracer top` shows the ledger.
+pub enum TopMode {
+    /// Full-screen table, redrawn a few times a second.
+    Screen,
+    /// Plain-text snapshots to stdout every interval.
+    Batch(Duration),
+}
+
+struct TopView {
+    screen: Option<top::Screen>,
+    every: Duration,
+    last: Option<std::time::Instant>,
+    scope: String,
 }
 
 /// How often the metrics page is re-rendered while events flow.
@@ -32,6 +51,8 @@ pub enum Stop {
     ChildExited(i32),
     Signal(i32),
     Duration,
+    /// The user quit `tracer top`.
+    Quit,
 }
 
 impl LiveSession {
@@ -44,7 +65,51 @@ impl LiveSession {
             out: std::io::BufWriter::new(std::io::stdout()),
             metrics: None,
             metrics_at: None,
+            top: None,
+            events: 0,
+            started: std::time::Instant::now(),
         }
+    }
+
+    /// Shows the live `top` view instead of event lines; `scope` names what is traced.
+    pub fn show_top(&mut self, mode: TopMode, scope: String) -> Result<()> {
+        self.opts.quiet = true;
+        let (screen, every) = match mode {
+            TopMode::Screen => (Some(top::Screen::open()?), Duration::from_millis(250)),
+            TopMode::Batch(every) => (None, every),
+        };
+        self.top = Some(TopView {
+            screen,
+            every,
+            last: None,
+            scope,
+        });
+        Ok(())
+    }
+
+    /// Redraws the `top` view when due; true when the user asked to quit.
+    fn refresh_top(&mut self, now: bool) -> Result<bool> {
+        let Some(view) = &mut self.top else {
+            return Ok(false);
+        };
+        let due = now || view.last.is_none_or(|t| t.elapsed() >= view.every);
+        if due {
+            let status = top::Status {
+                elapsed: self.started.elapsed(),
+                events: self.events,
+                lost: self.probes.lost().unwrap_or(0),
+                scope: view.scope.clone(),
+            };
+            match &mut view.screen {
+                Some(screen) => screen.draw(&self.ledger, &status)?,
+                None => {
+                    let _ = writeln!(self.out, "{}", top::snapshot(&self.ledger, &status));
+                    let _ = self.out.flush();
+                }
+            }
+            view.last = Some(std::time::Instant::now());
+        }
+        Ok(view.screen.as_mut().is_some_and(|s| s.quit_requested()))
     }
 
     /// Starts the exporter if `--metrics` asks for it (needs the tokio runtime). The event loop
@@ -76,6 +141,7 @@ impl LiveSession {
             .get(&ev.pid)
             .map_or(0, |p| p.outstanding.len());
         self.ledger.apply(ev);
+        self.events += 1;
         if self.opts.quiet {
             return;
         }
@@ -151,6 +217,9 @@ impl LiveSession {
             }
             let _ = self.out.flush();
             self.publish_metrics(false);
+            if self.refresh_top(false)? {
+                break Stop::Quit;
+            }
         };
         // Events already in the ring buffer belong to the session.
         self.drain();
@@ -161,6 +230,11 @@ impl LiveSession {
     /// Closes the books, prints the summary, writes the JSON; returns the exit code to use
     /// when the traced program itself did not decide it.
     pub fn finish(mut self, now_ns: u64) -> Result<i32> {
+        // The last state of `top`, then the terminal back to normal before the summary.
+        if self.top.as_ref().is_some_and(|v| v.screen.is_none()) {
+            self.refresh_top(true)?;
+        }
+        self.top = None;
         self.ledger.finish(now_ns);
         let lost = self.probes.lost().unwrap_or(0);
         let plan = self.decoder.plan();
