@@ -87,6 +87,40 @@ fn from_python(python: &Path) -> Option<PathBuf> {
     find_in(&dir.join("build").join("lib"), 0).or_else(|| find_in(&dir, 3))
 }
 
+/// Pythons that may run the command, most likely first: the program itself or its shebang, a
+/// Python named in the arguments (`sh -c "venv/bin/python x.py"`, `uv run python ...`), the
+/// active virtualenv, then `python3` / `python` on PATH.
+fn candidate_pythons(program: Option<&Path>, argv: &[String]) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    let mut push = |p: PathBuf| {
+        if p.is_file() && !out.contains(&p) {
+            out.push(p);
+        }
+    };
+    if let Some(py) = program.and_then(interpreter) {
+        push(py);
+    }
+    for word in argv.iter().skip(1).flat_map(|a| a.split_whitespace()) {
+        let named_python = Path::new(word)
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("python"));
+        if named_python {
+            if let Some(p) = which(word) {
+                push(p);
+            }
+        }
+    }
+    if let Some(venv) = std::env::var_os("VIRTUAL_ENV") {
+        push(PathBuf::from(venv).join("bin/python"));
+    }
+    for name in ["python3", "python"] {
+        if let Some(p) = which(name) {
+            push(p);
+        }
+    }
+    out
+}
+
 /// The runtime library `argv` will load: from `--lib`, the command's Python environment,
 /// `TT_METAL_HOME`, or the dynamic linker's cache.
 pub fn library_for_command(lib: Option<&Path>, argv: &[String]) -> Result<PathBuf> {
@@ -94,13 +128,16 @@ pub fn library_for_command(lib: Option<&Path>, argv: &[String]) -> Result<PathBu
         return checked(lib);
     }
     let mut tried = Vec::new();
-    if let Some(program) = argv.first().and_then(|p| which(p)) {
-        if let Some(py) = interpreter(&program) {
-            tried.push(format!("the ttnn package of {}", py.display()));
-            if let Some(found) = from_python(&py) {
-                return Ok(found);
-            }
-        } else if let Some(found) = program.parent().and_then(|d| find_in(d, 0)) {
+    let program = argv.first().and_then(|p| which(p));
+    if let Some(dir) = program.as_deref().and_then(Path::parent) {
+        // A native program shipped beside the runtime.
+        if let Some(found) = find_in(dir, 0) {
+            return Ok(found);
+        }
+    }
+    for py in candidate_pythons(program.as_deref(), argv) {
+        tried.push(format!("the ttnn package of {}", py.display()));
+        if let Some(found) = from_python(&py) {
             return Ok(found);
         }
     }
