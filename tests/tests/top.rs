@@ -1,9 +1,6 @@
 //! `tracer top --batch`: the live per-chip table, checked against what tt-metal reports while a
 //! ttnn workload holds tensors on the 8-chip mock mesh.
-use std::{
-    process::Stdio,
-    time::{Duration, Instant},
-};
+use std::{process::Stdio, time::Duration};
 
 use tracer_tests::*;
 
@@ -37,47 +34,24 @@ fn snapshots(text: &str) -> Vec<std::collections::BTreeMap<i64, (u64, u64)>> {
 #[test]
 fn batch_snapshots_match_memory_view_on_every_chip() {
     let dir = tempdir();
-    let truth_file = dir.join("truth.json");
-    let release = dir.join("release");
-    let child = tracer()
-        .args(["top", "--batch", "--interval", "0.2", "--"])
-        .arg(python("0.81.1"))
-        .arg(workload("hold_tensors.py"))
-        .env("TRACER_GROUND_TRUTH", &truth_file)
-        .env("TRACER_RELEASE", &release)
+    let mut cmd = tracer();
+    cmd.args(["top", "--batch", "--interval", "0.2"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while !truth_file.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "workload never held its tensors"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        .stderr(Stdio::piped());
+    let held = Held::new(&mut cmd, &dir);
+    let child = cmd.spawn().unwrap();
+    let truth = held.wait();
     // A few snapshots while the tensors are held.
     std::thread::sleep(Duration::from_millis(1000));
-    std::fs::write(&release, b"").unwrap();
+    held.release();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let truth: Value =
-        serde_json::from_str(&std::fs::read_to_string(&truth_file).unwrap()).unwrap();
-    let want = (
-        truth["memory_view"]["DRAM"].as_u64().unwrap(),
-        truth["memory_view"]["L1"].as_u64().unwrap(),
-    );
-    let chips: Vec<i64> = truth["chips"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_i64().unwrap())
-        .collect();
+    let want = (truth.dram, truth.l1);
+    let chips = truth.chips;
     let text = String::from_utf8_lossy(&out.stdout);
     let shots = snapshots(&text);
     assert!(shots.len() >= 3, "too few snapshots:\n{text}");

@@ -196,18 +196,12 @@ pub fn draw<B: Backend>(
             Paragraph::new(Line::from(format!("{}   (q: quit)", header(status)))),
             top,
         );
-        let bold = Style::default().add_modifier(Modifier::BOLD);
-        let widths = [
-            Constraint::Length(6),
-            Constraint::Length(6),
-            Constraint::Length(8),
-            Constraint::Length(12),
-            Constraint::Length(12),
-            Constraint::Length(12),
-            Constraint::Length(12),
-            Constraint::Length(12),
-        ];
-        let chip_table = Table::new(
+        let chip_table = table(
+            "reserved per chip, all processes",
+            [
+                "CHIP", "PROCS", "BUFFERS", "DRAM", "L1", "L1_SMALL", "TRACE", "PEAK L1",
+            ],
+            [6, 6, 8, 12, 12, 12, 12, 12],
             chips.iter().map(|r| {
                 let mut v = vec![
                     r.chip.to_string(),
@@ -216,23 +210,16 @@ pub fn draw<B: Backend>(
                 ];
                 v.extend(cells(&r.reserved));
                 v.push(human_bytes(r.peak.get(BufferType::L1)));
-                Row::new(v)
+                v
             }),
-            widths,
-        )
-        .header(
-            Row::new([
-                "CHIP", "PROCS", "BUFFERS", "DRAM", "L1", "L1_SMALL", "TRACE", "PEAK L1",
-            ])
-            .style(bold),
-        )
-        .block(
-            Block::default()
-                .borders(Borders::ALL)
-                .title("reserved per chip, all processes"),
         );
         f.render_widget(chip_table, middle);
-        let proc_table = Table::new(
+        let proc_table = table(
+            "per process and chip, largest first",
+            [
+                "PID", "CHIP", "BUFFERS", "DRAM", "L1", "L1_SMALL", "TRACE", "COMMAND",
+            ],
+            [9, 6, 8, 12, 12, 12, 12, 0],
             procs.iter().map(|r| {
                 let mut v = vec![r.pid.to_string(), r.chip.to_string(), r.buffers.to_string()];
                 v.extend(cells(&r.reserved));
@@ -241,33 +228,31 @@ pub fn draw<B: Backend>(
                     r.command,
                     if r.exited { " (exited)" } else { "" }
                 ));
-                Row::new(v)
+                v
             }),
-            [
-                Constraint::Length(9),
-                Constraint::Length(6),
-                Constraint::Length(8),
-                Constraint::Length(12),
-                Constraint::Length(12),
-                Constraint::Length(12),
-                Constraint::Length(12),
-                Constraint::Min(10),
-            ],
-        )
-        .header(
-            Row::new([
-                "PID", "CHIP", "BUFFERS", "DRAM", "L1", "L1_SMALL", "TRACE", "COMMAND",
-            ])
-            .style(bold),
-        )
-        .block(
-            Block::default()
-                .borders(Borders::ALL)
-                .title("per process and chip, largest first"),
         );
         f.render_widget(proc_table, bottom);
     })?;
     Ok(())
+}
+
+/// A bordered table; a width of 0 takes the rest of the line.
+fn table<'a>(
+    title: &'a str,
+    header: [&'a str; 8],
+    widths: [u16; 8],
+    rows: impl Iterator<Item = Vec<String>>,
+) -> Table<'a> {
+    let widths = widths.map(|w| {
+        if w == 0 {
+            Constraint::Min(10)
+        } else {
+            Constraint::Length(w)
+        }
+    });
+    Table::new(rows.map(Row::new), widths)
+        .header(Row::new(header).style(Style::default().add_modifier(Modifier::BOLD)))
+        .block(Block::default().borders(Borders::ALL).title(title))
 }
 
 /// The full-screen terminal; restored on drop, whatever ends the session.
