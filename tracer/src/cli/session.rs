@@ -17,6 +17,8 @@ pub struct LiveSession {
     pub ledger: Ledger,
     opts: TraceOpts,
     out: std::io::BufWriter<std::io::Stdout>,
+    /// Print a process' final state when it exits (`attach --all` watches many processes).
+    pub report_exits: bool,
 }
 
 /// Why the event loop stopped.
@@ -35,6 +37,7 @@ impl LiveSession {
             ledger: Ledger::new(),
             opts,
             out: std::io::BufWriter::new(std::io::stdout()),
+            report_exits: false,
         }
     }
 
@@ -46,6 +49,11 @@ impl LiveSession {
             .get(&ev.pid)
             .map_or(0, |p| p.outstanding.len());
         self.ledger.apply(ev);
+        if self.report_exits && matches!(ev.kind, EventKind::ProcessExit { .. }) {
+            if let Some(p) = self.ledger.processes.get(&ev.pid) {
+                let _ = write!(self.out, "{}", report::text::process_summary(p));
+            }
+        }
         if self.opts.quiet {
             return;
         }

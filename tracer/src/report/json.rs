@@ -2,7 +2,7 @@
 use serde_json::{json, Map, Value};
 
 use super::SessionInfo;
-use crate::ledger::{Amounts, BufferType, Ledger};
+use crate::ledger::{Amounts, BufferType, Ledger, PreAttach};
 
 pub const SCHEMA: &str = "tracer.summary/1";
 
@@ -29,6 +29,8 @@ pub fn summary(ledger: &Ledger, info: &SessionInfo) -> Value {
                         "deallocations": d.deallocations,
                         "live": {"buffers": d.live_buffers, "requested": amounts(&d.requested), "reserved": amounts(&d.reserved)},
                         "peak": {"requested": amounts(&d.peak_requested), "reserved": amounts(&d.peak_reserved)},
+                        "seeded": {"requested": amounts(&d.seeded)},
+                        "freed_before_attach": {"count": d.freed_before_attach, "requested": d.freed_before_attach_bytes},
                     })
                 })
                 .collect();
@@ -57,6 +59,13 @@ pub fn summary(ledger: &Ledger, info: &SessionInfo) -> Value {
                 "devices": devices,
                 "outstanding": outstanding,
                 "unknown_frees": p.unknown_frees,
+                "attach": match &p.pre_attach {
+                    None => Value::Null,
+                    Some(PreAttach::Seeded(source)) => json!({"mode": "seeded", "source": source,
+                        "unknown_frees": p.unknown_frees, "unknown_free_bytes": p.unknown_free_bytes}),
+                    Some(PreAttach::SinceAttach) => json!({"mode": "since_attach",
+                        "unknown_frees": p.unknown_frees, "unknown_free_bytes": p.unknown_free_bytes}),
+                },
             })
         })
         .collect();

@@ -2,7 +2,7 @@
 use std::fmt::Write as _;
 
 use super::SessionInfo;
-use crate::ledger::{Amounts, BufferType, Ledger, Outcome, ProcessLedger};
+use crate::ledger::{Amounts, BufferType, Ledger, Outcome, PreAttach, ProcessLedger};
 
 fn amounts(a: &Amounts, always_dram: bool) -> String {
     BufferType::ALL
@@ -21,6 +21,23 @@ pub fn process_summary(p: &ProcessLedger) -> String {
         (false, _) => "still running when the tracer stopped".to_string(),
     };
     let _ = writeln!(s, "PID {} ({}) {status}", p.pid, p.command);
+    match &p.pre_attach {
+        Some(PreAttach::Seeded(source)) => {
+            let _ = writeln!(
+                s,
+                "pre-attach state: seeded from {source} ({} free(s) of buffers allocated before attach, {} bytes, taken off the seed; seeded bytes count as reserved too)",
+                p.unknown_frees, p.unknown_free_bytes
+            );
+        }
+        Some(PreAttach::SinceAttach) => {
+            let _ = writeln!(
+                s,
+                "pre-attach state: since attach ({} free(s) of buffers allocated before attach, {} bytes, not counted)",
+                p.unknown_frees, p.unknown_free_bytes
+            );
+        }
+        None => {}
+    }
     for (chip, d) in &p.devices {
         let _ = writeln!(
             s,
@@ -76,7 +93,7 @@ pub fn process_summary(p: &ProcessLedger) -> String {
             );
         }
     }
-    if p.unknown_frees > 0 {
+    if p.unknown_frees > 0 && p.pre_attach.is_none() {
         let _ = writeln!(
             s,
             "{} free(s) of buffers allocated before tracing began",

@@ -161,3 +161,39 @@ pub fn library_in_process(pid: u32) -> Result<Option<(PathBuf, u64)>> {
     }
     Ok(None)
 }
+
+/// The file identity (device, inode) of a library: uprobes attach to the inode, so two paths
+/// to the same file are one library.
+pub fn file_id(path: &Path) -> Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).with_context(|| format!("cannot stat {}", path.display()))?;
+    Ok((m.dev(), m.ino()))
+}
+
+/// Every process (but this one) that maps a runtime library now: (pid, library path).
+pub fn processes_with_library() -> Vec<(u32, PathBuf)> {
+    let me = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out: Vec<(u32, PathBuf)> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter_map(|pid| Some((pid, library_in_process(pid).ok()??.0)))
+        .collect();
+    out.sort();
+    out
+}
+
+/// The state letter of /proc/PID/stat (`Z` for a zombie), `None` when the process is gone.
+pub fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may itself contain ") ".
+    stat.rsplit_once(") ")?.1.chars().next()
+}
+
+/// Whether `pid` still runs (exists and is not a zombie).
+pub fn alive(pid: u32) -> bool {
+    matches!(process_state(pid), Some(s) if s != 'Z' && s != 'X')
+}

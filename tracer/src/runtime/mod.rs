@@ -6,6 +6,7 @@ pub mod disasm;
 pub mod discover;
 pub mod elf;
 pub mod plan;
+pub mod shm;
 pub mod symbols;
 
 use std::path::Path;

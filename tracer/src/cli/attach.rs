@@ -1,0 +1,270 @@
+//! `tracer attach --pid PID...` and `tracer attach --all`: trace processes that are already
+//! running (and, for --all, every process that maps the runtime later).
+use std::{
+    os::fd::{FromRawFd, OwnedFd},
+    path::PathBuf,
+    time::Instant,
+};
+
+use anyhow::{bail, Context, Result};
+use tokio::io::unix::AsyncFd;
+
+use super::{
+    fail,
+    session::{monotonic_ns, LiveSession, Stop},
+    TraceOpts, EXIT_NOT_TT_METAL, EXIT_NO_SUCH_PROCESS, EXIT_TARGET_GONE,
+};
+use crate::{
+    ledger::{BufferType, Event, EventKind},
+    probe::{
+        decode::{command_line, Decoder},
+        Probes, Scope,
+    },
+    runtime::{self, discover, shm},
+};
+
+/// Source name the ledger and the output use for seeded totals.
+pub const SHM_SOURCE: &str = "tt-metal SHM tracker";
+
+/// The runtime library `pid` maps, or the exit-coded reason it cannot be traced.
+fn library_of(pid: u32) -> Result<PathBuf> {
+    match discover::process_state(pid) {
+        None => return Err(fail(EXIT_NO_SUCH_PROCESS, format!("no process with PID {pid}"))),
+        Some('Z' | 'X') => {
+            return Err(fail(
+                EXIT_TARGET_GONE,
+                format!("PID {pid} has already exited (zombie)"),
+            ))
+        }
+        Some(_) => {}
+    }
+    match discover::library_in_process(pid) {
+        Ok(Some((path, _))) => Ok(path),
+        Ok(None) => Err(fail(
+            EXIT_NOT_TT_METAL,
+            format!(
+                "PID {pid} ({}) does not map {}: it does not use tt-metal (or has not loaded it yet)",
+                command_line(pid),
+                discover::LIB_NAME
+            ),
+        )),
+        Err(_) if !discover::alive(pid) => Err(fail(
+            EXIT_TARGET_GONE,
+            format!("PID {pid} exited while tracer was looking at it"),
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+/// Opens a pidfd: readable once the process has exited (works for processes that are not our
+/// children, unlike waitpid).
+fn pidfd(pid: u32) -> Result<AsyncFd<OwnedFd>> {
+    // SAFETY: plain syscall; a non-negative result is a new descriptor we own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ESRCH) {
+            return Err(fail(
+                EXIT_TARGET_GONE,
+                format!("PID {pid} exited while tracer was attaching"),
+            ));
+        }
+        return Err(e).with_context(|| format!("pidfd_open({pid})"));
+    }
+    // SAFETY: fd is a fresh descriptor returned by pidfd_open.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    // SAFETY: the AsyncFd owns the descriptor and deregisters it before closing it.
+    Ok(unsafe { AsyncFd::register(fd) }?)
+}
+
+/// Opens the process' ledger: its start, and what came before the attach (seeded from tt-metal's
+/// SHM tracker when the process has it, else marked "since attach"). Returns a line saying which.
+fn open_ledger(session: &mut LiveSession, pid: u32) -> String {
+    let ts_ns = monotonic_ns();
+    let ev = |kind| Event { ts_ns, pid, kind };
+    session.apply(&ev(EventKind::ProcessStart {
+        command: command_line(pid),
+    }));
+    match shm::holdings(pid) {
+        Ok(Some(h)) => {
+            for w in &h.warnings {
+                eprintln!("tracer: warning: {w}");
+            }
+            session.apply(&ev(EventKind::Attached {
+                seeded_from: Some(SHM_SOURCE.into()),
+            }));
+            for c in &h.chips {
+                for (kind, bytes) in [(BufferType::Dram, c.dram), (BufferType::L1, c.l1)] {
+                    session.apply(&ev(EventKind::Seed {
+                        chip: c.chip,
+                        kind,
+                        requested: bytes,
+                    }));
+                }
+            }
+            let per_chip: Vec<String> = h
+                .chips
+                .iter()
+                .map(|c| format!("chip {}: DRAM {} L1 {}", c.chip, c.dram, c.l1))
+                .collect();
+            format!(
+                "PID {pid}: live totals seeded from {SHM_SOURCE} ({})",
+                per_chip.join(", ")
+            )
+        }
+        other => {
+            if let Err(e) = other {
+                eprintln!("tracer: warning: PID {pid}: cannot read the SHM tracker: {e:#}");
+            }
+            session.apply(&ev(EventKind::Attached { seeded_from: None }));
+            format!(
+                "PID {pid}: no tt-metal SHM tracker in this process; counting since attach \
+                 (frees of buffers allocated before the attach are reported apart)"
+            )
+        }
+    }
+}
+
+/// Test hook: pause between finding the targets and attaching, so tests can make a target
+/// exit exactly in that window (the only way to produce that case deterministically).
+fn test_pause() {
+    if let Some(ms) = std::env::var("TRACER_TEST_ATTACH_PAUSE_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}
+
+pub fn attach(opts: TraceOpts, pids: Vec<u32>, all: bool) -> Result<i32> {
+    let started = Instant::now();
+    opts.refuse_unimplemented()?;
+    super::require_root()?;
+    if all {
+        return attach_all(opts, started);
+    }
+    let mut lib = opts.lib.as_deref().map(discover::checked).transpose()?;
+    for pid in &pids {
+        let mapped = library_of(*pid)?;
+        match &lib {
+            None => lib = Some(mapped),
+            Some(l) if discover::file_id(l)? != discover::file_id(&mapped)? => bail!(
+                "PID {pid} maps {}, not {}: attach to processes of one runtime library at a \
+                 time (--lib chooses)",
+                mapped.display(),
+                l.display()
+            ),
+            Some(_) => {}
+        }
+    }
+    let lib = lib.context("no PID given")?;
+    let plan = runtime::plan_for(&lib)?;
+    for w in &plan.warnings {
+        eprintln!("tracer: warning: {w}");
+    }
+    test_pause();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let _rt_guard = rt.enter();
+    let probes = Probes::attach(&plan, Scope::Tracked)?;
+    let mut session = LiveSession::new(probes, Decoder::new(plan), opts);
+    let mut exits = Vec::new();
+    for pid in &pids {
+        session.probes.track(*pid)?;
+        session.decoder.announce(*pid);
+        // From here the probes report the process; it must still be there.
+        exits.push(pidfd(*pid)?);
+        if !discover::alive(*pid) {
+            return Err(fail(
+                EXIT_TARGET_GONE,
+                format!("PID {pid} exited while tracer was attaching"),
+            ));
+        }
+    }
+    for pid in &pids {
+        let how = open_ledger(&mut session, *pid);
+        eprintln!("tracer: {how}");
+        eprintln!("attached: PID {pid}");
+    }
+    eprintln!(
+        "tracer: probes live {:.0} ms after start",
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    let stop = rt.block_on(async {
+        let all_gone = async move {
+            for fd in exits {
+                let _ = fd.readable().await;
+            }
+            0
+        };
+        session.run_until(all_gone).await
+    })?;
+    match stop {
+        Stop::ChildExited(_) => {}
+        Stop::Signal(sig) => {
+            eprintln!("tracer: stopped by signal {sig}; detached, the processes keep running")
+        }
+        Stop::Duration => eprintln!("tracer: --duration reached; detached"),
+    }
+    session.finish(monotonic_ns())
+}
+
+/// `--all`: probes on the library file trace every process that maps it (started later or
+/// loading it later with dlopen included), filtered by nothing in eBPF.
+fn attach_all(opts: TraceOpts, started: Instant) -> Result<i32> {
+    let running = discover::processes_with_library();
+    let lib = match (&opts.lib, running.first()) {
+        (Some(l), _) => discover::checked(l)?,
+        (None, Some((_, l))) => l.clone(),
+        (None, None) => bail!(
+            "no running process maps {}; pass --lib PATH to watch for processes that will load it",
+            discover::LIB_NAME
+        ),
+    };
+    let id = discover::file_id(&lib)?;
+    let plan = runtime::plan_for(&lib)?;
+    for w in &plan.warnings {
+        eprintln!("tracer: warning: {w}");
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let _rt_guard = rt.enter();
+    let probes = Probes::attach(&plan, Scope::All)?;
+    let mut session = LiveSession::new(probes, Decoder::new(plan), opts);
+    session.report_exits = true;
+    // Scanned after the probes are live: a process not in this list is traced from its first
+    // runtime call; one in it may hold buffers from before.
+    let mut others = Vec::new();
+    let mut n = 0;
+    for (pid, path) in discover::processes_with_library() {
+        if discover::file_id(&path).ok() != Some(id) {
+            others.push(format!("PID {pid} ({})", path.display()));
+            continue;
+        }
+        session.decoder.announce(pid);
+        let how = open_ledger(&mut session, pid);
+        eprintln!("tracer: {how}");
+        eprintln!("attached: PID {pid}");
+        n += 1;
+    }
+    if !others.is_empty() {
+        eprintln!(
+            "tracer: warning: not traced, they map another {} (run another tracer with --lib): {}",
+            discover::LIB_NAME,
+            others.join(", ")
+        );
+    }
+    eprintln!(
+        "attached: --all ({} process(es) running with {}; probes live {:.0} ms after start)",
+        n,
+        lib.display(),
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    let stop = rt.block_on(session.run_until(std::future::pending::<i32>()))?;
+    if let Stop::Signal(sig) = stop {
+        eprintln!("tracer: stopped by signal {sig}; detached");
+    }
+    session.finish(monotonic_ns())
+}
