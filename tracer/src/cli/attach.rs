@@ -18,7 +18,7 @@ use crate::{
     ledger::{BufferType, Event, EventKind},
     probe::{
         decode::{command_line, Decoder},
-        Probes, Scope,
+        Loaded, Scope,
     },
     runtime::{self, discover, shm},
 };
@@ -140,8 +140,10 @@ pub fn attach(opts: TraceOpts, pids: Vec<u32>, all: bool) -> Result<i32> {
     let started = Instant::now();
     opts.refuse_unimplemented()?;
     super::require_root()?;
+    // The kernel verifies the programs while the library is calibrated.
+    let loading = std::thread::spawn(Loaded::new);
     if all {
-        return attach_all(opts, started);
+        return attach_all(opts, started, loading);
     }
     let mut lib = opts.lib.as_deref().map(discover::checked).transpose()?;
     for pid in &pids {
@@ -167,7 +169,7 @@ pub fn attach(opts: TraceOpts, pids: Vec<u32>, all: bool) -> Result<i32> {
         .enable_all()
         .build()?;
     let _rt_guard = rt.enter();
-    let probes = Probes::attach(&plan, Scope::Tracked)?;
+    let probes = joined(loading)?.attach(&plan, Scope::Tracked)?;
     let mut session = LiveSession::new(probes, Decoder::new(plan), opts);
     let mut exits = Vec::new();
     for pid in &pids {
@@ -212,7 +214,17 @@ pub fn attach(opts: TraceOpts, pids: Vec<u32>, all: bool) -> Result<i32> {
 
 /// `--all`: probes on the library file trace every process that maps it (started later or
 /// loading it later with dlopen included), filtered by nothing in eBPF.
-fn attach_all(opts: TraceOpts, started: Instant) -> Result<i32> {
+fn joined(loading: std::thread::JoinHandle<Result<Loaded>>) -> Result<Loaded> {
+    loading
+        .join()
+        .map_err(|_| anyhow::anyhow!("loading the eBPF programs panicked"))?
+}
+
+fn attach_all(
+    opts: TraceOpts,
+    started: Instant,
+    loading: std::thread::JoinHandle<Result<Loaded>>,
+) -> Result<i32> {
     let running = discover::processes_with_library();
     let lib = match (&opts.lib, running.first()) {
         (Some(l), _) => discover::checked(l)?,
@@ -231,7 +243,8 @@ fn attach_all(opts: TraceOpts, started: Instant) -> Result<i32> {
         .enable_all()
         .build()?;
     let _rt_guard = rt.enter();
-    let probes = Probes::attach(&plan, Scope::All)?;
+    test_pause();
+    let probes = joined(loading)?.attach(&plan, Scope::All)?;
     let mut session = LiveSession::new(probes, Decoder::new(plan), opts);
     session.report_exits = true;
     // Scanned after the probes are live: a process not in this list is traced from its first
