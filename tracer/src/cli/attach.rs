@@ -164,6 +164,14 @@ pub fn attach(opts: TraceOpts, pids: Vec<u32>, all: bool) -> Result<i32> {
     for w in &plan.warnings {
         eprintln!("tracer: warning: {w}");
     }
+    eprintln!(
+        "tracer: attaching to PID {} ({})",
+        pids.iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        lib.display()
+    );
     test_pause();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -1,0 +1,561 @@
+//! `tracer attach` (--pid, --all) and `tracer run` on a process tree, on the real runtime
+//! (ttnn 0.81.1 on the 8-chip mock mesh), checked against what each process itself did and what
+//! tt-metal reports (`ttnn.get_memory_view`). Other ttnn processes may run on this machine at
+//! the same time: every check filters on the PIDs this test started.
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use tracer_tests::*;
+
+const ERA: &str = "0.81.1";
+
+/// Environment of the mock mesh, for processes the test starts itself.
+fn mock(c: &mut Command) -> &mut Command {
+    c.env(
+        "TT_METAL_MOCK_CLUSTER_DESC_PATH",
+        root().join("fixtures/tt-cluster/blackhole_8xP150.yaml"),
+    )
+    .env("ARCH_NAME", "blackhole")
+    .env("TT_METAL_LOGGER_LEVEL", "ERROR")
+    .current_dir(root())
+}
+
+fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A running workloads/attach_target.py.
+struct Target {
+    child: Child,
+    pid: u32,
+    go: PathBuf,
+    truth: PathBuf,
+}
+
+impl Target {
+    /// Starts it; with `wait`, returns once phase 1 is allocated and it waits for `go()`.
+    fn start(env: &[(&str, &str)], wait: bool) -> Self {
+        let dir = tempdir();
+        let (ready, go, truth) = (dir.join("ready"), dir.join("go"), dir.join("truth.json"));
+        let mut c = Command::new(python(ERA));
+        mock(&mut c).arg(workload("attach_target.py"));
+        if wait {
+            c.arg("--ready").arg(&ready).arg("--go").arg(&go);
+        }
+        c.arg("--truth").arg(&truth);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let child = c
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        if wait {
+            wait_for("the workload's phase 1", 180, || ready.exists());
+        }
+        Target {
+            child,
+            pid,
+            go,
+            truth,
+        }
+    }
+
+    fn go(&self) {
+        std::fs::write(&self.go, "").unwrap();
+    }
+
+    /// Waits for the workload to end; returns its ground truth.
+    fn finish(mut self) -> Value {
+        let st = self.child.wait().unwrap();
+        assert!(st.success(), "workload {} failed: {st}", self.pid);
+        serde_json::from_str(&std::fs::read_to_string(&self.truth).unwrap()).unwrap()
+    }
+}
+
+/// A tracer whose stderr and stdout are collected in the background.
+struct Tracer {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+    stdout: Arc<Mutex<String>>,
+}
+
+fn collect(r: impl std::io::Read + Send + 'static, into: Arc<Mutex<String>>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines().map_while(Result::ok) {
+            let mut s = into.lock().unwrap();
+            s.push_str(&line);
+            s.push('\n');
+        }
+    });
+}
+
+impl Tracer {
+    fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut c = tracer();
+        c.args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let mut child = c
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (stderr, stdout) = Default::default();
+        collect(child.stderr.take().unwrap(), Arc::clone(&stderr));
+        collect(child.stdout.take().unwrap(), Arc::clone(&stdout));
+        Tracer {
+            child,
+            stderr,
+            stdout,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    fn wait_line(&mut self, line: &str) {
+        wait_for(line, 60, || {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!("tracer ended ({st}) before `{line}`:\n{}", self.stderr());
+            }
+            self.stderr().lines().any(|l| l.starts_with(line))
+        });
+    }
+
+    fn wait_exit(&mut self, secs: u64) -> i32 {
+        let mut code = None;
+        wait_for("the tracer to exit", secs, || {
+            code = self.child.try_wait().unwrap().map(|s| s.code().unwrap_or(-1));
+            code.is_some()
+        });
+        // Let the readers take the last lines.
+        std::thread::sleep(Duration::from_millis(200));
+        code.unwrap()
+    }
+
+    fn signal(&self, sig: i32) {
+        signal(self.child.id(), sig);
+    }
+}
+
+fn signal(pid: u32, sig: i32) {
+    Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+}
+
+fn summary_process(summary: &Path, pid: u32) -> Value {
+    let s: Value = serde_json::from_str(&std::fs::read_to_string(summary).unwrap()).unwrap();
+    s["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pid"].as_u64() == Some(u64::from(pid)))
+        .unwrap_or_else(|| panic!("PID {pid} not in the summary"))
+        .clone()
+}
+
+fn chips(truth: &Value) -> Vec<i64> {
+    let mut c: Vec<i64> = truth["chips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_i64().unwrap())
+        .collect();
+    c.sort();
+    c
+}
+
+fn n(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+/// Per-chip ledger of a process attached mid-run with the SHM tracker on: seeded from it, then
+/// exact after the attach.
+fn check_seeded(p: &Value, truth: &Value) {
+    let devs: BTreeMap<i64, Value> = devices(p);
+    assert_eq!(devs.keys().copied().collect::<Vec<_>>(), chips(truth));
+    assert_eq!(p["attach"]["mode"], "seeded", "{p}");
+    let after = &truth["after"];
+    for (chip, d) in &devs {
+        let what = format!("PID {} chip {chip}", truth["pid"]);
+        // What was seeded is what the process held at the attach, by its own count and by
+        // tt-metal's get_memory_view (phase-1 DRAM tensors reserve exactly their size).
+        assert_eq!(
+            d["seeded"]["requested"]["DRAM"], truth["before"]["requested"]["DRAM"],
+            "{what}"
+        );
+        assert_eq!(
+            d["seeded"]["requested"]["DRAM"], truth["before"]["memory_view"]["DRAM"],
+            "{what}: seed == get_memory_view at the attach"
+        );
+        assert_eq!(n(&d["allocations"]), n(&after["allocations"]), "{what}");
+        assert_eq!(
+            n(&d["deallocations"]),
+            n(&after["deallocations"]) + n(&after["pre_attach_frees"]),
+            "{what}"
+        );
+        for ty in ["DRAM", "L1"] {
+            assert_eq!(
+                d["live"]["requested"][ty], truth["live_requested"][ty],
+                "{what}: live requested {ty}"
+            );
+        }
+        assert_eq!(
+            d["live"]["reserved"]["DRAM"], truth["memory_view_at_end"]["DRAM"],
+            "{what}: live reserved DRAM == get_memory_view"
+        );
+        assert_eq!(
+            n(&d["freed_before_attach"]["count"]),
+            n(&after["pre_attach_frees"]),
+            "{what}"
+        );
+        assert_eq!(
+            d["freed_before_attach"]["requested"], after["pre_attach_free_requested"],
+            "{what}"
+        );
+    }
+}
+
+/// Per-chip ledger of a process traced from its start.
+fn check_complete(p: &Value, truth: &Value) {
+    let devs = devices(p);
+    assert_eq!(devs.keys().copied().collect::<Vec<_>>(), chips(truth));
+    assert!(p["attach"].is_null(), "{p}");
+    let after = &truth["after"];
+    for (chip, d) in &devs {
+        let what = format!("PID {} chip {chip}", truth["pid"]);
+        assert_eq!(
+            n(&d["allocations"]),
+            n(&truth["before"]["tensors"]) + n(&after["allocations"]),
+            "{what}"
+        );
+        assert_eq!(
+            n(&d["deallocations"]),
+            n(&after["deallocations"]) + n(&after["pre_attach_frees"]),
+            "{what}"
+        );
+        for ty in ["DRAM", "L1"] {
+            assert_eq!(
+                d["live"]["requested"][ty], truth["live_requested"][ty],
+                "{what}: requested {ty}"
+            );
+            assert_eq!(
+                d["live"]["reserved"][ty], truth["memory_view_at_end"][ty],
+                "{what}: reserved {ty} == get_memory_view"
+            );
+        }
+    }
+}
+
+#[test]
+fn attach_mid_run_seeds_from_the_shm_tracker() {
+    let target = Target::start(&[], true);
+    let dir = tempdir();
+    let summary = dir.join("summary.json");
+    let pid = target.pid.to_string();
+    let mut t = Tracer::start(
+        &[
+            "attach",
+            "--pid",
+            &pid,
+            "--summary-json",
+            summary.to_str().unwrap(),
+        ],
+        &[],
+    );
+    t.wait_line(&format!("attached: PID {pid}"));
+    target.go();
+    let truth = target.finish();
+    assert_eq!(t.wait_exit(60), 0, "{}", t.stderr());
+    assert!(
+        t.stderr().contains("seeded from tt-metal SHM tracker"),
+        "{}",
+        t.stderr()
+    );
+    assert!(t.stdout().contains("pre-attach state: seeded from tt-metal SHM tracker"));
+    // Allocations after the attach appear on every chip, with their exact size.
+    let lines = t.stdout();
+    for chip in chips(&truth) {
+        assert!(
+            lines.contains(&format!("✓ [PID {pid}] Allocated 1048576 bytes of DRAM on device {chip}")),
+            "chip {chip}:\n{lines}"
+        );
+        assert!(lines.contains(&format!("✗ [PID {pid}] Freed buffer")));
+    }
+    check_seeded(&summary_process(&summary, target_pid(&truth)), &truth);
+}
+
+fn target_pid(truth: &Value) -> u32 {
+    n(&truth["pid"]) as u32
+}
+
+#[test]
+fn attach_without_shm_tracker_counts_since_attach() {
+    let target = Target::start(&[("TT_METAL_SHM_TRACKING_DISABLED", "1")], true);
+    let dir = tempdir();
+    let summary = dir.join("summary.json");
+    let pid = target.pid.to_string();
+    let mut t = Tracer::start(
+        &[
+            "attach",
+            "--quiet",
+            "--pid",
+            &pid,
+            "--summary-json",
+            summary.to_str().unwrap(),
+        ],
+        &[],
+    );
+    t.wait_line(&format!("attached: PID {pid}"));
+    target.go();
+    let truth = target.finish();
+    assert_eq!(t.wait_exit(60), 0, "{}", t.stderr());
+    assert!(t.stderr().contains("counting since attach"), "{}", t.stderr());
+    let after = &truth["after"];
+    let freed_bytes = n(&after["pre_attach_free_requested"]);
+    assert!(
+        t.stdout().contains(&format!(
+            "pre-attach state: since attach ({} free(s) of buffers allocated before attach, {} bytes",
+            after["pre_attach_frees"],
+            freed_bytes * chips(&truth).len() as u64
+        )),
+        "{}",
+        t.stdout()
+    );
+    let p = summary_process(&summary, target.pid);
+    assert_eq!(p["attach"]["mode"], "since_attach");
+    for (chip, d) in devices(&p) {
+        let what = format!("chip {chip}");
+        assert_eq!(n(&d["allocations"]), n(&after["allocations"]), "{what}");
+        assert_eq!(
+            n(&d["deallocations"]),
+            n(&after["deallocations"]),
+            "{what}"
+        );
+        for ty in ["DRAM", "L1"] {
+            assert_eq!(
+                d["live"]["requested"][ty], truth["live_requested_since_attach"][ty],
+                "{what}: {ty} held since the attach"
+            );
+        }
+        // What tt-metal says changed in DRAM since the attach, pre-attach frees put back.
+        let grown = n(&truth["memory_view_at_end"]["DRAM"]) + freed_bytes
+            - n(&truth["before"]["memory_view"]["DRAM"]);
+        assert_eq!(n(&d["live"]["reserved"]["DRAM"]), grown, "{what}");
+        assert_eq!(
+            n(&d["freed_before_attach"]["count"]),
+            n(&after["pre_attach_frees"])
+        );
+        assert_eq!(n(&d["freed_before_attach"]["requested"]), freed_bytes);
+    }
+}
+
+#[test]
+fn attach_all_keeps_one_exact_ledger_per_process() {
+    let a = Target::start(&[], true);
+    let b = Target::start(&[], true);
+    let dir = tempdir();
+    let summary = dir.join("summary.json");
+    let lib = library(ERA);
+    let mut t = Tracer::start(
+        &[
+            "attach",
+            "--all",
+            "--lib",
+            lib.to_str().unwrap(),
+            "--summary-json",
+            summary.to_str().unwrap(),
+        ],
+        &[],
+    );
+    t.wait_line("attached: --all");
+    for pid in [a.pid, b.pid] {
+        assert!(
+            t.stderr().contains(&format!("attached: PID {pid}\n")),
+            "{}",
+            t.stderr()
+        );
+    }
+    // The third starts after the tracer: traced from its first runtime call.
+    let c = Target::start(&[], false);
+    let c_pid = c.pid;
+    a.go();
+    b.go();
+    let truths = [a.finish(), b.finish(), c.finish()];
+    // Each exit is reported with the process' final state while the tracer keeps watching.
+    wait_for("the exit reports", 30, || {
+        truths.iter().all(|tr| {
+            t.stdout()
+                .contains(&format!("PID {} (", target_pid(tr)))
+        })
+    });
+    t.signal(2);
+    assert_eq!(t.wait_exit(60), 0, "{}", t.stderr());
+    assert!(t.stdout().contains(&format!("✓ [PID {c_pid}] Allocated")));
+    check_seeded(&summary_process(&summary, target_pid(&truths[0])), &truths[0]);
+    check_seeded(&summary_process(&summary, target_pid(&truths[1])), &truths[1]);
+    check_complete(&summary_process(&summary, c_pid), &truths[2]);
+}
+
+#[test]
+fn run_follows_children_started_by_multiprocessing_and_subprocess() {
+    let t = trace(ERA, "two_children.py", &[], &["--quiet"]);
+    assert!(t.output.status.success(), "{}", t.stderr());
+    let truth = t.truth.as_ref().expect("ground truth");
+    let children = truth["children"].as_array().unwrap();
+    assert_eq!(children.len(), 2);
+    for child in children {
+        let pid = n(&child["pid"]);
+        let p = t.summary["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| n(&p["pid"]) == pid)
+            .unwrap_or_else(|| panic!("child {pid} not reported: {}", t.summary));
+        check_complete(p, child);
+    }
+}
+
+// ---- bad input ----
+
+fn attach_once(pid: u32, env: &[(&str, &str)]) -> (i32, String) {
+    let mut t = Tracer::start(&["attach", "--quiet", "--pid", &pid.to_string()], env);
+    let code = t.wait_exit(120);
+    (code, t.stderr())
+}
+
+#[test]
+fn attach_to_a_pid_that_does_not_exist() {
+    let mut gone = Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    gone.wait().unwrap();
+    let (code, err) = attach_once(pid, &[]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains(&format!("no process with PID {pid}")), "{err}");
+}
+
+#[test]
+fn attach_to_a_pid_without_tt_metal() {
+    let mut sleeper = Command::new("sleep").arg("60").spawn().unwrap();
+    let (code, err) = attach_once(sleeper.id(), &[]);
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("does not map libtt_metal.so"), "{err}");
+}
+
+/// A process that has the runtime loaded and sleeps.
+fn ttnn_sleeper() -> Child {
+    let mut c = Command::new(python(ERA));
+    let child = mock(&mut c)
+        .args(["-c", "import ttnn, time; time.sleep(120)"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let maps = format!("/proc/{}/maps", child.id());
+    wait_for("ttnn to load", 120, || {
+        std::fs::read_to_string(&maps)
+            .unwrap_or_default()
+            .contains("libtt_metal.so")
+    });
+    child
+}
+
+#[test]
+fn attach_to_a_pid_that_exits_during_attach() {
+    let mut target = ttnn_sleeper();
+    let pid = target.id();
+    // The test hook holds the tracer between finding the target and attaching.
+    let mut t = Tracer::start(
+        &["attach", "--quiet", "--pid", &pid.to_string()],
+        &[("TRACER_TEST_ATTACH_PAUSE_MS", "3000")],
+    );
+    t.wait_line("tracer: attaching to PID");
+    target.kill().unwrap();
+    target.wait().unwrap();
+    let code = t.wait_exit(60);
+    assert_eq!(code, 6, "{}", t.stderr());
+    assert!(
+        t.stderr()
+            .contains(&format!("PID {pid} exited while tracer was attaching")),
+        "{}",
+        t.stderr()
+    );
+}
+
+/// BPF program ids the process holds descriptors of (from /proc/PID/fdinfo).
+fn bpf_programs_of(pid: u32) -> Vec<u64> {
+    let mut ids: Vec<u64> = std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("prog_id:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+fn loaded_programs() -> Vec<u64> {
+    let out = Command::new("bpftool")
+        .args(["-j", "prog", "show"])
+        .output()
+        .expect("bpftool");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Array(vec![]));
+    v.as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["id"].as_u64())
+        .collect()
+}
+
+#[test]
+fn tracer_killed_while_attached_leaves_target_running_and_no_probe() {
+    let mut target = ttnn_sleeper();
+    let pid = target.id();
+    let mut t = Tracer::start(&["attach", "--quiet", "--pid", &pid.to_string()], &[]);
+    t.wait_line(&format!("attached: PID {pid}"));
+    let ours = bpf_programs_of(t.child.id());
+    assert!(ours.len() >= 3, "tracer holds its programs: {ours:?}");
+    assert!(ours.iter().all(|id| loaded_programs().contains(id)));
+    t.signal(9);
+    t.wait_exit(10);
+    wait_for("the kernel to drop our programs", 10, || {
+        let loaded = loaded_programs();
+        ours.iter().all(|id| !loaded.contains(id))
+    });
+    assert!(
+        target.try_wait().unwrap().is_none(),
+        "the target keeps running"
+    );
+    assert!(!tracefs_uprobes().contains("tt_metal"), "uprobe left in tracefs");
+    target.kill().unwrap();
+    target.wait().unwrap();
+}
