@@ -344,7 +344,7 @@ fn attach_without_shm_tracker_counts_since_attach() {
         "{}",
         t.stdout()
     );
-    let p = summary_process(&summary, target.pid);
+    let p = summary_process(&summary, target_pid(&truth));
     assert_eq!(p["attach"]["mode"], "since_attach");
     for (chip, d) in devices(&p) {
         let what = format!("chip {chip}");
