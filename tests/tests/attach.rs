@@ -144,7 +144,11 @@ impl Tracer {
     fn wait_exit(&mut self, secs: u64) -> i32 {
         let mut code = None;
         wait_for("the tracer to exit", secs, || {
-            code = self.child.try_wait().unwrap().map(|s| s.code().unwrap_or(-1));
+            code = self
+                .child
+                .try_wait()
+                .unwrap()
+                .map(|s| s.code().unwrap_or(-1));
             code.is_some()
         });
         // Let the readers take the last lines.
@@ -294,12 +298,16 @@ fn attach_mid_run_seeds_from_the_shm_tracker() {
         "{}",
         t.stderr()
     );
-    assert!(t.stdout().contains("pre-attach state: seeded from tt-metal SHM tracker"));
+    assert!(t
+        .stdout()
+        .contains("pre-attach state: seeded from tt-metal SHM tracker"));
     // Allocations after the attach appear on every chip, with their exact size.
     let lines = t.stdout();
     for chip in chips(&truth) {
         assert!(
-            lines.contains(&format!("✓ [PID {pid}] Allocated 1048576 bytes of DRAM on device {chip}")),
+            lines.contains(&format!(
+                "✓ [PID {pid}] Allocated 1048576 bytes of DRAM on device {chip}"
+            )),
             "chip {chip}:\n{lines}"
         );
         assert!(lines.contains(&format!("✗ [PID {pid}] Freed buffer")));
@@ -332,7 +340,11 @@ fn attach_without_shm_tracker_counts_since_attach() {
     target.go();
     let truth = target.finish();
     assert_eq!(t.wait_exit(60), 0, "{}", t.stderr());
-    assert!(t.stderr().contains("counting since attach"), "{}", t.stderr());
+    assert!(
+        t.stderr().contains("counting since attach"),
+        "{}",
+        t.stderr()
+    );
     let after = &truth["after"];
     let freed_bytes = n(&after["pre_attach_free_requested"]);
     assert!(
@@ -349,11 +361,7 @@ fn attach_without_shm_tracker_counts_since_attach() {
     for (chip, d) in devices(&p) {
         let what = format!("chip {chip}");
         assert_eq!(n(&d["allocations"]), n(&after["allocations"]), "{what}");
-        assert_eq!(
-            n(&d["deallocations"]),
-            n(&after["deallocations"]),
-            "{what}"
-        );
+        assert_eq!(n(&d["deallocations"]), n(&after["deallocations"]), "{what}");
         for ty in ["DRAM", "L1"] {
             assert_eq!(
                 d["live"]["requested"][ty], truth["live_requested_since_attach"][ty],
@@ -406,16 +414,21 @@ fn attach_all_keeps_one_exact_ledger_per_process() {
     let truths = [a.finish(), b.finish(), c.finish()];
     // Each exit is reported with the process' final state while the tracer keeps watching.
     wait_for("the exit reports", 30, || {
-        truths.iter().all(|tr| {
-            t.stdout()
-                .contains(&format!("PID {} (", target_pid(tr)))
-        })
+        truths
+            .iter()
+            .all(|tr| t.stdout().contains(&format!("PID {} (", target_pid(tr))))
     });
     t.signal(2);
     assert_eq!(t.wait_exit(60), 0, "{}", t.stderr());
     assert!(t.stdout().contains(&format!("✓ [PID {c_pid}] Allocated")));
-    check_seeded(&summary_process(&summary, target_pid(&truths[0])), &truths[0]);
-    check_seeded(&summary_process(&summary, target_pid(&truths[1])), &truths[1]);
+    check_seeded(
+        &summary_process(&summary, target_pid(&truths[0])),
+        &truths[0],
+    );
+    check_seeded(
+        &summary_process(&summary, target_pid(&truths[1])),
+        &truths[1],
+    );
     check_complete(&summary_process(&summary, c_pid), &truths[2]);
 }
 
@@ -555,7 +568,10 @@ fn tracer_killed_while_attached_leaves_target_running_and_no_probe() {
         target.try_wait().unwrap().is_none(),
         "the target keeps running"
     );
-    assert!(!tracefs_uprobes().contains("tt_metal"), "uprobe left in tracefs");
+    assert!(
+        !tracefs_uprobes().contains("tt_metal"),
+        "uprobe left in tracefs"
+    );
     target.kill().unwrap();
     target.wait().unwrap();
 }

@@ -8,7 +8,6 @@
 use aya_ebpf::{
     helpers::{
         bpf_get_attach_cookie, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
-        bpf_probe_read_user,
     },
     macros::{map, tracepoint, uprobe},
     maps::{Array, HashMap, PerCpuArray, RingBuf},
@@ -91,17 +90,28 @@ fn is_traced(tgid: u32) -> bool {
     config(CFG_FLAGS) & FLAG_ALL_PROCESSES != 0 || unsafe { TRACKED.get(&tgid) }.is_some()
 }
 
+/// Reads `width` bytes (1..=8, little-endian) at `addr`. One helper call with a bounded
+/// size instead of a branch per width: branches here multiply the paths the kernel verifier
+/// walks, and verification was most of tracer's attach latency.
 #[inline(always)]
 fn read_user(addr: u64, width: u8) -> Option<u64> {
-    let v = unsafe {
-        match width {
-            1 => bpf_probe_read_user(addr as *const u8).map(u64::from),
-            2 => bpf_probe_read_user(addr as *const u16).map(u64::from),
-            4 => bpf_probe_read_user(addr as *const u32).map(u64::from),
-            _ => bpf_probe_read_user(addr as *const u64),
-        }
+    let mut size = width as u32;
+    if size == 0 || size > 8 {
+        size = 8;
+    }
+    let mut out: u64 = 0;
+    let rc = unsafe {
+        aya_ebpf::helpers::generated::bpf_probe_read_user(
+            &mut out as *mut u64 as *mut aya_ebpf::cty::c_void,
+            size,
+            addr as *const aya_ebpf::cty::c_void,
+        )
     };
-    v.ok()
+    if rc == 0 {
+        Some(out)
+    } else {
+        None
+    }
 }
 
 #[inline(always)]

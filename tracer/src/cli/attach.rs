@@ -29,7 +29,12 @@ pub const SHM_SOURCE: &str = "tt-metal SHM tracker";
 /// The runtime library `pid` maps, or the exit-coded reason it cannot be traced.
 fn library_of(pid: u32) -> Result<PathBuf> {
     match discover::process_state(pid) {
-        None => return Err(fail(EXIT_NO_SUCH_PROCESS, format!("no process with PID {pid}"))),
+        None => {
+            return Err(fail(
+                EXIT_NO_SUCH_PROCESS,
+                format!("no process with PID {pid}"),
+            ))
+        }
         Some('Z' | 'X') => {
             return Err(fail(
                 EXIT_TARGET_GONE,
@@ -125,6 +130,16 @@ fn open_ledger(session: &mut LiveSession, pid: u32) -> String {
     }
 }
 
+/// With TRACER_TIMING set, prints how long each attach stage took (latency diagnosis).
+fn stage(started: Instant, what: &str) {
+    if std::env::var_os("TRACER_TIMING").is_some() {
+        eprintln!(
+            "tracer: timing: {what} at {:.1} ms",
+            started.elapsed().as_secs_f64() * 1e3
+        );
+    }
+}
+
 /// Test hook: pause between finding the targets and attaching, so tests can make a target
 /// exit exactly in that window (the only way to produce that case deterministically).
 fn test_pause() {
@@ -160,7 +175,9 @@ pub fn attach(opts: TraceOpts, pids: Vec<u32>, all: bool) -> Result<i32> {
         }
     }
     let lib = lib.context("no PID given")?;
+    stage(started, "target found");
     let plan = runtime::plan_for(&lib)?;
+    stage(started, "library calibrated");
     for w in &plan.warnings {
         eprintln!("tracer: warning: {w}");
     }
@@ -177,7 +194,10 @@ pub fn attach(opts: TraceOpts, pids: Vec<u32>, all: bool) -> Result<i32> {
         .enable_all()
         .build()?;
     let _rt_guard = rt.enter();
-    let probes = joined(loading)?.attach(&plan, Scope::Tracked)?;
+    let loaded = joined(loading)?;
+    stage(started, "programs verified");
+    let probes = loaded.attach(&plan, Scope::Tracked)?;
+    stage(started, "probes attached");
     let mut session = LiveSession::new(probes, Decoder::new(plan), opts);
     let mut exits = Vec::new();
     for pid in &pids {

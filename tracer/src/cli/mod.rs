@@ -1,6 +1,7 @@
 //! Command-line interface: clap definitions and the wiring of the stages.
 mod attach;
 mod bench;
+mod bench_attach;
 mod doctor;
 mod launch;
 mod run;
@@ -54,6 +55,12 @@ enum Command {
         pairs: u64,
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// Attaches to a live ttnn process, timing command start to `attached:`.
+        #[arg(long, default_value_t = 5)]
+        attach_rounds: usize,
+        /// Only the attach latency (skip the overhead loops).
+        #[arg(long)]
+        attach_only: bool,
     },
     /// Check kernel, permissions and the runtime library; print the probe plan and layout.
     Doctor {
@@ -116,10 +123,14 @@ pub fn main() -> Result<i32> {
             python,
             pairs,
             rounds,
+            attach_rounds,
+            attach_only,
         } => bench::bench(bench::BenchOpts {
             python,
             pairs,
             rounds,
+            attach_rounds,
+            attach_only,
         }),
     }
 }

@@ -327,7 +327,10 @@ fn seeded_attach_counts_pre_attach_frees_against_the_seed() {
         assert_eq!(d.seeded_left.get(BufferType::Dram), 2 * 2_097_152);
         assert_eq!(d.peak_requested.get(BufferType::Dram), 3 * 2_097_152);
         assert_eq!((d.allocations, d.deallocations), (1, 1));
-        assert_eq!(d.live_buffers, 1, "only buffers seen are counted as buffers");
+        assert_eq!(
+            d.live_buffers, 1,
+            "only buffers seen are counted as buffers"
+        );
         assert_eq!(d.freed_before_attach, 1);
     }
 }
@@ -354,10 +357,17 @@ fn since_attach_keeps_pre_attach_frees_apart() {
     assert_eq!(p.pre_attach, Some(PreAttach::SinceAttach));
     assert_eq!((p.unknown_frees, p.unknown_free_bytes), (1, 5000));
     let d = &p.devices[&3];
-    assert_eq!(d.requested.get(BufferType::L1), 0, "never negative, never lied");
+    assert_eq!(
+        d.requested.get(BufferType::L1),
+        0,
+        "never negative, never lied"
+    );
     assert_eq!(d.requested.get(BufferType::Dram), 4096);
     assert_eq!((d.allocations, d.deallocations), (1, 0));
-    assert_eq!((d.freed_before_attach, d.freed_before_attach_bytes), (1, 5000));
+    assert_eq!(
+        (d.freed_before_attach, d.freed_before_attach_bytes),
+        (1, 5000)
+    );
 }
 
 #[test]

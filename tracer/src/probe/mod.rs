@@ -78,9 +78,17 @@ pub struct Loaded {
 
 impl Loaded {
     pub fn new() -> Result<Self> {
+        let t = std::time::Instant::now();
         let mut ebpf = load_object().map_err(|e| {
             anyhow!("cannot load the eBPF programs: {e}. Is this root, on a kernel with BPF? (`tracer doctor` checks)")
         })?;
+        let timing = std::env::var_os("TRACER_TIMING").is_some();
+        if timing {
+            eprintln!(
+                "tracer: timing: object loaded in {:.1} ms",
+                t.elapsed().as_secs_f64() * 1e3
+            );
+        }
         for prog in ["tracer_fork", "tracer_exit"] {
             let p: &mut TracePoint = ebpf.program_mut(prog).unwrap().try_into()?;
             p.load().with_context(|| format!("loading {prog}"))?;
@@ -89,6 +97,12 @@ impl Loaded {
         probe
             .load()
             .context("the kernel rejected the uprobe program")?;
+        if timing {
+            eprintln!(
+                "tracer: timing: programs verified in {:.1} ms",
+                t.elapsed().as_secs_f64() * 1e3
+            );
+        }
         Ok(Self { ebpf })
     }
 

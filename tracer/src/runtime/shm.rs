@@ -49,7 +49,10 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
 /// Reads `pid`'s record out of one region's bytes.
 pub fn parse(bytes: &[u8], pid: u32, warnings: &mut Vec<String>) -> Result<ChipHolding> {
     if bytes.len() < RECORDS + RECORD_LEN {
-        bail!("region is {} bytes, too short for a tracker region", bytes.len());
+        bail!(
+            "region is {} bytes, too short for a tracker region",
+            bytes.len()
+        );
     }
     let version = u32_at(bytes, 0);
     if version != VERSION {
