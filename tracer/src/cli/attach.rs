@@ -118,13 +118,14 @@ fn open_ledger(session: &mut LiveSession, pid: u32) -> String {
             )
         }
         other => {
-            if let Err(e) = other {
-                eprintln!("tracer: warning: PID {pid}: cannot read the SHM tracker: {e:#}");
-            }
+            let why = match other {
+                Err(e) => format!("the tt-metal SHM tracker cannot tell ({e:#})"),
+                _ => "no tt-metal SHM tracker in this process".to_string(),
+            };
             session.apply(&ev(EventKind::Attached { seeded_from: None }));
             format!(
-                "PID {pid}: no tt-metal SHM tracker in this process; counting since attach \
-                 (frees of buffers allocated before the attach are reported apart)"
+                "PID {pid}: {why}; counting since attach (frees of buffers allocated before the \
+                 attach are reported apart)"
             )
         }
     }

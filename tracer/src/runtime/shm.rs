@@ -4,7 +4,8 @@
 //!
 //! Layout of version 3 (learned from regions written by ttnn 0.81.1; the attach tests check
 //! the figures read here against `ttnn.get_memory_view` and the workload's own buffer sizes):
-//! - header: `u32 version` at 0, `u32 chip id` (`Device::id()`) at 0x28;
+//! - header: `u32 version` at 0, `u32 records in use` at 4, `u32 chip id` (`Device::id()`) at
+//!   0x28;
 //! - per-process records from 0x350, 0x78 bytes each: `u64 pid` at +0x08, then the bytes
 //!   (`Buffer::size()` sums) the process holds on the chip: DRAM at +0x10, L1 at +0x18; the
 //!   words at +0x20..+0x30 were always zero in our runs (their meaning is not verified, so they
@@ -23,6 +24,19 @@ const L1: usize = 0x18;
 const UNVERIFIED: [usize; 3] = [0x20, 0x28, 0x30];
 
 /// What one chip's region says about one process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    Found(ChipHolding),
+    /// No record of the process; `full` when every record slot is taken (tt-metal does not
+    /// reclaim the records of processes that died without closing their devices, so the
+    /// table fills up and new processes go untracked).
+    Absent {
+        chip: i32,
+        full: bool,
+    },
+}
+
+/// One chip's figures for one process.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChipHolding {
     pub chip: i32,
@@ -47,7 +61,7 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
 }
 
 /// Reads `pid`'s record out of one region's bytes.
-pub fn parse(bytes: &[u8], pid: u32, warnings: &mut Vec<String>) -> Result<ChipHolding> {
+pub fn parse(bytes: &[u8], pid: u32, warnings: &mut Vec<String>) -> Result<Record> {
     if bytes.len() < RECORDS + RECORD_LEN {
         bail!(
             "region is {} bytes, too short for a tracker region",
@@ -59,6 +73,7 @@ pub fn parse(bytes: &[u8], pid: u32, warnings: &mut Vec<String>) -> Result<ChipH
         bail!("tracker region version {version}; this tracer reads version {VERSION}");
     }
     let chip = u32_at(bytes, CHIP_ID) as i32;
+    let capacity = (bytes.len() - RECORDS) / RECORD_LEN;
     let mut out = ChipHolding {
         chip,
         dram: 0,
@@ -78,31 +93,43 @@ pub fn parse(bytes: &[u8], pid: u32, warnings: &mut Vec<String>) -> Result<ChipH
                     ));
                 }
             }
-            break;
+            return Ok(Record::Found(out));
         }
         off += RECORD_LEN;
+    }
+    let in_use = u32_at(bytes, 4) as usize;
+    Ok(Record::Absent {
+        chip,
+        full: in_use >= capacity,
+    })
+}
+
+/// The tracker regions `pid` has mapped, as paths that open exactly the mapped file: through
+/// /proc/PID/map_files, because another process may have unlinked and recreated a region of
+/// the same name since this one mapped it (tt-metal cleans up regions it thinks are stale).
+pub fn regions_of(pid: u32) -> Result<Vec<PathBuf>> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .with_context(|| format!("cannot read /proc/{pid}/maps"))?;
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(path)) = (f.next(), f.nth(4)) else {
+            continue;
+        };
+        if !(path.starts_with("/dev/shm/tt_device_") && path.ends_with("_memory")) {
+            continue;
+        }
+        if seen.insert(path.to_string()) {
+            out.push(PathBuf::from(format!("/proc/{pid}/map_files/{range}")));
+        }
     }
     Ok(out)
 }
 
-/// The tracker regions `pid` has mapped, reachable from here (through /proc/PID/root, so a
-/// process in a container is read from its own /dev/shm).
-pub fn regions_of(pid: u32) -> Result<Vec<PathBuf>> {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
-        .with_context(|| format!("cannot read /proc/{pid}/maps"))?;
-    let mut out: Vec<PathBuf> = maps
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(5))
-        .filter(|p| p.starts_with("/dev/shm/tt_device_") && p.ends_with("_memory"))
-        .map(|p| PathBuf::from(format!("/proc/{pid}/root{p}")))
-        .collect();
-    out.sort();
-    out.dedup();
-    Ok(out)
-}
-
-/// What tt-metal's tracker says `pid` holds, or `None` when the process maps no tracker region
-/// (tracking disabled with TT_METAL_SHM_TRACKING_DISABLED=1, or a runtime without it).
+/// What tt-metal's tracker says `pid` holds. `Ok(None)` when the process maps no tracker
+/// region (tracking disabled with TT_METAL_SHM_TRACKING_DISABLED=1, or a runtime without it);
+/// an error when the tracker cannot tell (e.g. its record table is full).
 pub fn holdings(pid: u32) -> Result<Option<Holdings>> {
     let regions = regions_of(pid)?;
     if regions.is_empty() {
@@ -111,9 +138,21 @@ pub fn holdings(pid: u32) -> Result<Option<Holdings>> {
     let mut h = Holdings::default();
     for r in regions {
         let bytes = std::fs::read(&r).with_context(|| format!("cannot read {}", r.display()))?;
-        let chip = parse(&bytes, pid, &mut h.warnings)
-            .with_context(|| format!("SHM tracker region {}", r.display()))?;
-        h.chips.push(chip);
+        match parse(&bytes, pid, &mut h.warnings)
+            .with_context(|| format!("SHM tracker region {}", r.display()))?
+        {
+            Record::Found(c) => h.chips.push(c),
+            Record::Absent { chip, full: true } => bail!(
+                "the tracker's record table of chip {chip} is full (records of exited processes \
+                 are not reclaimed by tt-metal) and holds nothing for PID {pid}"
+            ),
+            // No record yet: the process has not allocated on this chip.
+            Record::Absent { chip, full: false } => h.chips.push(ChipHolding {
+                chip,
+                dram: 0,
+                l1: 0,
+            }),
+        }
     }
     h.chips.sort_by_key(|c| c.chip);
     Ok(Some(h))
@@ -128,6 +167,7 @@ mod tests {
     fn region(chip: u32, records: &[(u64, u64, u64)]) -> Vec<u8> {
         let mut b = vec![0u8; 8576];
         b[0..4].copy_from_slice(&VERSION.to_le_bytes());
+        b[4..8].copy_from_slice(&(records.len() as u32).to_le_bytes());
         b[CHIP_ID..CHIP_ID + 4].copy_from_slice(&chip.to_le_bytes());
         for (i, (pid, dram, l1)) in records.iter().enumerate() {
             let off = RECORDS + i * RECORD_LEN;
@@ -144,14 +184,33 @@ mod tests {
         let mut w = Vec::new();
         assert_eq!(
             parse(&b, 42, &mut w).unwrap(),
-            ChipHolding {
+            Record::Found(ChipHolding {
                 chip: 5,
                 dram: 6291456,
                 l1: 8192
+            })
+        );
+        assert_eq!(
+            parse(&b, 99, &mut w).unwrap(),
+            Record::Absent {
+                chip: 5,
+                full: false
             }
         );
-        assert_eq!(parse(&b, 99, &mut w).unwrap().dram, 0);
         assert!(w.is_empty());
+    }
+
+    #[test]
+    fn a_full_table_without_our_record_is_not_zero() {
+        let records: Vec<_> = (1..=64).map(|p| (p, 0, 0x8388)).collect();
+        let b = region(2, &records);
+        assert_eq!(
+            parse(&b, 4242, &mut Vec::new()).unwrap(),
+            Record::Absent {
+                chip: 2,
+                full: true
+            }
+        );
     }
 
     #[test]
