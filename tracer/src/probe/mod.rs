@@ -98,8 +98,12 @@ impl Loaded {
             .load()
             .context("the kernel rejected the uprobe program")?;
         if timing {
+            let insns = probe
+                .info()
+                .ok()
+                .and_then(|i| i.verified_instruction_count());
             eprintln!(
-                "tracer: timing: programs verified in {:.1} ms",
+                "tracer: timing: programs verified in {:.1} ms ({insns:?} instructions verified)",
                 t.elapsed().as_secs_f64() * 1e3
             );
         }
