@@ -51,12 +51,16 @@ impl Target {
     /// busy machine the table fills up and new processes go untracked. A private /dev/shm gives
     /// the workload a tracker of its own, read by tracer through /proc/PID/map_files.
     fn start(env: &[(&str, &str)], wait: bool) -> Self {
+        Self::start_era(ERA, env, wait)
+    }
+
+    fn start_era(era: &str, env: &[(&str, &str)], wait: bool) -> Self {
         let dir = tempdir();
         let (ready, go, truth) = (dir.join("ready"), dir.join("go"), dir.join("truth.json"));
         let mut c = Command::new("unshare");
         c.args(["--mount", "--propagation", "private", "sh", "-c"])
             .arg("mount -t tmpfs tmpfs /dev/shm && exec \"$0\" \"$@\"")
-            .arg(python(ERA));
+            .arg(python(era));
         mock(&mut c).arg(workload("attach_target.py"));
         if wait {
             c.arg("--ready").arg(&ready).arg("--go").arg(&go);
@@ -284,7 +288,17 @@ fn check_complete(p: &Value, truth: &Value) {
 
 #[test]
 fn attach_mid_run_seeds_from_the_shm_tracker() {
-    let target = Target::start(&[], true);
+    attach_mid_run_seeded(ERA);
+}
+
+/// The other layout era: same tracker format, older `Buffer` layout.
+#[test]
+fn attach_mid_run_seeds_from_the_shm_tracker_0_75_0() {
+    attach_mid_run_seeded("0.75.0");
+}
+
+fn attach_mid_run_seeded(era: &str) {
+    let target = Target::start_era(era, &[], true);
     let dir = tempdir();
     let summary = dir.join("summary.json");
     let pid = target.pid.to_string();
