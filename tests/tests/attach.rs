@@ -408,6 +408,8 @@ fn attach_without_shm_tracker_counts_since_attach() {
 fn attach_all_keeps_one_exact_ledger_per_process() {
     let a = Target::start(&[], true);
     let b = Target::start(&[], true);
+    // Another release (another library file): traced by a probe set of its own.
+    let e = Target::start_era("0.75.0", &[], true);
     let dir = tempdir();
     let summary = dir.join("summary.json");
     let lib = library(ERA);
@@ -423,7 +425,7 @@ fn attach_all_keeps_one_exact_ledger_per_process() {
         &[],
     );
     t.wait_line("attached: --all");
-    for pid in [a.pid, b.pid] {
+    for pid in [a.pid, b.pid, e.pid] {
         assert!(
             t.stderr().contains(&format!("attached: PID {pid}\n")),
             "{}",
@@ -435,7 +437,8 @@ fn attach_all_keeps_one_exact_ledger_per_process() {
     let c_pid = c.pid;
     a.go();
     b.go();
-    let truths = [a.finish(), b.finish(), c.finish()];
+    e.go();
+    let truths = [a.finish(), b.finish(), c.finish(), e.finish()];
     // Each exit is reported with the process' final state while the tracer keeps watching.
     wait_for("the exit reports", 30, || {
         truths
@@ -454,6 +457,10 @@ fn attach_all_keeps_one_exact_ledger_per_process() {
         &truths[1],
     );
     check_complete(&summary_process(&summary, c_pid), &truths[2]);
+    check_seeded(
+        &summary_process(&summary, target_pid(&truths[3])),
+        &truths[3],
+    );
 }
 
 #[test]

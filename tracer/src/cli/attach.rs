@@ -254,38 +254,78 @@ fn attach_all(
     started: Instant,
     loading: std::thread::JoinHandle<Result<Loaded>>,
 ) -> Result<i32> {
-    let running = discover::processes_with_library();
-    let lib = match (&opts.lib, running.first()) {
-        (Some(l), _) => discover::checked(l)?,
-        (None, Some((_, l))) => l.clone(),
-        (None, None) => bail!(
+    // The libraries to probe: --lib first, then every distinct file running processes map
+    // (other venvs, other releases), each with its own calibrated plan and probe set.
+    let mut libs: Vec<(PathBuf, (u64, u64))> = Vec::new();
+    if let Some(l) = &opts.lib {
+        let l = discover::checked(l)?;
+        let id = discover::file_id(&l)?;
+        libs.push((l, id));
+    }
+    for (_, path) in discover::processes_with_library() {
+        if let Ok(id) = discover::file_id(&path) {
+            if !libs.iter().any(|(_, i)| *i == id) {
+                libs.push((path, id));
+            }
+        }
+    }
+    if libs.is_empty() {
+        bail!(
             "no running process maps {}; pass --lib PATH to watch for processes that will load it",
             discover::LIB_NAME
-        ),
-    };
-    let id = discover::file_id(&lib)?;
-    let plan = runtime::plan_for(&lib)?;
-    for w in &plan.warnings {
-        eprintln!("tracer: warning: {w}");
+        );
+    }
+    let mut plans = Vec::new();
+    for (i, (lib, id)) in libs.into_iter().enumerate() {
+        match runtime::plan_for(&lib) {
+            Ok(plan) => {
+                for w in &plan.warnings {
+                    eprintln!("tracer: warning: {}: {w}", lib.display());
+                }
+                plans.push((lib, id, plan));
+            }
+            Err(e) if i == 0 && opts.lib.is_some() => return Err(e),
+            Err(e) => eprintln!("tracer: warning: not traced: {e:#}"),
+        }
+    }
+    if plans.is_empty() {
+        bail!("no runtime library mapped by a running process could be calibrated");
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let _rt_guard = rt.enter();
     test_pause();
-    let probes = joined(loading)?.attach(&plan, Scope::All)?;
-    let mut session = LiveSession::new(probes, Decoder::new(plan), opts);
+    let ids: Vec<(u64, u64)> = plans.iter().map(|(_, id, _)| *id).collect();
+    let names: Vec<String> = plans
+        .iter()
+        .map(|(l, _, _)| l.display().to_string())
+        .collect();
+    let mut plans = plans.into_iter().map(|(_, _, p)| p);
+    let primary = plans.next().unwrap();
+    let probes = joined(loading)?.attach(&primary, Scope::All)?;
+    let mut session = LiveSession::new(probes, Decoder::new(primary), opts);
     session.report_exits = true;
+    for plan in plans {
+        let probes = Loaded::new()?.attach(&plan, Scope::All)?;
+        session.extra.push((probes, Decoder::new(plan)));
+    }
     // Scanned after the probes are live: a process not in this list is traced from its first
     // runtime call; one in it may hold buffers from before.
     let mut others = Vec::new();
     let mut n = 0;
     for (pid, path) in discover::processes_with_library() {
-        if discover::file_id(&path).ok() != Some(id) {
-            others.push(format!("PID {pid} ({})", path.display()));
-            continue;
+        let set = discover::file_id(&path)
+            .ok()
+            .and_then(|id| ids.iter().position(|i| *i == id));
+        match set {
+            Some(0) => session.decoder.announce(pid),
+            Some(i) => session.extra[i - 1].1.announce(pid),
+            None => {
+                others.push(format!("PID {pid} ({})", path.display()));
+                continue;
+            }
         }
-        session.decoder.announce(pid);
         let how = open_ledger(&mut session, pid);
         eprintln!("tracer: {how}");
         eprintln!("attached: PID {pid}");
@@ -293,15 +333,16 @@ fn attach_all(
     }
     if !others.is_empty() {
         eprintln!(
-            "tracer: warning: not traced, they map another {} (run another tracer with --lib): {}",
+            "tracer: warning: not traced (their {} appeared after the start, or could not be \
+             calibrated): {}",
             discover::LIB_NAME,
             others.join(", ")
         );
     }
     eprintln!(
-        "attached: --all ({} process(es) running with {}; probes live {:.0} ms after start)",
+        "attached: --all ({} process(es) running; probing {}; probes live {:.0} ms after start)",
         n,
-        lib.display(),
+        names.join(", "),
         started.elapsed().as_secs_f64() * 1e3
     );
     let stop = rt.block_on(session.run_until(std::future::pending::<i32>()))?;

@@ -19,6 +19,9 @@ pub struct LiveSession {
     out: std::io::BufWriter<std::io::Stdout>,
     /// Print a process' final state when it exits (`attach --all` watches many processes).
     pub report_exits: bool,
+    /// Probe sets on other runtime library files (`attach --all` when processes map different
+    /// builds), each with its own decoder; drained on a timer.
+    pub extra: Vec<(Probes, Decoder)>,
 }
 
 /// Why the event loop stopped.
@@ -38,6 +41,7 @@ impl LiveSession {
             opts,
             out: std::io::BufWriter::new(std::io::stdout()),
             report_exits: false,
+            extra: Vec::new(),
         }
     }
 
@@ -69,15 +73,23 @@ impl LiveSession {
     }
 
     fn handle_raw(&mut self, raw: Raw) {
-        let raw = match raw {
-            Raw::Event(e) => e,
-            Raw::Device(d) => {
-                self.decoder.describe(&d);
-                return;
-            }
-        };
-        for ev in self.decoder.decode(&raw) {
+        let events = decode(&mut self.decoder, raw);
+        for ev in events {
             self.apply(&ev);
+        }
+    }
+
+    /// Takes what the extra probe sets have collected.
+    fn drain_extra(&mut self) {
+        for i in 0..self.extra.len() {
+            let mut raws = Vec::new();
+            self.extra[i].0.drain(|r| raws.push(r));
+            for r in raws {
+                let events = decode(&mut self.extra[i].1, r);
+                for ev in events {
+                    self.apply(&ev);
+                }
+            }
         }
     }
 
@@ -87,6 +99,7 @@ impl LiveSession {
         for r in raws {
             self.handle_raw(r);
         }
+        self.drain_extra();
         let _ = self.out.flush();
     }
 
@@ -118,6 +131,7 @@ impl LiveSession {
             for r in raws {
                 self.handle_raw(r);
             }
+            self.drain_extra();
             let _ = self.out.flush();
         };
         // Events already in the ring buffer belong to the session.
@@ -129,7 +143,12 @@ impl LiveSession {
     /// when the traced program itself did not decide it.
     pub fn finish(mut self, now_ns: u64) -> Result<i32> {
         self.ledger.finish(now_ns);
-        let lost = self.probes.lost().unwrap_or(0);
+        let lost = self.probes.lost().unwrap_or(0)
+            + self
+                .extra
+                .iter()
+                .map(|(p, _)| p.lost().unwrap_or(0))
+                .sum::<u64>();
         let plan = self.decoder.plan();
         let info = SessionInfo {
             library: plan.library.display().to_string(),
@@ -153,6 +172,17 @@ impl LiveSession {
             return Ok(EXIT_LOST_EVENTS);
         }
         Ok(0)
+    }
+}
+
+/// Raw probe output -> ledger events, with the decoder of the probe set it came from.
+fn decode(decoder: &mut Decoder, raw: Raw) -> Vec<Event> {
+    match raw {
+        Raw::Event(e) => decoder.decode(&e),
+        Raw::Device(d) => {
+            decoder.describe(&d);
+            Vec::new()
+        }
     }
 }
 
