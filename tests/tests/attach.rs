@@ -501,6 +501,25 @@ fn attach_to_a_pid_that_does_not_exist() {
 }
 
 #[test]
+fn attach_to_a_pid_that_already_exited() {
+    // Exited but not reaped yet: /proc still lists it, as a zombie.
+    let mut zombie = Command::new("true").spawn().unwrap();
+    let pid = zombie.id();
+    wait_for("the child to exit", 10, || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.contains(") Z"))
+            .unwrap_or(false)
+    });
+    let (code, err) = attach_once(pid, &[]);
+    zombie.wait().unwrap();
+    assert_eq!(code, 6, "{err}");
+    assert!(
+        err.contains(&format!("PID {pid} has already exited")),
+        "{err}"
+    );
+}
+
+#[test]
 fn attach_to_a_pid_without_tt_metal() {
     let mut sleeper = Command::new("sleep").arg("60").spawn().unwrap();
     let (code, err) = attach_once(sleeper.id(), &[]);

@@ -197,3 +197,26 @@ pub fn process_state(pid: u32) -> Option<char> {
 pub fn alive(pid: u32) -> bool {
     matches!(process_state(pid), Some(s) if s != 'Z' && s != 'X')
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_state_of_live_and_missing_processes() {
+        let me = std::process::id();
+        assert!(alive(me));
+        assert!(matches!(process_state(me), Some('R' | 'S')));
+        // A child that exited and was reaped leaves no /proc entry.
+        let mut c = std::process::Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        assert_eq!(process_state(pid), None);
+        assert!(!alive(pid));
+    }
+
+    #[test]
+    fn finds_no_runtime_in_a_process_without_it() {
+        assert_eq!(library_in_process(std::process::id()).unwrap(), None);
+    }
+}
