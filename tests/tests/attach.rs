@@ -55,12 +55,37 @@ impl Target {
     }
 
     fn start_era(era: &str, env: &[(&str, &str)], wait: bool) -> Self {
+        Self::spawn(era, env, wait, false)
+    }
+
+    /// Like a container: the Python environment is mounted at a path that exists only in the
+    /// workload's mount namespace, so its /proc/PID/maps names a library the host cannot see
+    /// at that path (tracer reaches it through /proc/PID/root).
+    fn start_in_container() -> Self {
+        Self::spawn(ERA, &[], true, true)
+    }
+
+    fn spawn(era: &str, env: &[(&str, &str)], wait: bool, container: bool) -> Self {
         let dir = tempdir();
         let (ready, go, truth) = (dir.join("ready"), dir.join("go"), dir.join("truth.json"));
         let mut c = Command::new("unshare");
-        c.args(["--mount", "--propagation", "private", "sh", "-c"])
-            .arg("mount -t tmpfs tmpfs /dev/shm && exec \"$0\" \"$@\"")
-            .arg(python(era));
+        c.args(["--mount", "--propagation", "private", "sh", "-c"]);
+        if container {
+            let venv = python(era)
+                .parent()
+                .unwrap()
+                .parent()
+                .unwrap()
+                .to_path_buf();
+            c.arg(
+                "mount -t tmpfs tmpfs /dev/shm && mount -t tmpfs tmpfs /mnt && mkdir /mnt/venv \
+                 && mount --bind \"$0\" /mnt/venv && exec /mnt/venv/bin/python \"$@\"",
+            )
+            .arg(venv);
+        } else {
+            c.arg("mount -t tmpfs tmpfs /dev/shm && exec \"$0\" \"$@\"")
+                .arg(python(era));
+        }
         mock(&mut c).arg(workload("attach_target.py"));
         if wait {
             c.arg("--ready").arg(&ready).arg("--go").arg(&go);
@@ -335,6 +360,44 @@ fn attach_mid_run_seeded(era: &str) {
         );
         assert!(lines.contains(&format!("✗ [PID {pid}] Freed buffer")));
     }
+    check_seeded(&summary_process(&summary, target_pid(&truth)), &truth);
+}
+
+#[test]
+fn attach_to_a_process_that_sees_the_library_under_another_root() {
+    let target = Target::start_in_container();
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", target.pid)).unwrap();
+    assert!(
+        maps.contains("/mnt/venv/"),
+        "library mapped from the private mount"
+    );
+    assert!(
+        !Path::new("/mnt/venv/bin/python").exists(),
+        "not visible from here"
+    );
+    let dir = tempdir();
+    let summary = dir.join("summary.json");
+    let pid = target.pid.to_string();
+    let mut t = Tracer::start(
+        &[
+            "attach",
+            "--quiet",
+            "--pid",
+            &pid,
+            "--summary-json",
+            summary.to_str().unwrap(),
+        ],
+        &[],
+    );
+    t.wait_line(&format!("attached: PID {pid}"));
+    assert!(
+        t.stderr().contains(&format!("/proc/{pid}/root/mnt/venv/")),
+        "{}",
+        t.stderr()
+    );
+    target.go();
+    let truth = target.finish();
+    assert_eq!(t.wait_exit(60), 0, "{}", t.stderr());
     check_seeded(&summary_process(&summary, target_pid(&truth)), &truth);
 }
 
