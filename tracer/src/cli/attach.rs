@@ -90,8 +90,15 @@ fn open_ledger(session: &mut LiveSession, pid: u32) -> String {
     session.apply(&ev(EventKind::ProcessStart {
         command: command_line(pid),
     }));
-    match shm::holdings(pid) {
+    // Calls whose probe fired before t0 have updated the tracker by the time it is read
+    // (the update follows the probe within microseconds); see LiveSession::seed_cutoffs.
+    let t0 = monotonic_ns();
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    let read = shm::holdings(pid);
+    let t1 = monotonic_ns();
+    match read {
         Ok(Some(h)) => {
+            session.seed_cutoffs.insert(pid, (t0, t1));
             for w in &h.warnings {
                 eprintln!("tracer: warning: {w}");
             }

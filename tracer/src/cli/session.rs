@@ -22,6 +22,11 @@ pub struct LiveSession {
     /// Probe sets on other runtime library files (`attach --all` when processes map different
     /// builds), each with its own decoder; drained on a timer.
     pub extra: Vec<(Probes, Decoder)>,
+    /// Per seeded process, (t0, t1) around reading the runtime's state: allocations, frees and
+    /// closes before t0 are already in the seed (dropped here); those between t0 and t1 may or
+    /// may not be (counted in `raced` and reported).
+    pub seed_cutoffs: std::collections::HashMap<u32, (u64, u64)>,
+    raced: std::collections::BTreeMap<u32, u64>,
 }
 
 /// Why the event loop stopped.
@@ -42,11 +47,26 @@ impl LiveSession {
             out: std::io::BufWriter::new(std::io::stdout()),
             report_exits: false,
             extra: Vec::new(),
+            seed_cutoffs: Default::default(),
+            raced: Default::default(),
         }
     }
 
     /// Feeds one event through the ledger and the printer.
     pub fn apply(&mut self, ev: &Event) {
+        if let Some((t0, t1)) = self.seed_cutoffs.get(&ev.pid) {
+            if matches!(
+                ev.kind,
+                EventKind::Alloc { .. } | EventKind::Free { .. } | EventKind::DeviceClose { .. }
+            ) {
+                if ev.ts_ns < *t0 {
+                    return;
+                }
+                if ev.ts_ns <= *t1 {
+                    *self.raced.entry(ev.pid).or_default() += 1;
+                }
+            }
+        }
         let before = self
             .ledger
             .processes
@@ -143,6 +163,12 @@ impl LiveSession {
     /// when the traced program itself did not decide it.
     pub fn finish(mut self, now_ns: u64) -> Result<i32> {
         self.ledger.finish(now_ns);
+        for (pid, n) in &self.raced {
+            eprintln!(
+                "tracer: warning: PID {pid}: {n} allocation/free event(s) happened while tracer \
+                 read the SHM tracker; the seeded totals may be off by their bytes"
+            );
+        }
         let lost = self.probes.lost().unwrap_or(0)
             + self
                 .extra
