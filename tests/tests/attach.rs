@@ -65,7 +65,13 @@ impl Target {
         Self::spawn(ERA, &[], true, true)
     }
 
+    /// Under a shell that does not use tt-metal itself (a launcher).
+    fn start_under_shell() -> Self {
+        Self::spawn(ERA, &[("TRACER_TEST_UNDER_SHELL", "1")], true, false)
+    }
+
     fn spawn(era: &str, env: &[(&str, &str)], wait: bool, container: bool) -> Self {
+        let under_shell = env.iter().any(|(k, _)| *k == "TRACER_TEST_UNDER_SHELL");
         let dir = tempdir();
         let (ready, go, truth) = (dir.join("ready"), dir.join("go"), dir.join("truth.json"));
         let mut c = Command::new("unshare");
@@ -82,6 +88,10 @@ impl Target {
                  && mount --bind \"$0\" /mnt/venv && exec /mnt/venv/bin/python \"$@\"",
             )
             .arg(venv);
+        } else if under_shell {
+            // The shell stays the parent (no exec) and exits after its child.
+            c.arg("mount -t tmpfs tmpfs /dev/shm && \"$0\" \"$@\"; exit 0")
+                .arg(python(era));
         } else {
             c.arg("mount -t tmpfs tmpfs /dev/shm && exec \"$0\" \"$@\"")
                 .arg(python(era));
@@ -464,6 +474,39 @@ fn attach_to_a_busy_process() {
             assert!(live <= 2048 && peak <= 2048, "{what}");
         }
     }
+}
+
+/// `attach --pid` of a launcher that does not use tt-metal: its descendants that do are traced
+/// (seeded as usual), each under its own PID.
+#[test]
+fn attach_to_a_launcher_traces_its_children() {
+    let target = Target::start_under_shell();
+    let shell = target.pid.to_string();
+    let dir = tempdir();
+    let summary = dir.join("summary.json");
+    let mut t = Tracer::start(
+        &[
+            "attach",
+            "--quiet",
+            "--pid",
+            &shell,
+            "--summary-json",
+            summary.to_str().unwrap(),
+        ],
+        &[],
+    );
+    t.wait_line(&format!("attached: PID {shell}"));
+    target.go();
+    let truth = target.finish();
+    assert_eq!(t.wait_exit(60), 0, "{}", t.stderr());
+    let child = target_pid(&truth);
+    assert_ne!(child.to_string(), shell);
+    assert!(
+        t.stderr().contains(&format!("attached: PID {child}\n")),
+        "{}",
+        t.stderr()
+    );
+    check_seeded(&summary_process(&summary, child), &truth);
 }
 
 fn target_pid(truth: &Value) -> u32 {

@@ -61,6 +61,11 @@ fn library_of(pid: u32) -> Result<PathBuf> {
     }
 }
 
+fn is_code(e: &anyhow::Error, code: i32) -> bool {
+    e.downcast_ref::<super::Failure>()
+        .is_some_and(|f| f.code == code)
+}
+
 /// Opens a pidfd: readable once the process has exited (works for processes that are not our
 /// children, unlike waitpid).
 fn pidfd(pid: u32) -> Result<AsyncFd<OwnedFd>> {
@@ -169,8 +174,30 @@ pub fn attach(opts: TraceOpts, pids: Vec<u32>, all: bool) -> Result<i32> {
         return attach_all(opts, started, loading);
     }
     let mut lib = opts.lib.as_deref().map(discover::checked).transpose()?;
+    // Processes that get a ledger: the given ones that use the runtime and their descendants
+    // that do (a launcher that does not use it itself is followed, not reported).
+    let mut ledgers = Vec::new();
+    let mut tracked = pids.clone();
+    let mut found = Vec::new();
     for pid in &pids {
-        let mapped = library_of(*pid)?;
+        let children = discover::descendants(*pid);
+        tracked.extend(&children);
+        let mut using: Vec<(u32, PathBuf)> = children
+            .iter()
+            .filter_map(|c| Some((*c, discover::library_in_process(*c).ok()??.0)))
+            .collect();
+        match library_of(*pid) {
+            Ok(mapped) => using.insert(0, (*pid, mapped)),
+            Err(e) if !using.is_empty() && is_code(&e, EXIT_NOT_TT_METAL) => {}
+            Err(e) => return Err(e),
+        }
+        found.extend(using);
+    }
+    for (pid, mapped) in found {
+        if ledgers.contains(&pid) {
+            continue;
+        }
+        ledgers.push(pid);
         match &lib {
             None => lib = Some(mapped),
             Some(l) if discover::file_id(l)? != discover::file_id(&mapped)? => bail!(
@@ -191,7 +218,8 @@ pub fn attach(opts: TraceOpts, pids: Vec<u32>, all: bool) -> Result<i32> {
     }
     eprintln!(
         "tracer: attaching to PID {} ({})",
-        pids.iter()
+        ledgers
+            .iter()
             .map(|p| p.to_string())
             .collect::<Vec<_>>()
             .join(", "),
@@ -208,9 +236,10 @@ pub fn attach(opts: TraceOpts, pids: Vec<u32>, all: bool) -> Result<i32> {
     stage(started, "probes attached");
     let mut session = LiveSession::new(probes, Decoder::new(plan), opts);
     let mut exits = Vec::new();
-    for pid in &pids {
+    for pid in &tracked {
         session.probes.track(*pid)?;
-        session.decoder.announce(*pid);
+    }
+    for pid in &pids {
         // From here the probes report the process; it must still be there.
         exits.push(pidfd(*pid)?);
         if !discover::alive(*pid) {
@@ -220,9 +249,15 @@ pub fn attach(opts: TraceOpts, pids: Vec<u32>, all: bool) -> Result<i32> {
             ));
         }
     }
-    for pid in &pids {
+    for pid in &ledgers {
+        session.decoder.announce(*pid);
         let how = open_ledger(&mut session, *pid);
         eprintln!("tracer: {how}");
+    }
+    for pid in pids
+        .iter()
+        .chain(ledgers.iter().filter(|p| !pids.contains(p)))
+    {
         eprintln!("attached: PID {pid}");
     }
     eprintln!(

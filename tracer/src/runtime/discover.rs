@@ -193,6 +193,40 @@ pub fn process_state(pid: u32) -> Option<char> {
     stat.rsplit_once(") ")?.1.chars().next()
 }
 
+/// Every live descendant of `pid` (children, their children, ...), from /proc/*/stat.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let parent_of: Vec<(u32, u32)> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+            let ppid = stat
+                .rsplit_once(") ")?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some((p, ppid))
+        })
+        .collect();
+    let mut out = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(parent) = frontier.pop() {
+        for (child, _) in parent_of.iter().filter(|(_, pp)| *pp == parent) {
+            if !out.contains(child) {
+                out.push(*child);
+                frontier.push(*child);
+            }
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
 /// Whether `pid` still runs (exists and is not a zombie).
 pub fn alive(pid: u32) -> bool {
     matches!(process_state(pid), Some(s) if s != 'Z' && s != 'X')
@@ -213,6 +247,17 @@ mod tests {
         c.wait().unwrap();
         assert_eq!(process_state(pid), None);
         assert!(!alive(pid));
+    }
+
+    #[test]
+    fn finds_descendants() {
+        let mut c = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        assert!(descendants(std::process::id()).contains(&c.id()));
+        c.kill().unwrap();
+        c.wait().unwrap();
     }
 
     #[test]
