@@ -1,5 +1,5 @@
-//! `tracer attach --pid PID...` and `tracer attach --all`: trace processes that are already
-//! running (and, for --all, every process that maps the runtime later).
+//! `tracer attach --pid PID...`: trace processes that are already running (`--all` is in
+//! attach_all.rs).
 use std::{
     os::fd::{FromRawFd, OwnedFd},
     path::PathBuf,
@@ -11,20 +11,17 @@ use tokio::io::unix::AsyncFd;
 
 use super::{
     fail,
+    seed::open_ledger,
     session::{monotonic_ns, LiveSession, Stop},
     TraceOpts, EXIT_NOT_TT_METAL, EXIT_NO_SUCH_PROCESS, EXIT_TARGET_GONE,
 };
 use crate::{
-    ledger::{BufferType, Event, EventKind},
     probe::{
         decode::{command_line, Decoder},
         Loaded, Scope,
     },
-    runtime::{self, discover, shm},
+    runtime::{self, discover},
 };
-
-/// Source name the ledger and the output use for seeded totals.
-pub const SHM_SOURCE: &str = "tt-metal SHM tracker";
 
 /// The runtime library `pid` maps, or the exit-coded reason it cannot be traced.
 fn library_of(pid: u32) -> Result<PathBuf> {
@@ -87,64 +84,8 @@ fn pidfd(pid: u32) -> Result<AsyncFd<OwnedFd>> {
     Ok(unsafe { AsyncFd::register(fd) }?)
 }
 
-/// Opens the process' ledger: its start, and what came before the attach (seeded from tt-metal's
-/// SHM tracker when the process has it, else marked "since attach"). Returns a line saying which.
-fn open_ledger(session: &mut LiveSession, pid: u32) -> String {
-    let ts_ns = monotonic_ns();
-    let ev = |kind| Event { ts_ns, pid, kind };
-    session.apply(&ev(EventKind::ProcessStart {
-        command: command_line(pid),
-    }));
-    // Calls whose probe fired before t0 have updated the tracker by the time it is read
-    // (the update follows the probe within microseconds); see LiveSession::seed_cutoffs.
-    let t0 = monotonic_ns();
-    std::thread::sleep(std::time::Duration::from_millis(2));
-    let read = shm::holdings(pid);
-    let t1 = monotonic_ns();
-    match read {
-        Ok(Some(h)) => {
-            session.seed_cutoffs.insert(pid, (t0, t1));
-            for w in &h.warnings {
-                eprintln!("tracer: warning: {w}");
-            }
-            session.apply(&ev(EventKind::Attached {
-                seeded_from: Some(SHM_SOURCE.into()),
-            }));
-            for c in &h.chips {
-                for (kind, bytes) in [(BufferType::Dram, c.dram), (BufferType::L1, c.l1)] {
-                    session.apply(&ev(EventKind::Seed {
-                        chip: c.chip,
-                        kind,
-                        requested: bytes,
-                    }));
-                }
-            }
-            let per_chip: Vec<String> = h
-                .chips
-                .iter()
-                .map(|c| format!("chip {}: DRAM {} L1 {}", c.chip, c.dram, c.l1))
-                .collect();
-            format!(
-                "PID {pid}: live totals seeded from {SHM_SOURCE} ({})",
-                per_chip.join(", ")
-            )
-        }
-        other => {
-            let why = match other {
-                Err(e) => format!("the tt-metal SHM tracker cannot tell ({e:#})"),
-                _ => "no tt-metal SHM tracker in this process".to_string(),
-            };
-            session.apply(&ev(EventKind::Attached { seeded_from: None }));
-            format!(
-                "PID {pid}: {why}; counting since attach (frees of buffers allocated before the \
-                 attach are reported apart)"
-            )
-        }
-    }
-}
-
 /// With TRACER_TIMING set, prints how long each attach stage took (latency diagnosis).
-fn stage(started: Instant, what: &str) {
+pub(super) fn stage(started: Instant, what: &str) {
     if std::env::var_os("TRACER_TIMING").is_some() {
         eprintln!(
             "tracer: timing: {what} at {:.1} ms",
@@ -155,7 +96,7 @@ fn stage(started: Instant, what: &str) {
 
 /// Test hook: pause between finding the targets and attaching, so tests can make a target
 /// exit exactly in that window (the only way to produce that case deterministically).
-fn test_pause() {
+pub(super) fn test_pause() {
     if let Some(ms) = std::env::var("TRACER_TEST_ATTACH_PAUSE_MS")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
@@ -171,7 +112,7 @@ pub fn attach(opts: TraceOpts, pids: Vec<u32>, all: bool) -> Result<i32> {
     // The kernel verifies the programs while the library is calibrated.
     let loading = std::thread::spawn(Loaded::new);
     if all {
-        return attach_all(opts, started, loading);
+        return super::attach_all::attach_all(opts, started, loading);
     }
     let mut lib = opts.lib.as_deref().map(discover::checked).transpose()?;
     // Processes that get a ledger: the given ones that use the runtime and their descendants
@@ -283,113 +224,8 @@ pub fn attach(opts: TraceOpts, pids: Vec<u32>, all: bool) -> Result<i32> {
     session.finish(monotonic_ns())
 }
 
-/// `--all`: probes on the library file trace every process that maps it (started later or
-/// loading it later with dlopen included), filtered by nothing in eBPF.
-fn joined(loading: std::thread::JoinHandle<Result<Loaded>>) -> Result<Loaded> {
+pub(super) fn joined(loading: std::thread::JoinHandle<Result<Loaded>>) -> Result<Loaded> {
     loading
         .join()
         .map_err(|_| anyhow::anyhow!("loading the eBPF programs panicked"))?
-}
-
-fn attach_all(
-    opts: TraceOpts,
-    started: Instant,
-    loading: std::thread::JoinHandle<Result<Loaded>>,
-) -> Result<i32> {
-    // The libraries to probe: --lib first, then every distinct file running processes map
-    // (other venvs, other releases), each with its own calibrated plan and probe set.
-    let mut libs: Vec<(PathBuf, (u64, u64))> = Vec::new();
-    if let Some(l) = &opts.lib {
-        let l = discover::checked(l)?;
-        let id = discover::file_id(&l)?;
-        libs.push((l, id));
-    }
-    for (_, path) in discover::processes_with_library() {
-        if let Ok(id) = discover::file_id(&path) {
-            if !libs.iter().any(|(_, i)| *i == id) {
-                libs.push((path, id));
-            }
-        }
-    }
-    if libs.is_empty() {
-        bail!(
-            "no running process maps {}; pass --lib PATH to watch for processes that will load it",
-            discover::LIB_NAME
-        );
-    }
-    let mut plans = Vec::new();
-    for (i, (lib, id)) in libs.into_iter().enumerate() {
-        match runtime::plan_for(&lib) {
-            Ok(plan) => {
-                for w in &plan.warnings {
-                    eprintln!("tracer: warning: {}: {w}", lib.display());
-                }
-                plans.push((lib, id, plan));
-            }
-            Err(e) if i == 0 && opts.lib.is_some() => return Err(e),
-            Err(e) => eprintln!("tracer: warning: not traced: {e:#}"),
-        }
-    }
-    if plans.is_empty() {
-        bail!("no runtime library mapped by a running process could be calibrated");
-    }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let _rt_guard = rt.enter();
-    test_pause();
-    let ids: Vec<(u64, u64)> = plans.iter().map(|(_, id, _)| *id).collect();
-    let names: Vec<String> = plans
-        .iter()
-        .map(|(l, _, _)| l.display().to_string())
-        .collect();
-    let mut plans = plans.into_iter().map(|(_, _, p)| p);
-    let primary = plans.next().unwrap();
-    let probes = joined(loading)?.attach(&primary, Scope::All)?;
-    let mut session = LiveSession::new(probes, Decoder::new(primary), opts);
-    session.report_exits = true;
-    for plan in plans {
-        let probes = Loaded::new()?.attach(&plan, Scope::All)?;
-        session.extra.push((probes, Decoder::new(plan)));
-    }
-    // Scanned after the probes are live: a process not in this list is traced from its first
-    // runtime call; one in it may hold buffers from before.
-    let mut others = Vec::new();
-    let mut n = 0;
-    for (pid, path) in discover::processes_with_library() {
-        let set = discover::file_id(&path)
-            .ok()
-            .and_then(|id| ids.iter().position(|i| *i == id));
-        match set {
-            Some(0) => session.decoder.announce(pid),
-            Some(i) => session.extra[i - 1].1.announce(pid),
-            None => {
-                others.push(format!("PID {pid} ({})", path.display()));
-                continue;
-            }
-        }
-        let how = open_ledger(&mut session, pid);
-        eprintln!("tracer: {how}");
-        eprintln!("attached: PID {pid}");
-        n += 1;
-    }
-    if !others.is_empty() {
-        eprintln!(
-            "tracer: warning: not traced (their {} appeared after the start, or could not be \
-             calibrated): {}",
-            discover::LIB_NAME,
-            others.join(", ")
-        );
-    }
-    eprintln!(
-        "attached: --all ({} process(es) running; probing {}; probes live {:.0} ms after start)",
-        n,
-        names.join(", "),
-        started.elapsed().as_secs_f64() * 1e3
-    );
-    let stop = rt.block_on(session.run_until(std::future::pending::<i32>()))?;
-    if let Stop::Signal(sig) = stop {
-        eprintln!("tracer: stopped by signal {sig}; detached");
-    }
-    session.finish(monotonic_ns())
 }

@@ -1,10 +1,12 @@
 //! Command-line interface: clap definitions and the wiring of the stages.
 mod attach;
+mod attach_all;
 mod bench;
 mod bench_attach;
 mod doctor;
 mod launch;
 mod run;
+mod seed;
 mod session;
 
 use std::path::PathBuf;
