@@ -634,6 +634,53 @@ fn attach_all_keeps_one_exact_ledger_per_process() {
     );
 }
 
+/// A process of another release started after the tracer: its library file is found by the
+/// periodic scan and probed from then on (seeded like an attach), or, when some process already
+/// mapped that file at the start, traced from its first call.
+#[test]
+fn attach_all_picks_up_a_library_first_used_later() {
+    let dir = tempdir();
+    let summary = dir.join("summary.json");
+    let lib = library(ERA);
+    let mut t = Tracer::start(
+        &[
+            "attach",
+            "--all",
+            "--quiet",
+            "--lib",
+            lib.to_str().unwrap(),
+            "--summary-json",
+            summary.to_str().unwrap(),
+        ],
+        &[],
+    );
+    t.wait_line("attached: --all");
+    let old_lib = library("0.75.0");
+    let probed_from_start = t
+        .stderr()
+        .lines()
+        .any(|l| l.starts_with("attached: --all") && l.contains(old_lib.to_str().unwrap()));
+    eprintln!("0.75.0 library probed from the start: {probed_from_start}");
+    let e = Target::start_era("0.75.0", &[], true);
+    let pid = e.pid;
+    if !probed_from_start {
+        t.wait_line(&format!("attached: PID {pid}"));
+    }
+    e.go();
+    let truth = e.finish();
+    wait_for("the exit report", 30, || {
+        t.stdout().contains(&format!("PID {pid} ("))
+    });
+    t.signal(2);
+    assert_eq!(t.wait_exit(60), 0, "{}", t.stderr());
+    let p = summary_process(&summary, pid);
+    if probed_from_start {
+        check_complete(&p, &truth);
+    } else {
+        check_seeded(&p, &truth);
+    }
+}
+
 #[test]
 fn run_follows_children_started_by_multiprocessing_and_subprocess() {
     let t = trace(ERA, "two_children.py", &[], &["--quiet"]);

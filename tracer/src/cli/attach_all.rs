@@ -100,8 +100,7 @@ pub fn attach_all(
     }
     if !others.is_empty() {
         eprintln!(
-            "tracer: warning: not traced (their {} appeared after the start, or could not be \
-             calibrated): {}",
+            "tracer: warning: not traced (their {} could not be calibrated): {}",
             discover::LIB_NAME,
             others.join(", ")
         );
@@ -112,9 +111,55 @@ pub fn attach_all(
         names.join(", "),
         started.elapsed().as_secs_f64() * 1e3
     );
+    let mut known = ids;
+    session.tick = Some(Box::new(move |s: &mut LiveSession| {
+        watch_new_libraries(s, &mut known)
+    }));
     let stop = rt.block_on(session.run_until(std::future::pending::<i32>()))?;
     if let Stop::Signal(sig) = stop {
         eprintln!("tracer: stopped by signal {sig}; detached");
     }
     session.finish(monotonic_ns())
+}
+
+/// A process mapping a library file no probe set covers yet (a venv or release first used
+/// after the start): calibrate it, attach a probe set, and open the ledgers of the processes
+/// using it (as attached mid-run: their first calls happened before the probes).
+fn watch_new_libraries(session: &mut LiveSession, known: &mut Vec<(u64, u64)>) {
+    let running = discover::processes_with_library();
+    for (_, path) in &running {
+        let Ok(id) = discover::file_id(path) else {
+            continue;
+        };
+        if known.contains(&id) {
+            continue;
+        }
+        known.push(id);
+        let probes = runtime::plan_for(path).and_then(|plan| {
+            let probes = Loaded::new()?.attach(&plan, Scope::All)?;
+            Ok((probes, Decoder::new(plan)))
+        });
+        let (probes, mut decoder) = match probes {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("tracer: warning: not traced: {e:#}");
+                continue;
+            }
+        };
+        let users: Vec<u32> = running
+            .iter()
+            .filter(|(_, p)| discover::file_id(p).ok() == Some(id))
+            .map(|(pid, _)| *pid)
+            .collect();
+        for pid in &users {
+            decoder.announce(*pid);
+        }
+        session.extra.push((probes, decoder));
+        eprintln!("tracer: now probing {} too", path.display());
+        for pid in users {
+            let how = open_ledger(session, pid);
+            eprintln!("tracer: {how}");
+            eprintln!("attached: PID {pid}");
+        }
+    }
 }

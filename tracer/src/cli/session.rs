@@ -27,7 +27,12 @@ pub struct LiveSession {
     /// may not be (counted in `raced` and reported).
     pub seed_cutoffs: std::collections::HashMap<u32, (u64, u64)>,
     raced: std::collections::BTreeMap<u32, u64>,
+    /// Called about every `TICK` while running (`attach --all` looks for new libraries).
+    pub tick: Option<Box<dyn FnMut(&mut LiveSession)>>,
 }
+
+/// How often [`LiveSession::tick`] runs.
+const TICK: Duration = Duration::from_secs(2);
 
 /// Why the event loop stopped.
 #[derive(Debug, PartialEq, Eq)]
@@ -49,6 +54,7 @@ impl LiveSession {
             extra: Vec::new(),
             seed_cutoffs: Default::default(),
             raced: Default::default(),
+            tick: None,
         }
     }
 
@@ -139,6 +145,7 @@ impl LiveSession {
         };
         tokio::pin!(done);
         tokio::pin!(sleep);
+        let mut last_tick = std::time::Instant::now();
         let stop = loop {
             let mut raws = Vec::new();
             tokio::select! {
@@ -152,6 +159,13 @@ impl LiveSession {
                 self.handle_raw(r);
             }
             self.drain_extra();
+            if last_tick.elapsed() >= TICK {
+                last_tick = std::time::Instant::now();
+                if let Some(mut f) = self.tick.take() {
+                    f(self);
+                    self.tick = Some(f);
+                }
+            }
             let _ = self.out.flush();
         };
         // Events already in the ring buffer belong to the session.
