@@ -28,8 +28,11 @@ pub struct LiveSession {
     pub seed_cutoffs: std::collections::HashMap<u32, (u64, u64)>,
     raced: std::collections::BTreeMap<u32, u64>,
     /// Called about every `TICK` while running (`attach --all` looks for new libraries).
-    pub tick: Option<Box<dyn FnMut(&mut LiveSession)>>,
+    pub tick: Option<Tick>,
 }
+
+/// Periodic work done inside the event loop.
+pub type Tick = Box<dyn FnMut(&mut LiveSession)>;
 
 /// How often [`LiveSession::tick`] runs.
 const TICK: Duration = Duration::from_secs(2);
