@@ -34,6 +34,17 @@ fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// How a target is started (always in its own mount namespace with a private /dev/shm).
+#[derive(PartialEq)]
+enum How {
+    /// The shell execs Python: the target PID is the workload.
+    Exec,
+    /// Python from a venv mounted at a path only the target's namespace has.
+    Container,
+    /// The shell stays the parent of the workload.
+    UnderShell,
+}
+
 /// A running workloads/attach_target.py.
 struct Target {
     child: Child,
@@ -55,28 +66,27 @@ impl Target {
     }
 
     fn start_era(era: &str, env: &[(&str, &str)], wait: bool) -> Self {
-        Self::spawn(era, env, wait, false)
+        Self::spawn(era, env, wait, How::Exec)
     }
 
     /// Like a container: the Python environment is mounted at a path that exists only in the
     /// workload's mount namespace, so its /proc/PID/maps names a library the host cannot see
     /// at that path (tracer reaches it through /proc/PID/root).
     fn start_in_container() -> Self {
-        Self::spawn(ERA, &[], true, true)
+        Self::spawn(ERA, &[], true, How::Container)
     }
 
     /// Under a shell that does not use tt-metal itself (a launcher).
     fn start_under_shell() -> Self {
-        Self::spawn(ERA, &[("TRACER_TEST_UNDER_SHELL", "1")], true, false)
+        Self::spawn(ERA, &[], true, How::UnderShell)
     }
 
-    fn spawn(era: &str, env: &[(&str, &str)], wait: bool, container: bool) -> Self {
-        let under_shell = env.iter().any(|(k, _)| *k == "TRACER_TEST_UNDER_SHELL");
+    fn spawn(era: &str, env: &[(&str, &str)], wait: bool, how: How) -> Self {
         let dir = tempdir();
         let (ready, go, truth) = (dir.join("ready"), dir.join("go"), dir.join("truth.json"));
         let mut c = Command::new("unshare");
         c.args(["--mount", "--propagation", "private", "sh", "-c"]);
-        if container {
+        if how == How::Container {
             let venv = python(era)
                 .parent()
                 .unwrap()
@@ -88,7 +98,7 @@ impl Target {
                  && mount --bind \"$0\" /mnt/venv && exec /mnt/venv/bin/python \"$@\"",
             )
             .arg(venv);
-        } else if under_shell {
+        } else if how == How::UnderShell {
             // The shell stays the parent (no exec) and exits after its child.
             c.arg("mount -t tmpfs tmpfs /dev/shm && \"$0\" \"$@\"; exit 0")
                 .arg(python(era));
