@@ -1,8 +1,12 @@
 //! Command-line interface: clap definitions and the wiring of the stages.
+mod attach;
+mod attach_all;
 mod bench;
+mod bench_attach;
 mod doctor;
 mod launch;
 mod run;
+mod seed;
 mod session;
 
 use std::path::PathBuf;
@@ -46,6 +50,18 @@ enum Command {
         #[arg(required = true, last = true)]
         cmd: Vec<String>,
     },
+    /// Attach to running processes (--pid) or to every process that maps the runtime (--all),
+    /// until they exit, Ctrl-C/SIGTERM, or --duration.
+    Attach {
+        #[command(flatten)]
+        opts: TraceOpts,
+        /// Processes to trace (and, from now on, their children).
+        #[arg(long, num_args = 1.., required_unless_present = "all", conflicts_with = "all")]
+        pid: Vec<u32>,
+        /// Every process that maps the runtime library, now or later.
+        #[arg(long)]
+        all: bool,
+    },
     /// Measure overhead side by side: untraced, bare uprobe, tracer, tt-metal's SHM tracker.
     Bench {
         /// Python with ttnn installed.
@@ -56,6 +72,12 @@ enum Command {
         pairs: u64,
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// Attaches to a live ttnn process, timing command start to `attached:`.
+        #[arg(long, default_value_t = 5)]
+        attach_rounds: usize,
+        /// Only the attach latency (skip the overhead loops).
+        #[arg(long)]
+        attach_only: bool,
     },
     /// Check kernel, permissions and the runtime library; print the probe plan and layout.
     Doctor {
@@ -123,21 +145,51 @@ pub fn main() -> Result<i32> {
             };
             run::run_with(opts, cmd, Some(mode))
         }
+        Command::Attach { opts, pid, all } => attach::attach(opts, pid, all),
         Command::Doctor { lib, pid } => doctor::doctor(lib, pid),
         Command::Bench {
             python,
             pairs,
             rounds,
+            attach_rounds,
+            attach_only,
         } => bench::bench(bench::BenchOpts {
             python,
             pairs,
             rounds,
+            attach_rounds,
+            attach_only,
         }),
     }
 }
 
 /// Exit code when `--strict` finds lost events.
 pub const EXIT_LOST_EVENTS: i32 = 3;
+/// `attach`: no process has that PID.
+pub const EXIT_NO_SUCH_PROCESS: i32 = 4;
+/// `attach`: the process does not map the runtime library.
+pub const EXIT_NOT_TT_METAL: i32 = 5;
+/// `attach`: the process exited before the probes were live.
+pub const EXIT_TARGET_GONE: i32 = 6;
+
+/// An error that ends tracer with its own exit code (bad input, as opposed to failures).
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+pub fn fail(code: i32, message: String) -> anyhow::Error {
+    Failure { code, message }.into()
+}
 
 pub fn require_root() -> Result<()> {
     if !nix::unistd::geteuid().is_root() {

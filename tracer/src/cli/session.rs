@@ -25,6 +25,18 @@ pub struct LiveSession {
     top: Option<TopView>,
     events: u64,
     started: std::time::Instant,
+    /// Print a process' final state when it exits (`attach --all` watches many processes).
+    pub report_exits: bool,
+    /// Probe sets on other runtime library files (`attach --all` when processes map different
+    /// builds), each with its own decoder; drained on a timer.
+    pub extra: Vec<(Probes, Decoder)>,
+    /// Per seeded process, (t0, t1) around reading the runtime's state: allocations, frees and
+    /// closes before t0 are already in the seed (dropped here); those between t0 and t1 may or
+    /// may not be (counted in `raced` and reported).
+    pub seed_cutoffs: std::collections::HashMap<u32, (u64, u64)>,
+    raced: std::collections::BTreeMap<u32, u64>,
+    /// Called about every `TICK` while running (`attach --all` looks for new libraries).
+    pub tick: Option<Tick>,
 }
 
 /// How `tracer top` shows the ledger.
@@ -44,6 +56,12 @@ struct TopView {
 
 /// How often the metrics page is re-rendered while events flow.
 const METRICS_EVERY: Duration = Duration::from_millis(250);
+
+/// Periodic work done inside the event loop.
+pub type Tick = Box<dyn FnMut(&mut LiveSession)>;
+
+/// How often [`LiveSession::tick`] runs.
+const TICK: Duration = Duration::from_secs(2);
 
 /// Why the event loop stopped.
 #[derive(Debug, PartialEq, Eq)]
@@ -68,6 +86,11 @@ impl LiveSession {
             top: None,
             events: 0,
             started: std::time::Instant::now(),
+            report_exits: false,
+            extra: Vec::new(),
+            seed_cutoffs: Default::default(),
+            raced: Default::default(),
+            tick: None,
         }
     }
 
@@ -135,6 +158,19 @@ impl LiveSession {
 
     /// Feeds one event through the ledger and the printer.
     pub fn apply(&mut self, ev: &Event) {
+        if let Some((t0, t1)) = self.seed_cutoffs.get(&ev.pid) {
+            if matches!(
+                ev.kind,
+                EventKind::Alloc { .. } | EventKind::Free { .. } | EventKind::DeviceClose { .. }
+            ) {
+                if ev.ts_ns < *t0 {
+                    return;
+                }
+                if ev.ts_ns <= *t1 {
+                    *self.raced.entry(ev.pid).or_default() += 1;
+                }
+            }
+        }
         let before = self
             .ledger
             .processes
@@ -142,6 +178,15 @@ impl LiveSession {
             .map_or(0, |p| p.outstanding.len());
         self.ledger.apply(ev);
         self.events += 1;
+        if self.report_exits
+            && self.top.is_none()
+            && matches!(ev.kind, EventKind::ProcessExit { .. })
+        {
+            if let Some(p) = self.ledger.processes.get(&ev.pid) {
+                let stacks = &self.decoder.plan().call_stacks;
+                let _ = write!(self.out, "{}", report::text::process_summary(p, stacks));
+            }
+        }
         if self.opts.quiet {
             return;
         }
@@ -164,15 +209,23 @@ impl LiveSession {
     }
 
     fn handle_raw(&mut self, raw: Raw) {
-        let raw = match raw {
-            Raw::Event(e) => e,
-            Raw::Device(d) => {
-                self.decoder.describe(&d);
-                return;
-            }
-        };
-        for ev in self.decoder.decode(&raw) {
+        let events = decode(&mut self.decoder, raw);
+        for ev in events {
             self.apply(&ev);
+        }
+    }
+
+    /// Takes what the extra probe sets have collected.
+    fn drain_extra(&mut self) {
+        for i in 0..self.extra.len() {
+            let mut raws = Vec::new();
+            self.extra[i].0.drain(|r| raws.push(r));
+            for r in raws {
+                let events = decode(&mut self.extra[i].1, r);
+                for ev in events {
+                    self.apply(&ev);
+                }
+            }
         }
     }
 
@@ -182,6 +235,7 @@ impl LiveSession {
         for r in raws {
             self.handle_raw(r);
         }
+        self.drain_extra();
         let _ = self.out.flush();
     }
 
@@ -203,6 +257,7 @@ impl LiveSession {
         };
         tokio::pin!(done);
         tokio::pin!(sleep);
+        let mut last_tick = std::time::Instant::now();
         let stop = loop {
             let mut raws = Vec::new();
             tokio::select! {
@@ -214,6 +269,14 @@ impl LiveSession {
             }
             for r in raws {
                 self.handle_raw(r);
+            }
+            self.drain_extra();
+            if last_tick.elapsed() >= TICK {
+                last_tick = std::time::Instant::now();
+                if let Some(mut f) = self.tick.take() {
+                    f(self);
+                    self.tick = Some(f);
+                }
             }
             let _ = self.out.flush();
             self.publish_metrics(false);
@@ -236,7 +299,18 @@ impl LiveSession {
         }
         self.top = None;
         self.ledger.finish(now_ns);
-        let lost = self.probes.lost().unwrap_or(0);
+        for (pid, n) in &self.raced {
+            eprintln!(
+                "tracer: warning: PID {pid}: {n} allocation/free event(s) happened while tracer \
+                 read the SHM tracker; the seeded totals may be off by their bytes"
+            );
+        }
+        let lost = self.probes.lost().unwrap_or(0)
+            + self
+                .extra
+                .iter()
+                .map(|(p, _)| p.lost().unwrap_or(0))
+                .sum::<u64>();
         let plan = self.decoder.plan();
         let info = SessionInfo {
             library: plan.library.display().to_string(),
@@ -274,6 +348,17 @@ impl LiveSession {
             return Ok(EXIT_LOST_EVENTS);
         }
         Ok(0)
+    }
+}
+
+/// Raw probe output -> ledger events, with the decoder of the probe set it came from.
+fn decode(decoder: &mut Decoder, raw: Raw) -> Vec<Event> {
+    match raw {
+        Raw::Event(e) => decoder.decode(&e),
+        Raw::Device(d) => {
+            decoder.describe(&d);
+            Vec::new()
+        }
     }
 }
 
