@@ -178,3 +178,65 @@ pub fn devices(process: &Value) -> std::collections::BTreeMap<i64, Value> {
         .map(|d| (d["device"].as_i64().unwrap(), d.clone()))
         .collect()
 }
+
+/// `workloads/hold_tensors.py` under a tracer command: the workload holds its tensors until
+/// [`Held::release`].
+pub struct Held {
+    pub truth_file: PathBuf,
+    release_file: PathBuf,
+}
+
+/// What `hold_tensors.py` reported once its tensors were held.
+pub struct HeldTruth {
+    pub pid: u64,
+    pub chips: Vec<i64>,
+    /// `get_memory_view` per buffer type (same on every chip).
+    pub dram: u64,
+    pub l1: u64,
+}
+
+impl Held {
+    /// Adds the workload (after `--`) and its environment to `cmd`.
+    pub fn new(cmd: &mut Command, dir: &Path) -> Self {
+        let held = Self {
+            truth_file: dir.join("truth.json"),
+            release_file: dir.join("release"),
+        };
+        cmd.arg("--")
+            .arg(python("0.81.1"))
+            .arg(workload("hold_tensors.py"))
+            .env("TRACER_GROUND_TRUTH", &held.truth_file)
+            .env("TRACER_RELEASE", &held.release_file);
+        held
+    }
+
+    /// Waits until the tensors are held; returns the workload's ground truth.
+    pub fn wait(&self) -> HeldTruth {
+        let start = std::time::Instant::now();
+        while !self.truth_file.exists() {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "workload never held its tensors"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let t: Value =
+            serde_json::from_str(&std::fs::read_to_string(&self.truth_file).unwrap()).unwrap();
+        HeldTruth {
+            pid: t["pid"].as_u64().unwrap(),
+            chips: t["chips"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_i64().unwrap())
+                .collect(),
+            dram: t["memory_view"]["DRAM"].as_u64().unwrap(),
+            l1: t["memory_view"]["L1"].as_u64().unwrap(),
+        }
+    }
+
+    /// Lets the workload free everything and exit.
+    pub fn release(&self) {
+        std::fs::write(&self.release_file, b"").unwrap();
+    }
+}

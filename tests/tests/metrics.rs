@@ -99,41 +99,17 @@ fn query(port: u16, selector: &str) -> std::collections::BTreeMap<i64, u64> {
 fn prometheus_scrapes_the_per_chip_ledger() {
     let dir = tempdir();
     let metrics_port = free_port();
-    let truth_file = dir.join("truth.json");
-    let release = dir.join("release");
-    let tracer = KillOnDrop(
-        tracer()
-            .args(["run", "--quiet", "--metrics"])
-            .arg(format!("127.0.0.1:{metrics_port}"))
-            .arg("--")
-            .arg(python("0.81.1"))
-            .arg(workload("hold_tensors.py"))
-            .env("TRACER_GROUND_TRUTH", &truth_file)
-            .env("TRACER_RELEASE", &release)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut cmd = tracer();
+    cmd.args(["run", "--quiet", "--metrics"])
+        .arg(format!("127.0.0.1:{metrics_port}"))
+        .stdout(Stdio::null());
+    let held = Held::new(&mut cmd, &dir);
+    let tracer = KillOnDrop(cmd.spawn().unwrap());
     let (_prometheus, prom_port) = start_prometheus(&dir, metrics_port);
-
-    let start = Instant::now();
-    while !truth_file.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "workload never held its tensors"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let truth: Value =
-        serde_json::from_str(&std::fs::read_to_string(&truth_file).unwrap()).unwrap();
-    let pid = truth["pid"].as_u64().unwrap();
-    let chips: Vec<i64> = truth["chips"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_i64().unwrap())
-        .collect();
+    let truth = held.wait();
+    let (pid, chips) = (truth.pid, truth.chips.clone());
     assert_eq!(chips.len(), 8);
+    let start = Instant::now();
 
     // Prometheus scrapes every second; wait until it has seen the held tensors.
     let mut last = Default::default();
@@ -146,7 +122,7 @@ fn prometheus_scrapes_the_per_chip_ledger() {
                     "tracer_device_memory_bytes{{pid=\"{pid}\",type=\"{t}\",figure=\"reserved\"}}"
                 ),
             );
-            let want = truth["memory_view"][*t].as_u64().unwrap();
+            let want = if *t == "DRAM" { truth.dram } else { truth.l1 };
             let ok = got.len() == 8 && chips.iter().all(|c| got.get(c) == Some(&want));
             last = got;
             ok
@@ -157,8 +133,9 @@ fn prometheus_scrapes_the_per_chip_ledger() {
     }
     assert!(
         matched,
-        "Prometheus never held get_memory_view {} on all 8 chips; last answer {last:?}",
-        truth["memory_view"]
+        "Prometheus never held get_memory_view DRAM {} / L1 {} on all 8 chips; last answer {last:?}",
+        truth.dram,
+        truth.l1
     );
     let buffers = query(
         prom_port,
@@ -169,7 +146,7 @@ fn prometheus_scrapes_the_per_chip_ledger() {
         "{buffers:?}"
     );
 
-    std::fs::write(&release, b"").unwrap();
+    held.release();
     let mut tracer = tracer;
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {

@@ -12,7 +12,7 @@ fn main() {
         Ok(code) => code,
         Err(e) => {
             eprintln!("tracer: error: {e:#}");
-            1
+            e.downcast_ref::<cli::Failure>().map_or(1, |f| f.code)
         }
     };
     std::process::exit(code);

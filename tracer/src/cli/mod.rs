@@ -1,11 +1,15 @@
 //! Command-line interface: clap definitions and the wiring of the stages.
+mod attach;
+mod attach_all;
 mod bench;
+mod bench_attach;
 mod bench_recording;
 mod doctor;
 mod export;
 mod launch;
 mod report;
 mod run;
+mod seed;
 mod session;
 
 use std::path::PathBuf;
@@ -34,7 +38,7 @@ enum Command {
         #[arg(required = true, last = true)]
         cmd: Vec<String>,
     },
-    /// The summary of a recording (`run -o FILE`), replayed through the ledger.
+    /// The summary of a recording (`run`/`attach -o FILE`), replayed through the ledger.
     Report {
         file: PathBuf,
         /// The tracer.summary/1 JSON (plus a "recording" object) instead of text.
@@ -51,6 +55,33 @@ enum Command {
         format: export::Format,
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
+    },
+    /// Live per-chip view of device memory: launch CMD (after `--`) and watch it. Full-screen
+    /// table (q quits), or plain snapshots with --batch.
+    Top {
+        #[command(flatten)]
+        opts: TraceOpts,
+        /// Print plain-text snapshots instead of the full-screen table.
+        #[arg(long)]
+        batch: bool,
+        /// Seconds between snapshots (--batch).
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+        /// The command to run, after `--`.
+        #[arg(required = true, last = true)]
+        cmd: Vec<String>,
+    },
+    /// Attach to running processes (--pid) or to every process that maps the runtime (--all),
+    /// until they exit, Ctrl-C/SIGTERM, or --duration.
+    Attach {
+        #[command(flatten)]
+        opts: TraceOpts,
+        /// Processes to trace (and, from now on, their children).
+        #[arg(long, num_args = 1.., required_unless_present = "all", conflicts_with = "all")]
+        pid: Vec<u32>,
+        /// Every process that maps the runtime library, now or later.
+        #[arg(long)]
+        all: bool,
     },
     /// Measure overhead side by side: untraced, bare uprobe, tracer, tt-metal's SHM tracker.
     Bench {
@@ -71,6 +102,12 @@ enum Command {
         /// Keep the stand-in recording at FILE (to profile `tracer report FILE`).
         #[arg(long, value_name = "FILE")]
         stand_in: Option<PathBuf>,
+        /// Attaches to a live ttnn process, timing command start to `attached:`.
+        #[arg(long, default_value_t = 5)]
+        attach_rounds: usize,
+        /// Only the attach latency (skip the overhead loops).
+        #[arg(long)]
+        attach_only: bool,
     },
     /// Check kernel, permissions and the runtime library; print the probe plan and layout.
     Doctor {
@@ -114,6 +151,20 @@ pub fn main() -> Result<i32> {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { opts, cmd } => run::run(opts, cmd),
+        Command::Top {
+            opts,
+            batch,
+            interval,
+            cmd,
+        } => {
+            let mode = if batch {
+                session::TopMode::Batch(std::time::Duration::from_secs_f64(interval.max(0.05)))
+            } else {
+                session::TopMode::Screen
+            };
+            run::run_with(opts, cmd, Some(mode))
+        }
+        Command::Attach { opts, pid, all } => attach::attach(opts, pid, all),
         Command::Report { file, json, at } => report::report(&file, json, at),
         Command::Export {
             file,
@@ -133,17 +184,46 @@ pub fn main() -> Result<i32> {
             python,
             pairs,
             rounds,
+            attach_rounds,
+            attach_only,
             ..
         } => bench::bench(bench::BenchOpts {
             python,
             pairs,
             rounds,
+            attach_rounds,
+            attach_only,
         }),
     }
 }
 
 /// Exit code when `--strict` finds lost events.
 pub const EXIT_LOST_EVENTS: i32 = 3;
+/// `attach`: no process has that PID.
+pub const EXIT_NO_SUCH_PROCESS: i32 = 4;
+/// `attach`: the process does not map the runtime library.
+pub const EXIT_NOT_TT_METAL: i32 = 5;
+/// `attach`: the process exited before the probes were live.
+pub const EXIT_TARGET_GONE: i32 = 6;
+
+/// An error that ends tracer with its own exit code (bad input, as opposed to failures).
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+pub fn fail(code: i32, message: String) -> anyhow::Error {
+    Failure { code, message }.into()
+}
 
 pub fn require_root() -> Result<()> {
     if !nix::unistd::geteuid().is_root() {

@@ -3,7 +3,7 @@ use anyhow::Result;
 
 use super::{
     launch,
-    session::{monotonic_ns, LiveSession, Stop},
+    session::{monotonic_ns, LiveSession, Stop, TopMode},
     TraceOpts,
 };
 use crate::{
@@ -13,6 +13,11 @@ use crate::{
 };
 
 pub fn run(opts: TraceOpts, cmd: Vec<String>) -> Result<i32> {
+    run_with(opts, cmd, None)
+}
+
+/// `run`, optionally showing the `top` view instead of event lines.
+pub fn run_with(opts: TraceOpts, cmd: Vec<String>, top: Option<TopMode>) -> Result<i32> {
     super::require_root()?;
     let lib = discover::library_for_command(opts.lib.as_deref(), &cmd)?;
     let plan = runtime::plan_for(&lib)?;
@@ -32,7 +37,11 @@ pub fn run(opts: TraceOpts, cmd: Vec<String>) -> Result<i32> {
         }
     };
     let mut session = LiveSession::new(probes, Decoder::new(plan), opts);
-    if let Err(e) = session.start_metrics() {
+    let ready = session.start_metrics().and_then(|()| match top {
+        Some(mode) => session.show_top(mode, format!("PID {} and its children", child.pid)),
+        None => Ok(()),
+    });
+    if let Err(e) = ready {
         child.abort();
         return Err(e);
     }
@@ -73,6 +82,10 @@ pub fn run(opts: TraceOpts, cmd: Vec<String>) -> Result<i32> {
         }
         Stop::Duration => {
             eprintln!("tracer: --duration reached; PID {pid} keeps running untraced");
+            None
+        }
+        Stop::Quit => {
+            eprintln!("tracer: quit; PID {pid} keeps running untraced");
             None
         }
     };

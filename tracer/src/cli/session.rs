@@ -7,7 +7,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use super::{TraceOpts, EXIT_LOST_EVENTS};
 use crate::{
     ledger::{Event, EventKind, Ledger},
-    live::metrics::Metrics,
+    live::{metrics::Metrics, top},
     probe::{decode::Decoder, Probes, Raw},
     report::{self, SessionInfo},
     session::writer::{live_header, Recorder},
@@ -26,10 +26,47 @@ pub struct LiveSession {
     /// The Prometheus exporter (`--metrics`), started with the event loop.
     metrics: Option<Metrics>,
     metrics_at: Option<std::time::Instant>,
+    /// `tracer top`: the live table instead of event lines.
+    top: Option<TopView>,
+    events: u64,
+    started: std::time::Instant,
+    /// Print a process' final state when it exits (`attach --all` watches many processes).
+    pub report_exits: bool,
+    /// Probe sets on other runtime library files (`attach --all` when processes map different
+    /// builds), each with its own decoder; drained on a timer.
+    pub extra: Vec<(Probes, Decoder)>,
+    /// Per seeded process, (t0, t1) around reading the runtime's state: allocations, frees and
+    /// closes before t0 are already in the seed (dropped here); those between t0 and t1 may or
+    /// may not be (counted in `raced` and reported).
+    pub seed_cutoffs: std::collections::HashMap<u32, (u64, u64)>,
+    raced: std::collections::BTreeMap<u32, u64>,
+    /// Called about every `TICK` while running (`attach --all` looks for new libraries).
+    pub tick: Option<Tick>,
+}
+
+/// How `tracer top` shows the ledger.
+pub enum TopMode {
+    /// Full-screen table, redrawn a few times a second.
+    Screen,
+    /// Plain-text snapshots to stdout every interval.
+    Batch(Duration),
+}
+
+struct TopView {
+    screen: Option<top::Screen>,
+    every: Duration,
+    last: Option<std::time::Instant>,
+    scope: String,
 }
 
 /// How often the metrics page is re-rendered while events flow.
 const METRICS_EVERY: Duration = Duration::from_millis(250);
+
+/// Periodic work done inside the event loop.
+pub type Tick = Box<dyn FnMut(&mut LiveSession)>;
+
+/// How often [`LiveSession::tick`] runs.
+const TICK: Duration = Duration::from_secs(2);
 
 /// Why the event loop stopped.
 #[derive(Debug, PartialEq, Eq)]
@@ -37,6 +74,8 @@ pub enum Stop {
     ChildExited(i32),
     Signal(i32),
     Duration,
+    /// The user quit `tracer top`.
+    Quit,
 }
 
 impl LiveSession {
@@ -49,6 +88,14 @@ impl LiveSession {
             out: std::io::BufWriter::new(std::io::stdout()),
             metrics: None,
             metrics_at: None,
+            top: None,
+            events: 0,
+            started: std::time::Instant::now(),
+            report_exits: false,
+            extra: Vec::new(),
+            seed_cutoffs: Default::default(),
+            raced: Default::default(),
+            tick: None,
             start_ns: monotonic_ns(),
             recorder: None,
         }
@@ -88,6 +135,47 @@ impl LiveSession {
         }
     }
 
+    /// Shows the live `top` view instead of event lines; `scope` names what is traced.
+    pub fn show_top(&mut self, mode: TopMode, scope: String) -> Result<()> {
+        self.opts.quiet = true;
+        let (screen, every) = match mode {
+            TopMode::Screen => (Some(top::Screen::open()?), Duration::from_millis(250)),
+            TopMode::Batch(every) => (None, every),
+        };
+        self.top = Some(TopView {
+            screen,
+            every,
+            last: None,
+            scope,
+        });
+        Ok(())
+    }
+
+    /// Redraws the `top` view when due; true when the user asked to quit.
+    fn refresh_top(&mut self, now: bool) -> Result<bool> {
+        let Some(view) = &mut self.top else {
+            return Ok(false);
+        };
+        let due = now || view.last.is_none_or(|t| t.elapsed() >= view.every);
+        if due {
+            let status = top::Status {
+                elapsed: self.started.elapsed(),
+                events: self.events,
+                lost: self.probes.lost().unwrap_or(0),
+                scope: view.scope.clone(),
+            };
+            match &mut view.screen {
+                Some(screen) => screen.draw(&self.ledger, &status)?,
+                None => {
+                    let _ = writeln!(self.out, "{}", top::snapshot(&self.ledger, &status));
+                    let _ = self.out.flush();
+                }
+            }
+            view.last = Some(std::time::Instant::now());
+        }
+        Ok(view.screen.as_mut().is_some_and(|s| s.quit_requested()))
+    }
+
     /// Starts the exporter if `--metrics` asks for it (needs the tokio runtime). The event loop
     /// starts it too; call it earlier to fail before a command is launched.
     pub fn start_metrics(&mut self) -> Result<()> {
@@ -111,6 +199,19 @@ impl LiveSession {
 
     /// Feeds one event through the ledger and the printer.
     pub fn apply(&mut self, ev: &Event) {
+        if let Some((t0, t1)) = self.seed_cutoffs.get(&ev.pid) {
+            if matches!(
+                ev.kind,
+                EventKind::Alloc { .. } | EventKind::Free { .. } | EventKind::DeviceClose { .. }
+            ) {
+                if ev.ts_ns < *t0 {
+                    return;
+                }
+                if ev.ts_ns <= *t1 {
+                    *self.raced.entry(ev.pid).or_default() += 1;
+                }
+            }
+        }
         let before = self
             .ledger
             .processes
@@ -118,6 +219,16 @@ impl LiveSession {
             .map_or(0, |p| p.outstanding.len());
         self.ledger.apply(ev);
         self.with_recorder(|r| r.record(ev));
+        self.events += 1;
+        if self.report_exits
+            && self.top.is_none()
+            && matches!(ev.kind, EventKind::ProcessExit { .. })
+        {
+            if let Some(p) = self.ledger.processes.get(&ev.pid) {
+                let stacks = &self.decoder.plan().call_stacks;
+                let _ = write!(self.out, "{}", report::text::process_summary(p, stacks));
+            }
+        }
         if self.opts.quiet {
             return;
         }
@@ -140,15 +251,23 @@ impl LiveSession {
     }
 
     fn handle_raw(&mut self, raw: Raw) {
-        let raw = match raw {
-            Raw::Event(e) => e,
-            Raw::Device(d) => {
-                self.decoder.describe(&d);
-                return;
-            }
-        };
-        for ev in self.decoder.decode(&raw) {
+        let events = decode(&mut self.decoder, raw);
+        for ev in events {
             self.apply(&ev);
+        }
+    }
+
+    /// Takes what the extra probe sets have collected.
+    fn drain_extra(&mut self) {
+        for i in 0..self.extra.len() {
+            let mut raws = Vec::new();
+            self.extra[i].0.drain(|r| raws.push(r));
+            for r in raws {
+                let events = decode(&mut self.extra[i].1, r);
+                for ev in events {
+                    self.apply(&ev);
+                }
+            }
         }
     }
 
@@ -158,6 +277,7 @@ impl LiveSession {
         for r in raws {
             self.handle_raw(r);
         }
+        self.drain_extra();
         let _ = self.out.flush();
     }
 
@@ -180,12 +300,13 @@ impl LiveSession {
         tokio::pin!(done);
         tokio::pin!(sleep);
         // Recorded events reach the file at least this often, so a SIGKILL loses little.
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let mut flush_timer = tokio::time::interval(Duration::from_millis(100));
+        let mut last_tick = std::time::Instant::now();
         let stop = loop {
             let mut raws = Vec::new();
             tokio::select! {
                 r = self.probes.next_batch(|r| raws.push(r)) => { r?; }
-                _ = tick.tick() => {}
+                _ = flush_timer.tick() => {}
                 code = &mut done => break Stop::ChildExited(code),
                 _ = int.recv() => break Stop::Signal(libc::SIGINT),
                 _ = term.recv() => break Stop::Signal(libc::SIGTERM),
@@ -194,9 +315,20 @@ impl LiveSession {
             for r in raws {
                 self.handle_raw(r);
             }
+            self.drain_extra();
+            if last_tick.elapsed() >= TICK {
+                last_tick = std::time::Instant::now();
+                if let Some(mut f) = self.tick.take() {
+                    f(self);
+                    self.tick = Some(f);
+                }
+            }
             let _ = self.out.flush();
             self.with_recorder(|r| r.flush_if_due());
             self.publish_metrics(false);
+            if self.refresh_top(false)? {
+                break Stop::Quit;
+            }
         };
         // Events already in the ring buffer belong to the session.
         self.drain();
@@ -207,8 +339,24 @@ impl LiveSession {
     /// Closes the books, prints the summary, writes the JSON; returns the exit code to use
     /// when the traced program itself did not decide it.
     pub fn finish(mut self, now_ns: u64) -> Result<i32> {
+        // The last state of `top`, then the terminal back to normal before the summary.
+        if self.top.as_ref().is_some_and(|v| v.screen.is_none()) {
+            self.refresh_top(true)?;
+        }
+        self.top = None;
         self.ledger.finish(now_ns);
-        let lost = self.probes.lost().unwrap_or(0);
+        for (pid, n) in &self.raced {
+            eprintln!(
+                "tracer: warning: PID {pid}: {n} allocation/free event(s) happened while tracer \
+                 read the SHM tracker; the seeded totals may be off by their bytes"
+            );
+        }
+        let lost = self.probes.lost().unwrap_or(0)
+            + self
+                .extra
+                .iter()
+                .map(|(p, _)| p.lost().unwrap_or(0))
+                .sum::<u64>();
         let plan = self.decoder.plan();
         let info = SessionInfo {
             library: plan.library.display().to_string(),
@@ -257,6 +405,17 @@ impl LiveSession {
             return Ok(EXIT_LOST_EVENTS);
         }
         Ok(0)
+    }
+}
+
+/// Raw probe output -> ledger events, with the decoder of the probe set it came from.
+fn decode(decoder: &mut Decoder, raw: Raw) -> Vec<Event> {
+    match raw {
+        Raw::Event(e) => decoder.decode(&e),
+        Raw::Device(d) => {
+            decoder.describe(&d);
+            Vec::new()
+        }
     }
 }
 

@@ -21,6 +21,15 @@ pub struct DeviceAccount {
     /// High-water marks per type, and when they were reached (ns, session clock).
     pub peak_requested: Amounts,
     pub peak_reserved: Amounts,
+    /// Bytes seeded at attach from the runtime's own state, per type (see
+    /// [`super::EventKind::Seed`]); they count in `requested` and, lacking a per-bank
+    /// footprint, as the same figure in `reserved`.
+    pub seeded: Amounts,
+    /// What is left of `seeded` after frees of pre-attach buffers and closes.
+    pub seeded_left: Amounts,
+    /// Frees of buffers allocated before the attach, and their `requested` bytes.
+    pub freed_before_attach: u64,
+    pub freed_before_attach_bytes: u64,
 }
 
 impl DeviceAccount {
@@ -31,6 +40,33 @@ impl DeviceAccount {
         self.reserved.0[i] += reserved;
         self.peak_requested.0[i] = self.peak_requested.0[i].max(self.requested.0[i]);
         self.peak_reserved.0[i] = self.peak_reserved.0[i].max(self.reserved.0[i]);
+    }
+
+    pub(super) fn seed(&mut self, kind: BufferType, requested: u64) {
+        let i = kind.index();
+        self.seeded.0[i] += requested;
+        self.seeded_left.0[i] += requested;
+        self.requested.0[i] += requested;
+        self.reserved.0[i] += requested;
+        self.peak_requested.0[i] = self.peak_requested.0[i].max(self.requested.0[i]);
+        self.peak_reserved.0[i] = self.peak_reserved.0[i].max(self.reserved.0[i]);
+    }
+
+    /// Takes a pre-attach buffer off the seeded totals (never below what was seeded).
+    pub(super) fn unseed(&mut self, kind: BufferType, requested: u64) {
+        let i = kind.index();
+        let n = requested.min(self.seeded_left.0[i]);
+        self.seeded_left.0[i] -= n;
+        self.requested.0[i] = self.requested.0[i].saturating_sub(n);
+        self.reserved.0[i] = self.reserved.0[i].saturating_sub(n);
+    }
+
+    /// A close reset the allocator: whatever seeded bytes are left are gone too.
+    pub(super) fn drop_seed(&mut self) {
+        for kind in BufferType::ALL {
+            let n = self.seeded_left.get(kind);
+            self.unseed(kind, n);
+        }
     }
 
     pub(super) fn remove(&mut self, kind: BufferType, requested: u64, reserved: u64) {

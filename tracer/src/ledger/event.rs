@@ -115,6 +115,20 @@ pub enum EventKind {
     OutOfMemory {
         refusal: Refusal,
     },
+    /// The tracer attached to a process that was already running: buffers allocated before
+    /// this moment were not seen. `seeded_from` names the runtime state the live totals are
+    /// seeded from (followed by [`EventKind::Seed`] events); `None` means the ledger counts
+    /// only what happens after the attach.
+    Attached {
+        seeded_from: Option<String>,
+    },
+    /// Bytes (`Buffer::size()` sums) of `kind` the process held on `chip` at the attach,
+    /// read from the runtime's own bookkeeping.
+    Seed {
+        chip: i32,
+        kind: BufferType,
+        requested: u64,
+    },
 }
 
 /// What an out-of-memory message of the allocator says.

@@ -47,6 +47,15 @@ pub struct HeldBuffer {
     pub allocated_ns: u64,
 }
 
+/// How the ledger of a process attached mid-run treats what happened before the attach.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PreAttach {
+    /// Live totals start from the runtime's own state (named).
+    Seeded(String),
+    /// Only what happens after the attach is counted; frees of earlier buffers are kept apart.
+    SinceAttach,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outstanding {
     pub held: HeldBuffer,
@@ -74,6 +83,10 @@ pub struct ProcessLedger {
     pub outstanding: Vec<Outstanding>,
     /// Frees of buffers the ledger never saw allocated (e.g. allocated before attach).
     pub unknown_frees: u64,
+    /// Their `requested` bytes, summed over the chips they were on.
+    pub unknown_free_bytes: u64,
+    /// Set when the tracer attached to the process after it started.
+    pub pre_attach: Option<PreAttach>,
     /// Allocations whose reserved size had to fall back to the requested size because the
     /// allocator geometry was not known.
     pub reserved_estimated: u64,
@@ -259,6 +272,18 @@ impl Ledger {
             EventKind::Free { device, buffer } => {
                 if !p.release((device.handle, buffer.unique_id), ev.ts_ns, None) {
                     p.unknown_frees += 1;
+                    p.unknown_free_bytes += buffer.size * device.chips.len() as u64;
+                    let seeded = matches!(p.pre_attach, Some(PreAttach::Seeded(_)));
+                    for chip in &device.chips {
+                        let acct = p.devices.entry(*chip).or_default();
+                        acct.freed_before_attach += 1;
+                        acct.freed_before_attach_bytes += buffer.size;
+                        // A seeded ledger holds this buffer's bytes already: take them off.
+                        if seeded {
+                            acct.unseed(buffer.kind, buffer.size);
+                            acct.deallocations += 1;
+                        }
+                    }
                 }
             }
             EventKind::DeviceClose { device } => {
@@ -274,6 +299,26 @@ impl Ledger {
                     p.release(key, ev.ts_ns, Some(Outcome::FreedByClose));
                 }
                 p.closed(device, ev.ts_ns, dropped);
+                for chip in &device.chips {
+                    if let Some(acct) = p.devices.get_mut(chip) {
+                        acct.drop_seed();
+                    }
+                }
+            }
+            EventKind::Attached { seeded_from } => {
+                p.pre_attach = Some(match seeded_from {
+                    Some(source) => PreAttach::Seeded(source.clone()),
+                    None => PreAttach::SinceAttach,
+                });
+            }
+            EventKind::Seed {
+                chip,
+                kind,
+                requested,
+            } => {
+                if *requested > 0 {
+                    p.devices.entry(*chip).or_default().seed(*kind, *requested);
+                }
             }
             EventKind::DeviceOpen { device, shape } => p.opened(device, *shape, ev.ts_ns),
             EventKind::OutOfMemory { refusal } => p.refused(refusal, ev.ts_ns),

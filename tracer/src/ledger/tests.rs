@@ -436,3 +436,118 @@ fn buffer_type_names_parse_from_prefixes() {
     );
     assert_eq!(BufferType::from_name("L"), None);
 }
+
+fn attached(seeded_from: Option<&str>) -> Event {
+    ev(
+        1,
+        EventKind::Attached {
+            seeded_from: seeded_from.map(String::from),
+        },
+    )
+}
+
+fn seed(chip: i32, kind: BufferType, requested: u64) -> Event {
+    ev(
+        1,
+        EventKind::Seed {
+            chip,
+            kind,
+            requested,
+        },
+    )
+}
+
+#[test]
+fn seeded_attach_counts_pre_attach_frees_against_the_seed() {
+    let mut l = Ledger::new();
+    l.apply(&attached(Some("shm")));
+    for chip in mesh().chips {
+        l.apply(&seed(chip, BufferType::Dram, 3 * 2_097_152));
+        l.apply(&seed(chip, BufferType::L1, 8192));
+    }
+    // A buffer allocated before the attach is freed: it leaves the seeded totals.
+    let old = buf(1, 2_097_152, 2048, BufferType::Dram);
+    l.apply(&ev(
+        5,
+        EventKind::Free {
+            device: mesh(),
+            buffer: old,
+        },
+    ));
+    // A new one is allocated after the attach.
+    let new = buf(9, 4096, 2048, BufferType::Dram);
+    l.apply(&ev(
+        6,
+        EventKind::Alloc {
+            device: mesh(),
+            buffer: new,
+        },
+    ));
+    let p = &l.processes[&7];
+    assert_eq!(p.pre_attach, Some(PreAttach::Seeded("shm".into())));
+    assert_eq!(p.unknown_frees, 1);
+    assert_eq!(p.unknown_free_bytes, 2_097_152 * 8);
+    for chip in mesh().chips {
+        let d = &p.devices[&chip];
+        assert_eq!(d.requested.get(BufferType::Dram), 2 * 2_097_152 + 4096);
+        assert_eq!(d.requested.get(BufferType::L1), 8192);
+        assert_eq!(d.seeded_left.get(BufferType::Dram), 2 * 2_097_152);
+        assert_eq!(d.peak_requested.get(BufferType::Dram), 3 * 2_097_152);
+        assert_eq!((d.allocations, d.deallocations), (1, 1));
+        assert_eq!(
+            d.live_buffers, 1,
+            "only buffers seen are counted as buffers"
+        );
+        assert_eq!(d.freed_before_attach, 1);
+    }
+}
+
+#[test]
+fn since_attach_keeps_pre_attach_frees_apart() {
+    let mut l = Ledger::new();
+    l.apply(&attached(None));
+    l.apply(&ev(
+        5,
+        EventKind::Free {
+            device: chip3(),
+            buffer: buf(1, 5000, 1000, BufferType::L1),
+        },
+    ));
+    l.apply(&ev(
+        6,
+        EventKind::Alloc {
+            device: chip3(),
+            buffer: buf(2, 4096, 2048, BufferType::Dram),
+        },
+    ));
+    let p = &l.processes[&7];
+    assert_eq!(p.pre_attach, Some(PreAttach::SinceAttach));
+    assert_eq!((p.unknown_frees, p.unknown_free_bytes), (1, 5000));
+    let d = &p.devices[&3];
+    assert_eq!(
+        d.requested.get(BufferType::L1),
+        0,
+        "never negative, never lied"
+    );
+    assert_eq!(d.requested.get(BufferType::Dram), 4096);
+    assert_eq!((d.allocations, d.deallocations), (1, 0));
+    assert_eq!(
+        (d.freed_before_attach, d.freed_before_attach_bytes),
+        (1, 5000)
+    );
+}
+
+#[test]
+fn close_drops_what_is_left_of_the_seed() {
+    let mut l = Ledger::new();
+    l.apply(&attached(Some("shm")));
+    for chip in mesh().chips {
+        l.apply(&seed(chip, BufferType::Dram, 65536));
+    }
+    l.apply(&ev(9, EventKind::DeviceClose { device: mesh() }));
+    for d in l.processes[&7].devices.values() {
+        assert_eq!(d.requested.get(BufferType::Dram), 0);
+        assert_eq!(d.reserved.get(BufferType::Dram), 0);
+        assert_eq!(d.peak_requested.get(BufferType::Dram), 65536);
+    }
+}

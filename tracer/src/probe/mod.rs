@@ -25,6 +25,16 @@ const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
 
+/// Loads the object without kernel BTF relocations (the programs read nothing through kernel
+/// types: tracepoint offsets come from tracefs) and without verifier logs: parsing vmlinux BTF
+/// and logging the verifier's work took most of the attach latency.
+fn load_object() -> Result<Ebpf, aya::EbpfError> {
+    aya::EbpfLoader::new()
+        .btf(None)
+        .verifier_log_level(aya::VerifierLogLevel::DISABLE)
+        .load(OBJECT)
+}
+
 /// Which processes the probes report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
@@ -60,19 +70,57 @@ fn tracepoint_field(category: &str, name: &str, field: &str) -> Result<u64> {
         .ok_or_else(|| anyhow!("no field `{field}` in {path}"))
 }
 
-impl Probes {
-    /// Loads and attaches everything. Probes detach when this value is dropped, and the kernel
-    /// detaches them by itself if the tracer dies (they live only as long as our descriptors).
-    pub fn attach(plan: &ProbePlan, scope: Scope) -> Result<Self> {
+/// The eBPF object with its programs verified by the kernel but not attached: what can be
+/// done before the runtime library is calibrated (the two run in parallel for `attach`).
+pub struct Loaded {
+    ebpf: Ebpf,
+}
+
+impl Loaded {
+    pub fn new() -> Result<Self> {
+        let t = std::time::Instant::now();
+        let mut ebpf = load_object().map_err(|e| {
+            anyhow!("cannot load the eBPF programs: {e}. Is this root, on a kernel with BPF? (`tracer doctor` checks)")
+        })?;
+        let timing = std::env::var_os("TRACER_TIMING").is_some();
+        if timing {
+            eprintln!(
+                "tracer: timing: object loaded in {:.1} ms",
+                t.elapsed().as_secs_f64() * 1e3
+            );
+        }
+        for prog in ["tracer_fork", "tracer_exit"] {
+            let p: &mut TracePoint = ebpf.program_mut(prog).unwrap().try_into()?;
+            p.load().with_context(|| format!("loading {prog}"))?;
+        }
+        let probe: &mut UProbe = ebpf.program_mut("tracer_probe").unwrap().try_into()?;
+        probe
+            .load()
+            .context("the kernel rejected the uprobe program")?;
+        if timing {
+            let insns = probe
+                .info()
+                .ok()
+                .and_then(|i| i.verified_instruction_count());
+            eprintln!(
+                "tracer: timing: programs verified in {:.1} ms ({insns:?} instructions verified)",
+                t.elapsed().as_secs_f64() * 1e3
+            );
+        }
+        Ok(Self { ebpf })
+    }
+
+    /// Writes the plan into the maps and attaches. Probes detach when the result is dropped,
+    /// and the kernel detaches them by itself if the tracer dies (they live only as long as
+    /// our descriptors).
+    pub fn attach(self, plan: &ProbePlan, scope: Scope) -> Result<Probes> {
+        let mut ebpf = self.ebpf;
         if plan.probes.len() as u32 > MAX_SLOTS {
             bail!(
                 "probe plan has {} probes; at most {MAX_SLOTS} fit",
                 plan.probes.len()
             );
         }
-        let mut ebpf = Ebpf::load(OBJECT).map_err(|e| {
-            anyhow!("cannot load the eBPF programs: {e}. Is this root, on a kernel with BPF? (`tracer doctor` checks)")
-        })?;
         {
             let mut config: Array<_, u64> = Array::try_from(ebpf.map_mut("CONFIG").unwrap())?;
             let flags = if scope == Scope::All {
@@ -121,15 +169,11 @@ impl Probes {
             ("tracer_exit", "sched_process_exit"),
         ] {
             let p: &mut TracePoint = ebpf.program_mut(prog).unwrap().try_into()?;
-            p.load().with_context(|| format!("loading {prog}"))?;
             p.attach("sched", tp)
                 .with_context(|| format!("attaching to sched:{tp}"))?;
         }
         {
             let probe: &mut UProbe = ebpf.program_mut("tracer_probe").unwrap().try_into()?;
-            probe
-                .load()
-                .context("the kernel rejected the uprobe program")?;
             for (slot, p) in plan.probes.iter().enumerate() {
                 let point = UProbeAttachPoint {
                     location: UProbeAttachLocation::AbsoluteOffset(p.file_offset),
@@ -150,7 +194,14 @@ impl Probes {
         // SAFETY: the ring buffer owns its descriptor and lives exactly as long as the AsyncFd.
         let ring = unsafe { AsyncFd::register(ring) }
             .map_err(|e| anyhow!("cannot poll the ring buffer: {e}"))?;
-        Ok(Self { ebpf, ring })
+        Ok(Probes { ebpf, ring })
+    }
+}
+
+impl Probes {
+    /// Loads and attaches everything.
+    pub fn attach(plan: &ProbePlan, scope: Scope) -> Result<Self> {
+        Loaded::new()?.attach(plan, scope)
     }
 
     /// Only the do-nothing program, on the functions of `roles` (the benchmark's baseline:
@@ -159,7 +210,7 @@ impl Probes {
         plan: &ProbePlan,
         roles: &[crate::runtime::plan::Role],
     ) -> Result<Ebpf> {
-        let mut ebpf = Ebpf::load(OBJECT)?;
+        let mut ebpf = load_object()?;
         let bare: &mut UProbe = ebpf.program_mut("tracer_bare").unwrap().try_into()?;
         bare.load()?;
         for p in plan.probes.iter().filter(|p| roles.contains(&p.role)) {

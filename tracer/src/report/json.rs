@@ -2,7 +2,7 @@
 use serde_json::{json, Map, Value};
 
 use super::{explain, SessionInfo};
-use crate::ledger::{Amounts, BufferType, HeldBuffer, Ledger, ProcessLedger};
+use crate::ledger::{Amounts, BufferType, HeldBuffer, Ledger, PreAttach, ProcessLedger};
 
 pub const SCHEMA: &str = "tracer.summary/1";
 
@@ -121,6 +121,8 @@ pub fn summary(ledger: &Ledger, info: &SessionInfo) -> Value {
                         "live": {"buffers": d.live_buffers, "requested": amounts(&d.requested), "reserved": amounts(&d.reserved)},
                         "peak": {"requested": amounts(&d.peak_requested), "reserved": amounts(&d.peak_reserved),
                                  "reserved_at_ns": peak_at, "holders": peak_holders},
+                        "seeded": {"requested": amounts(&d.seeded)},
+                        "freed_before_attach": {"count": d.freed_before_attach, "requested": d.freed_before_attach_bytes},
                     })
                 })
                 .collect();
@@ -152,6 +154,13 @@ pub fn summary(ledger: &Ledger, info: &SessionInfo) -> Value {
                 "outstanding_groups": groups(p),
                 "lifecycle": lifecycle(p),
                 "oom": ooms(p),
+                "attach": match &p.pre_attach {
+                    None => Value::Null,
+                    Some(PreAttach::Seeded(source)) => json!({"mode": "seeded", "source": source,
+                        "unknown_frees": p.unknown_frees, "unknown_free_bytes": p.unknown_free_bytes}),
+                    Some(PreAttach::SinceAttach) => json!({"mode": "since_attach",
+                        "unknown_frees": p.unknown_frees, "unknown_free_bytes": p.unknown_free_bytes}),
+                },
             })
         })
         .collect();

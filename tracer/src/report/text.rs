@@ -3,7 +3,7 @@ use std::fmt::Write as _;
 
 use super::explain;
 use super::SessionInfo;
-use crate::ledger::{Amounts, BufferType, Ledger, ProcessLedger};
+use crate::ledger::{Amounts, BufferType, Ledger, PreAttach, ProcessLedger};
 
 fn amounts(a: &Amounts, always_dram: bool) -> String {
     BufferType::ALL
@@ -22,6 +22,23 @@ pub fn process_summary(p: &ProcessLedger, call_stacks: &str) -> String {
         (false, _) => "still running when the tracer stopped".to_string(),
     };
     let _ = writeln!(s, "PID {} ({}) {status}", p.pid, p.command);
+    match &p.pre_attach {
+        Some(PreAttach::Seeded(source)) => {
+            let _ = writeln!(
+                s,
+                "pre-attach state: seeded from {source} ({} free(s) of buffers allocated before attach, {} bytes, taken off the seed; seeded bytes count as reserved too)",
+                p.unknown_frees, p.unknown_free_bytes
+            );
+        }
+        Some(PreAttach::SinceAttach) => {
+            let _ = writeln!(
+                s,
+                "pre-attach state: since attach ({} free(s) of buffers allocated before attach, {} bytes, not counted)",
+                p.unknown_frees, p.unknown_free_bytes
+            );
+        }
+        None => {}
+    }
     explain::lifecycle(&mut s, p);
     // One contract line per chip, then the details; chips of a mesh usually have identical
     // details, which are printed once for all of them.
@@ -61,7 +78,7 @@ pub fn process_summary(p: &ProcessLedger, call_stacks: &str) -> String {
     explain::ooms(&mut s, p);
     explain::outstanding(&mut s, p, call_stacks);
     explain::per_chip(&mut s, p);
-    if p.unknown_frees > 0 {
+    if p.unknown_frees > 0 && p.pre_attach.is_none() {
         let _ = writeln!(
             s,
             "{} free(s) of buffers allocated before tracing began",

@@ -87,6 +87,40 @@ fn from_python(python: &Path) -> Option<PathBuf> {
     find_in(&dir.join("build").join("lib"), 0).or_else(|| find_in(&dir, 3))
 }
 
+/// Pythons that may run the command, most likely first: the program itself or its shebang, a
+/// Python named in the arguments (`sh -c "venv/bin/python x.py"`, `uv run python ...`), the
+/// active virtualenv, then `python3` / `python` on PATH.
+fn candidate_pythons(program: Option<&Path>, argv: &[String]) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    let mut push = |p: PathBuf| {
+        if p.is_file() && !out.contains(&p) {
+            out.push(p);
+        }
+    };
+    if let Some(py) = program.and_then(interpreter) {
+        push(py);
+    }
+    for word in argv.iter().skip(1).flat_map(|a| a.split_whitespace()) {
+        let named_python = Path::new(word)
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("python"));
+        if named_python {
+            if let Some(p) = which(word) {
+                push(p);
+            }
+        }
+    }
+    if let Some(venv) = std::env::var_os("VIRTUAL_ENV") {
+        push(PathBuf::from(venv).join("bin/python"));
+    }
+    for name in ["python3", "python"] {
+        if let Some(p) = which(name) {
+            push(p);
+        }
+    }
+    out
+}
+
 /// The runtime library `argv` will load: from `--lib`, the command's Python environment,
 /// `TT_METAL_HOME`, or the dynamic linker's cache.
 pub fn library_for_command(lib: Option<&Path>, argv: &[String]) -> Result<PathBuf> {
@@ -94,13 +128,16 @@ pub fn library_for_command(lib: Option<&Path>, argv: &[String]) -> Result<PathBu
         return checked(lib);
     }
     let mut tried = Vec::new();
-    if let Some(program) = argv.first().and_then(|p| which(p)) {
-        if let Some(py) = interpreter(&program) {
-            tried.push(format!("the ttnn package of {}", py.display()));
-            if let Some(found) = from_python(&py) {
-                return Ok(found);
-            }
-        } else if let Some(found) = program.parent().and_then(|d| find_in(d, 0)) {
+    let program = argv.first().and_then(|p| which(p));
+    if let Some(dir) = program.as_deref().and_then(Path::parent) {
+        // A native program shipped beside the runtime.
+        if let Some(found) = find_in(dir, 0) {
+            return Ok(found);
+        }
+    }
+    for py in candidate_pythons(program.as_deref(), argv) {
+        tried.push(format!("the ttnn package of {}", py.display()));
+        if let Some(found) = from_python(&py) {
             return Ok(found);
         }
     }
@@ -160,4 +197,108 @@ pub fn library_in_process(pid: u32) -> Result<Option<(PathBuf, u64)>> {
         return Ok(Some((path, start)));
     }
     Ok(None)
+}
+
+/// The file identity (device, inode) of a library: uprobes attach to the inode, so two paths
+/// to the same file are one library.
+pub fn file_id(path: &Path) -> Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).with_context(|| format!("cannot stat {}", path.display()))?;
+    Ok((m.dev(), m.ino()))
+}
+
+/// Every process (but this one) that maps a runtime library now: (pid, library path).
+pub fn processes_with_library() -> Vec<(u32, PathBuf)> {
+    let me = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out: Vec<(u32, PathBuf)> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter_map(|pid| Some((pid, library_in_process(pid).ok()??.0)))
+        .collect();
+    out.sort();
+    out
+}
+
+/// The state letter of /proc/PID/stat (`Z` for a zombie), `None` when the process is gone.
+pub fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may itself contain ") ".
+    stat.rsplit_once(") ")?.1.chars().next()
+}
+
+/// Every live descendant of `pid` (children, their children, ...), from /proc/*/stat.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let parent_of: Vec<(u32, u32)> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+            let ppid = stat
+                .rsplit_once(") ")?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some((p, ppid))
+        })
+        .collect();
+    let mut out = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(parent) = frontier.pop() {
+        for (child, _) in parent_of.iter().filter(|(_, pp)| *pp == parent) {
+            if !out.contains(child) {
+                out.push(*child);
+                frontier.push(*child);
+            }
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+/// Whether `pid` still runs (exists and is not a zombie).
+pub fn alive(pid: u32) -> bool {
+    matches!(process_state(pid), Some(s) if s != 'Z' && s != 'X')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_state_of_live_and_missing_processes() {
+        let me = std::process::id();
+        assert!(alive(me));
+        assert!(matches!(process_state(me), Some('R' | 'S')));
+        // A child that exited and was reaped leaves no /proc entry.
+        let mut c = std::process::Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        assert_eq!(process_state(pid), None);
+        assert!(!alive(pid));
+    }
+
+    #[test]
+    fn finds_descendants() {
+        let mut c = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        assert!(descendants(std::process::id()).contains(&c.id()));
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+
+    #[test]
+    fn finds_no_runtime_in_a_process_without_it() {
+        assert_eq!(library_in_process(std::process::id()).unwrap(), None);
+    }
 }

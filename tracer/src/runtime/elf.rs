@@ -12,9 +12,9 @@ pub struct Symbol {
 
 pub struct Library {
     pub path: std::path::PathBuf,
-    data: Vec<u8>,
+    data: &'static [u8],
     /// Mangled name -> symbol (first definition wins; .dynsym and .symtab agree).
-    symbols: HashMap<String, Symbol>,
+    symbols: HashMap<&'static str, Symbol>,
     pub build_id: Option<String>,
     /// (vaddr, file offset, size) of loadable segments, to turn addresses into file offsets.
     segments: Vec<(u64, u64, u64)>,
@@ -22,9 +22,8 @@ pub struct Library {
 
 impl Library {
     pub fn open(path: &Path) -> Result<Self> {
-        let data =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let (symbols, build_id, segments) = Self::index(&data, path)?;
+        let data = map(path)?;
+        let (symbols, build_id, segments) = Self::index(data, path)?;
         Ok(Self {
             path: path.to_path_buf(),
             data,
@@ -36,10 +35,10 @@ impl Library {
 
     #[allow(clippy::type_complexity)]
     fn index(
-        data: &[u8],
+        data: &'static [u8],
         path: &Path,
     ) -> Result<(
-        HashMap<String, Symbol>,
+        HashMap<&'static str, Symbol>,
         Option<String>,
         Vec<(u64, u64, u64)>,
     )> {
@@ -50,7 +49,7 @@ impl Library {
             if sym.kind() == SymbolKind::Text || sym.kind() == SymbolKind::Data {
                 if let Ok(name) = sym.name() {
                     if sym.address() != 0 {
-                        symbols.entry(name.to_string()).or_insert(Symbol {
+                        symbols.entry(name).or_insert(Symbol {
                             address: sym.address(),
                             size: sym.size(),
                         });
@@ -93,7 +92,7 @@ impl Library {
             .filter(|(m, _)| m.starts_with(mangled_prefix))
             .filter_map(|(m, s)| {
                 let d = demangle(m)?;
-                d.starts_with(prefix).then(|| (m.clone(), d, *s))
+                d.starts_with(prefix).then(|| (m.to_string(), d, *s))
             })
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -131,7 +130,7 @@ impl Library {
         self.symbols
             .iter()
             .filter(|(_, s)| s.address == address)
-            .map(|(n, _)| n.as_str())
+            .map(|(n, _)| *n)
             .min()
     }
 
@@ -148,6 +147,38 @@ impl Library {
         let len = if sym.size > 0 { sym.size as usize } else { max }.min(max);
         self.data
             .get(off..off + len.min(self.data.len().saturating_sub(off)))
+    }
+}
+
+/// Maps the library read-only for the rest of the process. Only the pages calibration reads
+/// (symbol tables, a few functions) are touched: reading all of a 35 MB library and copying every
+/// symbol name took most of the attach latency. The mapping is never unmapped (a CLI opens a
+/// handful of libraries at most); a library rewritten in place while tracer reads it is the
+/// caller's problem, as with any mmap.
+fn map(path: &Path) -> Result<&'static [u8]> {
+    use std::os::fd::AsRawFd;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let len = file.metadata()?.len() as usize;
+    if len == 0 {
+        bail!("{} is empty", path.display());
+    }
+    // SAFETY: a fresh private read-only mapping of a file we opened; the slice covers exactly
+    // the mapped length and lives as long as the process (never unmapped).
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE,
+            file.as_raw_fd(),
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("cannot map {}", path.display()));
+        }
+        Ok(std::slice::from_raw_parts(p as *const u8, len))
     }
 }
 

@@ -8,6 +8,7 @@ pub mod elf;
 pub mod lifecycle;
 pub mod oom;
 pub mod plan;
+pub mod shm;
 pub mod symbols;
 pub mod window;
 

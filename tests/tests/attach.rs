@@ -1,0 +1,855 @@
+//! `tracer attach` (--pid, --all) and `tracer run` on a process tree, on the real runtime
+//! (ttnn 0.81.1 on the 8-chip mock mesh), checked against what each process itself did and what
+//! tt-metal reports (`ttnn.get_memory_view`). Other ttnn processes may run on this machine at
+//! the same time: every check filters on the PIDs this test started.
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use tracer_tests::*;
+
+const ERA: &str = "0.81.1";
+
+/// Environment of the mock mesh, for processes the test starts itself.
+fn mock(c: &mut Command) -> &mut Command {
+    c.env(
+        "TT_METAL_MOCK_CLUSTER_DESC_PATH",
+        root().join("fixtures/tt-cluster/blackhole_8xP150.yaml"),
+    )
+    .env("ARCH_NAME", "blackhole")
+    .env("TT_METAL_LOGGER_LEVEL", "ERROR")
+    .current_dir(root())
+}
+
+fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// How a target is started (always in its own mount namespace with a private /dev/shm).
+#[derive(PartialEq)]
+enum How {
+    /// The shell execs Python: the target PID is the workload.
+    Exec,
+    /// Python from a venv mounted at a path only the target's namespace has.
+    Container,
+    /// The shell stays the parent of the workload.
+    UnderShell,
+}
+
+/// A running workloads/attach_target.py.
+struct Target {
+    child: Child,
+    pid: u32,
+    go: PathBuf,
+    truth: PathBuf,
+}
+
+impl Target {
+    /// Starts it; with `wait`, returns once phase 1 is allocated and it waits for `go()`.
+    ///
+    /// It runs with a /dev/shm of its own (a private mount namespace, as in a container):
+    /// tt-metal's SHM tracker keeps one table per chip shared by every process on the machine
+    /// and never reclaims the records of processes that died with their devices open, so on a
+    /// busy machine the table fills up and new processes go untracked. A private /dev/shm gives
+    /// the workload a tracker of its own, read by tracer through /proc/PID/map_files.
+    fn start(env: &[(&str, &str)], wait: bool) -> Self {
+        Self::start_era(ERA, env, wait)
+    }
+
+    fn start_era(era: &str, env: &[(&str, &str)], wait: bool) -> Self {
+        Self::spawn(era, env, wait, How::Exec)
+    }
+
+    /// Like a container: the Python environment is mounted at a path that exists only in the
+    /// workload's mount namespace, so its /proc/PID/maps names a library the host cannot see
+    /// at that path (tracer reaches it through /proc/PID/root).
+    fn start_in_container() -> Self {
+        Self::spawn(ERA, &[], true, How::Container)
+    }
+
+    /// Under a shell that does not use tt-metal itself (a launcher).
+    fn start_under_shell() -> Self {
+        Self::spawn(ERA, &[], true, How::UnderShell)
+    }
+
+    fn spawn(era: &str, env: &[(&str, &str)], wait: bool, how: How) -> Self {
+        let dir = tempdir();
+        let (ready, go, truth) = (dir.join("ready"), dir.join("go"), dir.join("truth.json"));
+        let mut c = Command::new("unshare");
+        c.args(["--mount", "--propagation", "private", "sh", "-c"]);
+        if how == How::Container {
+            let venv = python(era)
+                .parent()
+                .unwrap()
+                .parent()
+                .unwrap()
+                .to_path_buf();
+            c.arg(
+                "mount -t tmpfs tmpfs /dev/shm && mount -t tmpfs tmpfs /mnt && mkdir /mnt/venv \
+                 && mount --bind \"$0\" /mnt/venv && exec /mnt/venv/bin/python \"$@\"",
+            )
+            .arg(venv);
+        } else if how == How::UnderShell {
+            // The shell stays the parent (no exec) and exits after its child.
+            c.arg("mount -t tmpfs tmpfs /dev/shm && \"$0\" \"$@\"; exit 0")
+                .arg(python(era));
+        } else {
+            c.arg("mount -t tmpfs tmpfs /dev/shm && exec \"$0\" \"$@\"")
+                .arg(python(era));
+        }
+        mock(&mut c).arg(workload("attach_target.py"));
+        if wait {
+            c.arg("--ready").arg(&ready).arg("--go").arg(&go);
+        }
+        c.arg("--truth").arg(&truth);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let child = c
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        if wait {
+            wait_for("the workload's phase 1", 180, || ready.exists());
+        }
+        Target {
+            child,
+            pid,
+            go,
+            truth,
+        }
+    }
+
+    fn go(&self) {
+        std::fs::write(&self.go, "").unwrap();
+    }
+
+    /// Waits for the workload to end; returns its ground truth.
+    fn finish(mut self) -> Value {
+        let st = self.child.wait().unwrap();
+        assert!(st.success(), "workload {} failed: {st}", self.pid);
+        serde_json::from_str(&std::fs::read_to_string(&self.truth).unwrap()).unwrap()
+    }
+}
+
+/// A tracer whose stderr and stdout are collected in the background.
+struct Tracer {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+    stdout: Arc<Mutex<String>>,
+}
+
+fn collect(r: impl std::io::Read + Send + 'static, into: Arc<Mutex<String>>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines().map_while(Result::ok) {
+            let mut s = into.lock().unwrap();
+            s.push_str(&line);
+            s.push('\n');
+        }
+    });
+}
+
+impl Tracer {
+    fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut c = tracer();
+        c.args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let mut child = c
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (stderr, stdout) = Default::default();
+        collect(child.stderr.take().unwrap(), Arc::clone(&stderr));
+        collect(child.stdout.take().unwrap(), Arc::clone(&stdout));
+        Tracer {
+            child,
+            stderr,
+            stdout,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    fn wait_line(&mut self, line: &str) {
+        wait_for(line, 60, || {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!("tracer ended ({st}) before `{line}`:\n{}", self.stderr());
+            }
+            self.stderr().lines().any(|l| l.starts_with(line))
+        });
+    }
+
+    fn wait_exit(&mut self, secs: u64) -> i32 {
+        let mut code = None;
+        wait_for("the tracer to exit", secs, || {
+            code = self
+                .child
+                .try_wait()
+                .unwrap()
+                .map(|s| s.code().unwrap_or(-1));
+            code.is_some()
+        });
+        // Let the readers take the last lines.
+        std::thread::sleep(Duration::from_millis(200));
+        code.unwrap()
+    }
+
+    fn signal(&self, sig: i32) {
+        signal(self.child.id(), sig);
+    }
+}
+
+fn signal(pid: u32, sig: i32) {
+    Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+}
+
+fn summary_process(summary: &Path, pid: u32) -> Value {
+    let s: Value = serde_json::from_str(&std::fs::read_to_string(summary).unwrap()).unwrap();
+    s["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pid"].as_u64() == Some(u64::from(pid)))
+        .unwrap_or_else(|| panic!("PID {pid} not in the summary"))
+        .clone()
+}
+
+fn chips(truth: &Value) -> Vec<i64> {
+    let mut c: Vec<i64> = truth["chips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_i64().unwrap())
+        .collect();
+    c.sort();
+    c
+}
+
+fn n(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+/// Per-chip ledger of a process attached mid-run with the SHM tracker on: seeded from it, then
+/// exact after the attach.
+fn check_seeded(p: &Value, truth: &Value) {
+    let devs: BTreeMap<i64, Value> = devices(p);
+    assert_eq!(devs.keys().copied().collect::<Vec<_>>(), chips(truth));
+    assert_eq!(p["attach"]["mode"], "seeded", "{p}");
+    let after = &truth["after"];
+    for (chip, d) in &devs {
+        let what = format!("PID {} chip {chip}", truth["pid"]);
+        // What was seeded is what the process held at the attach, by its own count and by
+        // tt-metal's get_memory_view (phase-1 DRAM tensors reserve exactly their size).
+        assert_eq!(
+            d["seeded"]["requested"]["DRAM"], truth["before"]["requested"]["DRAM"],
+            "{what}"
+        );
+        assert_eq!(
+            d["seeded"]["requested"]["DRAM"], truth["before"]["memory_view"]["DRAM"],
+            "{what}: seed == get_memory_view at the attach"
+        );
+        assert_eq!(n(&d["allocations"]), n(&after["allocations"]), "{what}");
+        assert_eq!(
+            n(&d["deallocations"]),
+            n(&after["deallocations"]) + n(&after["pre_attach_frees"]),
+            "{what}"
+        );
+        for ty in ["DRAM", "L1"] {
+            assert_eq!(
+                d["live"]["requested"][ty], truth["live_requested"][ty],
+                "{what}: live requested {ty}"
+            );
+        }
+        assert_eq!(
+            d["live"]["reserved"]["DRAM"], truth["memory_view_at_end"]["DRAM"],
+            "{what}: live reserved DRAM == get_memory_view"
+        );
+        assert_eq!(
+            n(&d["freed_before_attach"]["count"]),
+            n(&after["pre_attach_frees"]),
+            "{what}"
+        );
+        assert_eq!(
+            d["freed_before_attach"]["requested"], after["pre_attach_free_requested"],
+            "{what}"
+        );
+    }
+}
+
+/// Per-chip ledger of a process traced from its start.
+fn check_complete(p: &Value, truth: &Value) {
+    let devs = devices(p);
+    assert_eq!(devs.keys().copied().collect::<Vec<_>>(), chips(truth));
+    assert!(p["attach"].is_null(), "{p}");
+    let after = &truth["after"];
+    for (chip, d) in &devs {
+        let what = format!("PID {} chip {chip}", truth["pid"]);
+        assert_eq!(
+            n(&d["allocations"]),
+            n(&truth["before"]["tensors"]) + n(&after["allocations"]),
+            "{what}"
+        );
+        assert_eq!(
+            n(&d["deallocations"]),
+            n(&after["deallocations"]) + n(&after["pre_attach_frees"]),
+            "{what}"
+        );
+        for ty in ["DRAM", "L1"] {
+            assert_eq!(
+                d["live"]["requested"][ty], truth["live_requested"][ty],
+                "{what}: requested {ty}"
+            );
+            assert_eq!(
+                d["live"]["reserved"][ty], truth["memory_view_at_end"][ty],
+                "{what}: reserved {ty} == get_memory_view"
+            );
+        }
+    }
+}
+
+#[test]
+fn attach_mid_run_seeds_from_the_shm_tracker() {
+    attach_mid_run_seeded(ERA);
+}
+
+/// The other layout era: same tracker format, older `Buffer` layout.
+#[test]
+fn attach_mid_run_seeds_from_the_shm_tracker_0_75_0() {
+    attach_mid_run_seeded("0.75.0");
+}
+
+fn attach_mid_run_seeded(era: &str) {
+    let target = Target::start_era(era, &[], true);
+    let dir = tempdir();
+    let summary = dir.join("summary.json");
+    let pid = target.pid.to_string();
+    let mut t = Tracer::start(
+        &[
+            "attach",
+            "--pid",
+            &pid,
+            "--summary-json",
+            summary.to_str().unwrap(),
+        ],
+        &[],
+    );
+    t.wait_line(&format!("attached: PID {pid}"));
+    target.go();
+    let truth = target.finish();
+    assert_eq!(t.wait_exit(60), 0, "{}", t.stderr());
+    assert!(
+        t.stderr().contains("seeded from tt-metal SHM tracker"),
+        "{}",
+        t.stderr()
+    );
+    assert!(t
+        .stdout()
+        .contains("pre-attach state: seeded from tt-metal SHM tracker"));
+    // Allocations after the attach appear on every chip, with their exact size.
+    let lines = t.stdout();
+    for chip in chips(&truth) {
+        assert!(
+            lines.contains(&format!(
+                "✓ [PID {pid}] Allocated 1048576 bytes of DRAM on device {chip}"
+            )),
+            "chip {chip}:\n{lines}"
+        );
+        assert!(lines.contains(&format!("✗ [PID {pid}] Freed buffer")));
+    }
+    check_seeded(&summary_process(&summary, target_pid(&truth)), &truth);
+}
+
+#[test]
+fn attach_to_a_process_that_sees_the_library_under_another_root() {
+    let target = Target::start_in_container();
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", target.pid)).unwrap();
+    assert!(
+        maps.contains("/mnt/venv/"),
+        "library mapped from the private mount"
+    );
+    assert!(
+        !Path::new("/mnt/venv/bin/python").exists(),
+        "not visible from here"
+    );
+    let dir = tempdir();
+    let summary = dir.join("summary.json");
+    let pid = target.pid.to_string();
+    let mut t = Tracer::start(
+        &[
+            "attach",
+            "--quiet",
+            "--pid",
+            &pid,
+            "--summary-json",
+            summary.to_str().unwrap(),
+        ],
+        &[],
+    );
+    t.wait_line(&format!("attached: PID {pid}"));
+    assert!(
+        t.stderr().contains(&format!("/proc/{pid}/root/mnt/venv/")),
+        "{}",
+        t.stderr()
+    );
+    target.go();
+    let truth = target.finish();
+    assert_eq!(t.wait_exit(60), 0, "{}", t.stderr());
+    check_seeded(&summary_process(&summary, target_pid(&truth)), &truth);
+}
+
+/// Attaching while the target allocates and frees in a tight loop (one 2048-byte-per-chip DRAM
+/// tensor alive at a time): the ledger never counts more than the process can hold, and
+/// events that raced with reading the SHM tracker are reported, not silently absorbed.
+#[test]
+fn attach_to_a_busy_process() {
+    let mut c = Command::new("unshare");
+    c.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg("mount -t tmpfs tmpfs /dev/shm && exec \"$0\" \"$@\"")
+        .arg(python(ERA));
+    let mut target = mock(&mut c)
+        .arg(workload("alloc_loop.py"))
+        .arg("1000000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = target.id();
+    wait_for("the loop to start", 120, || {
+        std::fs::read_to_string(format!("/proc/{pid}/maps"))
+            .unwrap_or_default()
+            .contains("tt_device_")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let dir = tempdir();
+    let summary = dir.join("summary.json");
+    let mut t = Tracer::start(
+        &[
+            "attach",
+            "--quiet",
+            "--duration",
+            "2",
+            "--pid",
+            &pid.to_string(),
+            "--summary-json",
+            summary.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(t.wait_exit(60), 0, "{}", t.stderr());
+    target.kill().unwrap();
+    target.wait().unwrap();
+    let p = summary_process(&summary, pid);
+    assert_eq!(p["attach"]["mode"], "seeded");
+    let raced = t
+        .stderr()
+        .contains("happened while tracer read the SHM tracker");
+    for (chip, d) in devices(&p) {
+        let what = format!("chip {chip}: {d}");
+        let (allocs, frees) = (n(&d["allocations"]), n(&d["deallocations"]));
+        assert!(allocs > 100, "{what}");
+        // One tensor was alive at the attach: at most one free of a never-seen buffer.
+        assert!(n(&d["freed_before_attach"]["count"]) <= 1, "{what}");
+        assert!(frees <= allocs + 1 && allocs <= frees + 1, "{what}");
+        assert!(n(&d["live"]["buffers"]) <= 1, "{what}");
+        let live = n(&d["live"]["requested"]["DRAM"]);
+        let peak = n(&d["peak"]["requested"]["DRAM"]);
+        if raced {
+            // Reported: an allocation may have been counted by the seed and by its event.
+            assert!(live <= 2 * 2048 && peak <= 2 * 2048, "{what}");
+        } else {
+            assert!(live <= 2048 && peak <= 2048, "{what}");
+        }
+    }
+}
+
+/// `attach --pid` of a launcher that does not use tt-metal: its descendants that do are traced
+/// (seeded as usual), each under its own PID.
+#[test]
+fn attach_to_a_launcher_traces_its_children() {
+    let target = Target::start_under_shell();
+    let shell = target.pid.to_string();
+    let dir = tempdir();
+    let summary = dir.join("summary.json");
+    let mut t = Tracer::start(
+        &[
+            "attach",
+            "--quiet",
+            "--pid",
+            &shell,
+            "--summary-json",
+            summary.to_str().unwrap(),
+        ],
+        &[],
+    );
+    t.wait_line(&format!("attached: PID {shell}"));
+    target.go();
+    let truth = target.finish();
+    assert_eq!(t.wait_exit(60), 0, "{}", t.stderr());
+    let child = target_pid(&truth);
+    assert_ne!(child.to_string(), shell);
+    assert!(
+        t.stderr().contains(&format!("attached: PID {child}\n")),
+        "{}",
+        t.stderr()
+    );
+    check_seeded(&summary_process(&summary, child), &truth);
+}
+
+fn target_pid(truth: &Value) -> u32 {
+    n(&truth["pid"]) as u32
+}
+
+#[test]
+fn attach_without_shm_tracker_counts_since_attach() {
+    let target = Target::start(&[("TT_METAL_SHM_TRACKING_DISABLED", "1")], true);
+    let dir = tempdir();
+    let summary = dir.join("summary.json");
+    let pid = target.pid.to_string();
+    let mut t = Tracer::start(
+        &[
+            "attach",
+            "--quiet",
+            "--pid",
+            &pid,
+            "--summary-json",
+            summary.to_str().unwrap(),
+        ],
+        &[],
+    );
+    t.wait_line(&format!("attached: PID {pid}"));
+    target.go();
+    let truth = target.finish();
+    assert_eq!(t.wait_exit(60), 0, "{}", t.stderr());
+    assert!(
+        t.stderr()
+            .contains("no tt-metal SHM tracker in this process; counting since attach"),
+        "{}",
+        t.stderr()
+    );
+    let after = &truth["after"];
+    let freed_bytes = n(&after["pre_attach_free_requested"]);
+    assert!(
+        t.stdout().contains(&format!(
+            "pre-attach state: since attach ({} free(s) of buffers allocated before attach, {} bytes",
+            after["pre_attach_frees"],
+            freed_bytes * chips(&truth).len() as u64
+        )),
+        "{}",
+        t.stdout()
+    );
+    let p = summary_process(&summary, target_pid(&truth));
+    assert_eq!(p["attach"]["mode"], "since_attach");
+    for (chip, d) in devices(&p) {
+        let what = format!("chip {chip}");
+        assert_eq!(n(&d["allocations"]), n(&after["allocations"]), "{what}");
+        assert_eq!(n(&d["deallocations"]), n(&after["deallocations"]), "{what}");
+        for ty in ["DRAM", "L1"] {
+            assert_eq!(
+                d["live"]["requested"][ty], truth["live_requested_since_attach"][ty],
+                "{what}: {ty} held since the attach"
+            );
+        }
+        // What tt-metal says changed in DRAM since the attach, pre-attach frees put back.
+        let grown = n(&truth["memory_view_at_end"]["DRAM"]) + freed_bytes
+            - n(&truth["before"]["memory_view"]["DRAM"]);
+        assert_eq!(n(&d["live"]["reserved"]["DRAM"]), grown, "{what}");
+        assert_eq!(
+            n(&d["freed_before_attach"]["count"]),
+            n(&after["pre_attach_frees"])
+        );
+        assert_eq!(n(&d["freed_before_attach"]["requested"]), freed_bytes);
+    }
+}
+
+#[test]
+fn attach_all_keeps_one_exact_ledger_per_process() {
+    let a = Target::start(&[], true);
+    let b = Target::start(&[], true);
+    // Another release (another library file): traced by a probe set of its own.
+    let e = Target::start_era("0.75.0", &[], true);
+    let dir = tempdir();
+    let summary = dir.join("summary.json");
+    let lib = library(ERA);
+    let mut t = Tracer::start(
+        &[
+            "attach",
+            "--all",
+            "--lib",
+            lib.to_str().unwrap(),
+            "--summary-json",
+            summary.to_str().unwrap(),
+        ],
+        &[],
+    );
+    t.wait_line("attached: --all");
+    for pid in [a.pid, b.pid, e.pid] {
+        assert!(
+            t.stderr().contains(&format!("attached: PID {pid}\n")),
+            "{}",
+            t.stderr()
+        );
+    }
+    // The third starts after the tracer: traced from its first runtime call.
+    let c = Target::start(&[], false);
+    let c_pid = c.pid;
+    a.go();
+    b.go();
+    e.go();
+    let truths = [a.finish(), b.finish(), c.finish(), e.finish()];
+    // Each exit is reported with the process' final state while the tracer keeps watching.
+    wait_for("the exit reports", 30, || {
+        truths
+            .iter()
+            .all(|tr| t.stdout().contains(&format!("PID {} (", target_pid(tr))))
+    });
+    t.signal(2);
+    assert_eq!(t.wait_exit(60), 0, "{}", t.stderr());
+    assert!(t.stdout().contains(&format!("✓ [PID {c_pid}] Allocated")));
+    check_seeded(
+        &summary_process(&summary, target_pid(&truths[0])),
+        &truths[0],
+    );
+    check_seeded(
+        &summary_process(&summary, target_pid(&truths[1])),
+        &truths[1],
+    );
+    check_complete(&summary_process(&summary, c_pid), &truths[2]);
+    check_seeded(
+        &summary_process(&summary, target_pid(&truths[3])),
+        &truths[3],
+    );
+}
+
+/// A process of another release started after the tracer: its library file is found by the
+/// periodic scan and probed from then on (seeded like an attach), or, when some process already
+/// mapped that file at the start, traced from its first call.
+#[test]
+fn attach_all_picks_up_a_library_first_used_later() {
+    let dir = tempdir();
+    let summary = dir.join("summary.json");
+    let lib = library(ERA);
+    let mut t = Tracer::start(
+        &[
+            "attach",
+            "--all",
+            "--quiet",
+            "--lib",
+            lib.to_str().unwrap(),
+            "--summary-json",
+            summary.to_str().unwrap(),
+        ],
+        &[],
+    );
+    t.wait_line("attached: --all");
+    let old_lib = library("0.75.0");
+    let probed_from_start = t
+        .stderr()
+        .lines()
+        .any(|l| l.starts_with("attached: --all") && l.contains(old_lib.to_str().unwrap()));
+    eprintln!("0.75.0 library probed from the start: {probed_from_start}");
+    let e = Target::start_era("0.75.0", &[], true);
+    let pid = e.pid;
+    if !probed_from_start {
+        t.wait_line(&format!("attached: PID {pid}"));
+    }
+    e.go();
+    let truth = e.finish();
+    wait_for("the exit report", 30, || {
+        t.stdout().contains(&format!("PID {pid} ("))
+    });
+    t.signal(2);
+    assert_eq!(t.wait_exit(60), 0, "{}", t.stderr());
+    let p = summary_process(&summary, pid);
+    if probed_from_start {
+        check_complete(&p, &truth);
+    } else {
+        check_seeded(&p, &truth);
+    }
+}
+
+#[test]
+fn run_follows_children_started_by_multiprocessing_and_subprocess() {
+    let t = trace(ERA, "two_children.py", &[], &["--quiet"]);
+    assert!(t.output.status.success(), "{}", t.stderr());
+    let truth = t.truth.as_ref().expect("ground truth");
+    let children = truth["children"].as_array().unwrap();
+    assert_eq!(children.len(), 2);
+    for child in children {
+        let pid = n(&child["pid"]);
+        let p = t.summary["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| n(&p["pid"]) == pid)
+            .unwrap_or_else(|| panic!("child {pid} not reported: {}", t.summary));
+        check_complete(p, child);
+    }
+}
+
+// ---- bad input ----
+
+fn attach_once(pid: u32, env: &[(&str, &str)]) -> (i32, String) {
+    let mut t = Tracer::start(&["attach", "--quiet", "--pid", &pid.to_string()], env);
+    let code = t.wait_exit(120);
+    (code, t.stderr())
+}
+
+#[test]
+fn attach_to_a_pid_that_does_not_exist() {
+    let mut gone = Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    gone.wait().unwrap();
+    let (code, err) = attach_once(pid, &[]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains(&format!("no process with PID {pid}")), "{err}");
+}
+
+#[test]
+fn attach_to_a_pid_that_already_exited() {
+    // Exited but not reaped yet: /proc still lists it, as a zombie.
+    let mut zombie = Command::new("true").spawn().unwrap();
+    let pid = zombie.id();
+    wait_for("the child to exit", 10, || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.contains(") Z"))
+            .unwrap_or(false)
+    });
+    let (code, err) = attach_once(pid, &[]);
+    zombie.wait().unwrap();
+    assert_eq!(code, 6, "{err}");
+    assert!(
+        err.contains(&format!("PID {pid} has already exited")),
+        "{err}"
+    );
+}
+
+#[test]
+fn attach_to_a_pid_without_tt_metal() {
+    let mut sleeper = Command::new("sleep").arg("60").spawn().unwrap();
+    let (code, err) = attach_once(sleeper.id(), &[]);
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("does not map libtt_metal.so"), "{err}");
+}
+
+/// A process that has the runtime loaded and sleeps.
+fn ttnn_sleeper() -> Child {
+    let mut c = Command::new(python(ERA));
+    let child = mock(&mut c)
+        .args(["-c", "import ttnn, time; time.sleep(120)"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let maps = format!("/proc/{}/maps", child.id());
+    wait_for("ttnn to load", 120, || {
+        std::fs::read_to_string(&maps)
+            .unwrap_or_default()
+            .contains("libtt_metal.so")
+    });
+    child
+}
+
+#[test]
+fn attach_to_a_pid_that_exits_during_attach() {
+    let mut target = ttnn_sleeper();
+    let pid = target.id();
+    // The test hook holds the tracer between finding the target and attaching.
+    let mut t = Tracer::start(
+        &["attach", "--quiet", "--pid", &pid.to_string()],
+        &[("TRACER_TEST_ATTACH_PAUSE_MS", "3000")],
+    );
+    t.wait_line("tracer: attaching to PID");
+    target.kill().unwrap();
+    target.wait().unwrap();
+    let code = t.wait_exit(60);
+    assert_eq!(code, 6, "{}", t.stderr());
+    assert!(
+        t.stderr()
+            .contains(&format!("PID {pid} exited while tracer was attaching")),
+        "{}",
+        t.stderr()
+    );
+}
+
+/// BPF program ids the process holds descriptors of (from /proc/PID/fdinfo).
+fn bpf_programs_of(pid: u32) -> Vec<u64> {
+    let mut ids: Vec<u64> = std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("prog_id:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+fn loaded_programs() -> Vec<u64> {
+    let out = Command::new("bpftool")
+        .args(["-j", "prog", "show"])
+        .output()
+        .expect("bpftool");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Array(vec![]));
+    v.as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["id"].as_u64())
+        .collect()
+}
+
+#[test]
+fn tracer_killed_while_attached_leaves_target_running_and_no_probe() {
+    let mut target = ttnn_sleeper();
+    let pid = target.id();
+    let mut t = Tracer::start(&["attach", "--quiet", "--pid", &pid.to_string()], &[]);
+    t.wait_line(&format!("attached: PID {pid}"));
+    let ours = bpf_programs_of(t.child.id());
+    assert!(ours.len() >= 3, "tracer holds its programs: {ours:?}");
+    assert!(ours.iter().all(|id| loaded_programs().contains(id)));
+    t.signal(9);
+    t.wait_exit(10);
+    wait_for("the kernel to drop our programs", 10, || {
+        let loaded = loaded_programs();
+        ours.iter().all(|id| !loaded.contains(id))
+    });
+    assert!(
+        target.try_wait().unwrap().is_none(),
+        "the target keeps running"
+    );
+    assert!(
+        !tracefs_uprobes().contains("tt_metal"),
+        "uprobe left in tracefs"
+    );
+    target.kill().unwrap();
+    target.wait().unwrap();
+}
