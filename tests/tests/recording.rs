@@ -475,3 +475,97 @@ fn chrome_export_has_a_counter_track_per_chip_and_type_ending_at_the_ledger() {
         "an instant per allocation"
     );
 }
+
+/// `attach -o FILE` records through the same sink: a process attached mid-run (its ledger
+/// seeded from tt-metal's own tracker, then live events) replays to the live summary.
+#[test]
+fn attach_recording_reports_the_live_summary() {
+    let dir = tempdir();
+    let (ready, go, truth) = (dir.join("ready"), dir.join("go"), dir.join("truth.json"));
+    // A private /dev/shm, as the attach tests do: tt-metal's SHM tracker of its own.
+    let mut target = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg("mount -t tmpfs tmpfs /dev/shm && exec \"$0\" \"$@\"")
+        .arg(python(ERA))
+        .arg(workload("attach_target.py"))
+        .arg("--ready")
+        .arg(&ready)
+        .arg("--go")
+        .arg(&go)
+        .arg("--truth")
+        .arg(&truth)
+        .env(
+            "TT_METAL_MOCK_CLUSTER_DESC_PATH",
+            root().join("fixtures/tt-cluster/blackhole_8xP150.yaml"),
+        )
+        .env("ARCH_NAME", "blackhole")
+        .env("TT_METAL_LOGGER_LEVEL", "ERROR")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !ready.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "workload phase 1"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (file, summary, log) = (
+        dir.join("attach.trec"),
+        dir.join("summary.json"),
+        dir.join("stderr"),
+    );
+    let mut t = tracer()
+        .args(["attach", "--quiet", "--pid", &target.id().to_string(), "-o"])
+        .arg(&file)
+        .arg("--summary-json")
+        .arg(&summary)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let attached = format!("attached: PID {}", target.id());
+    while !std::fs::read_to_string(&log).unwrap().contains(&attached) {
+        assert!(
+            t.try_wait().unwrap().is_none(),
+            "{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        assert!(start.elapsed() < Duration::from_secs(240), "attach");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::write(&go, "").unwrap();
+    assert!(target.wait().unwrap().success());
+    assert!(
+        t.wait().unwrap().success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let live: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let (mut doc, _) = report_json(&file, &[]);
+    let rec = doc.as_object_mut().unwrap().remove("recording").unwrap();
+    assert_eq!(doc, live, "report --json == live --summary-json");
+    assert!(rec["command"].as_str().unwrap().starts_with("attach --pid"));
+    let truth: Value = serde_json::from_str(&std::fs::read_to_string(&truth).unwrap()).unwrap();
+    let p = &doc["processes"][0];
+    assert_eq!(p["attach"]["mode"], "seeded", "{p}");
+    for (chip, d) in devices(p) {
+        // Replayed seed and live totals == the workload's own counts and tt-metal's view.
+        assert_eq!(
+            d["seeded"]["requested"]["DRAM"], truth["before"]["memory_view"]["DRAM"],
+            "chip {chip}: seed == get_memory_view at the attach"
+        );
+        for ty in ["DRAM", "L1"] {
+            assert_eq!(
+                d["live"]["requested"][ty], truth["live_requested"][ty],
+                "chip {chip}: live requested {ty}"
+            );
+        }
+        assert_eq!(
+            d["live"]["reserved"]["DRAM"], truth["memory_view_at_end"]["DRAM"],
+            "chip {chip}: live reserved DRAM == get_memory_view"
+        );
+    }
+}
