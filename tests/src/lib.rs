@@ -57,16 +57,22 @@ pub fn workload(name: &str) -> PathBuf {
     root().join("workloads").join(name)
 }
 
-/// A tracer command with the mock-mesh environment.
-pub fn tracer() -> Command {
-    let mut c = Command::new(tracer_bin());
+/// The environment that makes the real runtime open the bundled 8-chip mock mesh, for any
+/// process a test starts (tracer, or a workload it attaches to).
+pub fn mock(c: &mut Command) -> &mut Command {
     c.env(
         "TT_METAL_MOCK_CLUSTER_DESC_PATH",
         root().join("fixtures/tt-cluster/blackhole_8xP150.yaml"),
     )
     .env("ARCH_NAME", "blackhole")
     .env("TT_METAL_LOGGER_LEVEL", "ERROR")
-    .current_dir(root());
+    .current_dir(root())
+}
+
+/// A tracer command with the mock-mesh environment.
+pub fn tracer() -> Command {
+    let mut c = Command::new(tracer_bin());
+    mock(&mut c);
     c
 }
 
@@ -198,13 +204,24 @@ pub struct HeldTruth {
 impl Held {
     /// Adds the workload (after `--`) and its environment to `cmd`.
     pub fn new(cmd: &mut Command, dir: &Path) -> Self {
+        cmd.arg("--").arg(python("0.81.1"));
+        Self::args(cmd, dir)
+    }
+
+    /// The workload alone (not under tracer).
+    pub fn alone(dir: &Path) -> (Command, Self) {
+        let mut cmd = Command::new(python("0.81.1"));
+        mock(&mut cmd);
+        let held = Self::args(&mut cmd, dir);
+        (cmd, held)
+    }
+
+    fn args(cmd: &mut Command, dir: &Path) -> Self {
         let held = Self {
             truth_file: dir.join("truth.json"),
             release_file: dir.join("release"),
         };
-        cmd.arg("--")
-            .arg(python("0.81.1"))
-            .arg(workload("hold_tensors.py"))
+        cmd.arg(workload("hold_tensors.py"))
             .env("TRACER_GROUND_TRUTH", &held.truth_file)
             .env("TRACER_RELEASE", &held.release_file);
         held

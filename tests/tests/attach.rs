@@ -15,17 +15,6 @@ use tracer_tests::*;
 
 const ERA: &str = "0.81.1";
 
-/// Environment of the mock mesh, for processes the test starts itself.
-fn mock(c: &mut Command) -> &mut Command {
-    c.env(
-        "TT_METAL_MOCK_CLUSTER_DESC_PATH",
-        root().join("fixtures/tt-cluster/blackhole_8xP150.yaml"),
-    )
-    .env("ARCH_NAME", "blackhole")
-    .env("TT_METAL_LOGGER_LEVEL", "ERROR")
-    .current_dir(root())
-}
-
 fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !f() {

@@ -74,6 +74,7 @@ fn quiet_opts() -> TraceOpts {
         strict: false,
         metrics: None,
         duration: None,
+        top: None,
     }
 }
 

@@ -56,8 +56,9 @@ enum Command {
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
     },
-    /// Live per-chip view of device memory: launch CMD (after `--`) and watch it. Full-screen
-    /// table (q quits), or plain snapshots with --batch.
+    /// Live per-chip view of device memory of running processes (--pid, --all) or of a
+    /// command it launches (after `--`). Full-screen table (q quits), or plain snapshots with
+    /// --batch.
     Top {
         #[command(flatten)]
         opts: TraceOpts,
@@ -67,8 +68,14 @@ enum Command {
         /// Seconds between snapshots (--batch).
         #[arg(long, default_value_t = 1.0)]
         interval: f64,
-        /// The command to run, after `--`.
-        #[arg(required = true, last = true)]
+        /// Processes to watch (and their children).
+        #[arg(long, num_args = 1.., conflicts_with = "all")]
+        pid: Vec<u32>,
+        /// Every process that maps the runtime library, now or later.
+        #[arg(long)]
+        all: bool,
+        /// A command to launch and watch, after `--`.
+        #[arg(last = true, conflicts_with_all = ["pid", "all"])]
         cmd: Vec<String>,
     },
     /// Attach to running processes (--pid) or to every process that maps the runtime (--all),
@@ -145,6 +152,9 @@ pub struct TraceOpts {
     /// Stop tracing after SECS seconds.
     #[arg(long)]
     pub duration: Option<f64>,
+    /// Set by `tracer top`: show the live table instead of event lines.
+    #[arg(skip)]
+    pub top: Option<session::TopMode>,
 }
 
 pub fn main() -> Result<i32> {
@@ -152,17 +162,25 @@ pub fn main() -> Result<i32> {
     match cli.command {
         Command::Run { opts, cmd } => run::run(opts, cmd),
         Command::Top {
-            opts,
+            mut opts,
             batch,
             interval,
+            pid,
+            all,
             cmd,
         } => {
-            let mode = if batch {
+            opts.top = Some(if batch {
                 session::TopMode::Batch(std::time::Duration::from_secs_f64(interval.max(0.05)))
             } else {
                 session::TopMode::Screen
-            };
-            run::run_with(opts, cmd, Some(mode))
+            });
+            if all || !pid.is_empty() {
+                attach::attach(opts, pid, all)
+            } else if !cmd.is_empty() {
+                run::run(opts, cmd)
+            } else {
+                anyhow::bail!("tracer top: give --pid PID..., --all, or -- CMD [ARGS...]")
+            }
         }
         Command::Attach { opts, pid, all } => attach::attach(opts, pid, all),
         Command::Report { file, json, at } => report::report(&file, json, at),

@@ -3,7 +3,7 @@ use anyhow::Result;
 
 use super::{
     launch,
-    session::{monotonic_ns, LiveSession, Stop, TopMode},
+    session::{monotonic_ns, LiveSession, Stop},
     TraceOpts,
 };
 use crate::{
@@ -13,11 +13,6 @@ use crate::{
 };
 
 pub fn run(opts: TraceOpts, cmd: Vec<String>) -> Result<i32> {
-    run_with(opts, cmd, None)
-}
-
-/// `run`, optionally showing the `top` view instead of event lines.
-pub fn run_with(opts: TraceOpts, cmd: Vec<String>, top: Option<TopMode>) -> Result<i32> {
     super::require_root()?;
     let lib = discover::library_for_command(opts.lib.as_deref(), &cmd)?;
     let plan = runtime::plan_for(&lib)?;
@@ -37,11 +32,7 @@ pub fn run_with(opts: TraceOpts, cmd: Vec<String>, top: Option<TopMode>) -> Resu
         }
     };
     let mut session = LiveSession::new(probes, Decoder::new(plan), opts);
-    let ready = session.start_metrics().and_then(|()| match top {
-        Some(mode) => session.show_top(mode, format!("PID {} and its children", child.pid)),
-        None => Ok(()),
-    });
-    if let Err(e) = ready {
+    if let Err(e) = session.start_metrics() {
         child.abort();
         return Err(e);
     }

@@ -45,6 +45,7 @@ pub struct LiveSession {
 }
 
 /// How `tracer top` shows the ledger.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum TopMode {
     /// Full-screen table, redrawn a few times a second.
     Screen,
@@ -56,7 +57,6 @@ struct TopView {
     screen: Option<top::Screen>,
     every: Duration,
     last: Option<std::time::Instant>,
-    scope: String,
 }
 
 /// How often the metrics page is re-rendered while events flow.
@@ -135,8 +135,11 @@ impl LiveSession {
         }
     }
 
-    /// Shows the live `top` view instead of event lines; `scope` names what is traced.
-    pub fn show_top(&mut self, mode: TopMode, scope: String) -> Result<()> {
+    /// Shows the live `top` view instead of event lines (`TraceOpts::top`).
+    fn show_top(&mut self) -> Result<()> {
+        let Some(mode) = self.opts.top.take() else {
+            return Ok(());
+        };
         self.opts.quiet = true;
         let (screen, every) = match mode {
             TopMode::Screen => (Some(top::Screen::open()?), Duration::from_millis(250)),
@@ -146,7 +149,6 @@ impl LiveSession {
             screen,
             every,
             last: None,
-            scope,
         });
         Ok(())
     }
@@ -162,7 +164,7 @@ impl LiveSession {
                 elapsed: self.started.elapsed(),
                 events: self.events,
                 lost: self.probes.lost().unwrap_or(0),
-                scope: view.scope.clone(),
+                processes: self.ledger.processes.len(),
             };
             match &mut view.screen {
                 Some(screen) => screen.draw(&self.ledger, &status)?,
@@ -290,6 +292,7 @@ impl LiveSession {
         let mut term = signal(SignalKind::terminate())?;
         self.start_metrics()?;
         self.publish_metrics(true);
+        self.show_top()?;
         let duration = self.opts.duration.map(Duration::from_secs_f64);
         let sleep = async {
             match duration {

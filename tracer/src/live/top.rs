@@ -36,8 +36,8 @@ pub struct Status {
     pub elapsed: Duration,
     pub events: u64,
     pub lost: u64,
-    /// What is traced, e.g. "PID 1234" or "all processes".
-    pub scope: String,
+    /// Processes with a ledger so far.
+    pub processes: usize,
 }
 
 /// One chip, summed over the processes that hold memory on it.
@@ -114,8 +114,8 @@ pub fn process_rows(ledger: &Ledger) -> Vec<ProcessRow> {
 
 fn header(status: &Status) -> String {
     format!(
-        "tracer top: {} | {:.0} s | {} events | {} lost",
-        status.scope,
+        "tracer top: {} process(es) | {:.0} s | {} events | {} lost",
+        status.processes,
         status.elapsed.as_secs_f64(),
         status.events,
         status.lost
@@ -358,7 +358,7 @@ mod tests {
     fn screen_and_snapshot_show_the_same_figures() {
         let l = ledger();
         let status = Status {
-            scope: "all processes".into(),
+            processes: 2,
             ..Default::default()
         };
         let mut t = Terminal::new(TestBackend::new(110, 20)).unwrap();
@@ -375,7 +375,7 @@ mod tests {
             assert!(screen.contains(human), "{human} not on screen");
             assert!(text.contains(exact), "{exact} not in snapshot");
         }
-        for needle in ["python job11.py", "all processes"] {
+        for needle in ["python job11.py", "2 process(es)"] {
             assert!(screen.contains(needle), "{needle} not on screen");
             assert!(text.contains(needle), "{needle} not in snapshot");
         }
