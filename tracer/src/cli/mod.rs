@@ -154,7 +154,7 @@ pub struct TraceOpts {
     pub duration: Option<f64>,
     /// Set by `tracer top`: show the live table instead of event lines.
     #[arg(skip)]
-    pub top: Option<session::TopMode>,
+    pub top: Option<crate::live::top::TopMode>,
 }
 
 pub fn main() -> Result<i32> {
@@ -170,9 +170,11 @@ pub fn main() -> Result<i32> {
             cmd,
         } => {
             opts.top = Some(if batch {
-                session::TopMode::Batch(std::time::Duration::from_secs_f64(interval.max(0.05)))
+                crate::live::top::TopMode::Batch(std::time::Duration::from_secs_f64(
+                    interval.max(0.05),
+                ))
             } else {
-                session::TopMode::Screen
+                crate::live::top::TopMode::Screen
             });
             if all || !pid.is_empty() {
                 attach::attach(opts, pid, all)

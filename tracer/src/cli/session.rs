@@ -25,9 +25,8 @@ pub struct LiveSession {
     recorder: Option<Recorder<std::fs::File>>,
     /// The Prometheus exporter (`--metrics`), started with the event loop.
     metrics: Option<Metrics>,
-    metrics_at: Option<std::time::Instant>,
     /// `tracer top`: the live table instead of event lines.
-    top: Option<TopView>,
+    top: Option<top::View>,
     events: u64,
     started: std::time::Instant,
     /// Print a process' final state when it exits (`attach --all` watches many processes).
@@ -43,24 +42,6 @@ pub struct LiveSession {
     /// Called about every `TICK` while running (`attach --all` looks for new libraries).
     pub tick: Option<Tick>,
 }
-
-/// How `tracer top` shows the ledger.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum TopMode {
-    /// Full-screen table, redrawn a few times a second.
-    Screen,
-    /// Plain-text snapshots to stdout every interval.
-    Batch(Duration),
-}
-
-struct TopView {
-    screen: Option<top::Screen>,
-    every: Duration,
-    last: Option<std::time::Instant>,
-}
-
-/// How often the metrics page is re-rendered while events flow.
-const METRICS_EVERY: Duration = Duration::from_millis(250);
 
 /// Periodic work done inside the event loop.
 pub type Tick = Box<dyn FnMut(&mut LiveSession)>;
@@ -87,7 +68,6 @@ impl LiveSession {
             opts,
             out: std::io::BufWriter::new(std::io::stdout()),
             metrics: None,
-            metrics_at: None,
             top: None,
             events: 0,
             started: std::time::Instant::now(),
@@ -137,19 +117,10 @@ impl LiveSession {
 
     /// Shows the live `top` view instead of event lines (`TraceOpts::top`).
     fn show_top(&mut self) -> Result<()> {
-        let Some(mode) = self.opts.top.take() else {
-            return Ok(());
-        };
-        self.opts.quiet = true;
-        let (screen, every) = match mode {
-            TopMode::Screen => (Some(top::Screen::open()?), Duration::from_millis(250)),
-            TopMode::Batch(every) => (None, every),
-        };
-        self.top = Some(TopView {
-            screen,
-            every,
-            last: None,
-        });
+        if let Some(mode) = self.opts.top.take() {
+            self.opts.quiet = true;
+            self.top = Some(top::View::open(mode)?);
+        }
         Ok(())
     }
 
@@ -158,24 +129,13 @@ impl LiveSession {
         let Some(view) = &mut self.top else {
             return Ok(false);
         };
-        let due = now || view.last.is_none_or(|t| t.elapsed() >= view.every);
-        if due {
-            let status = top::Status {
-                elapsed: self.started.elapsed(),
-                events: self.events,
-                lost: self.probes.lost().unwrap_or(0),
-                processes: self.ledger.processes.len(),
-            };
-            match &mut view.screen {
-                Some(screen) => screen.draw(&self.ledger, &status)?,
-                None => {
-                    let _ = writeln!(self.out, "{}", top::snapshot(&self.ledger, &status));
-                    let _ = self.out.flush();
-                }
-            }
-            view.last = Some(std::time::Instant::now());
-        }
-        Ok(view.screen.as_mut().is_some_and(|s| s.quit_requested()))
+        let status = || top::Status {
+            elapsed: self.started.elapsed(),
+            events: self.events,
+            lost: self.probes.lost().unwrap_or(0),
+            processes: self.ledger.processes.len(),
+        };
+        view.refresh(&self.ledger, status, &mut self.out, now)
     }
 
     /// Starts the exporter if `--metrics` asks for it (needs the tokio runtime). The event loop
@@ -189,14 +149,10 @@ impl LiveSession {
         Ok(())
     }
 
-    /// Re-renders the metrics page (at most every [`METRICS_EVERY`] unless `now`).
     fn publish_metrics(&mut self, now: bool) {
-        let Some(m) = &self.metrics else { return };
-        if !now && self.metrics_at.is_some_and(|t| t.elapsed() < METRICS_EVERY) {
-            return;
+        if let Some(m) = &mut self.metrics {
+            m.publish(&self.ledger, || self.probes.lost().unwrap_or(0), now);
         }
-        m.update(&self.ledger, self.probes.lost().unwrap_or(0));
-        self.metrics_at = Some(std::time::Instant::now());
     }
 
     /// Feeds one event through the ledger and the printer.
@@ -343,7 +299,7 @@ impl LiveSession {
     /// when the traced program itself did not decide it.
     pub fn finish(mut self, now_ns: u64) -> Result<i32> {
         // The last state of `top`, then the terminal back to normal before the summary.
-        if self.top.as_ref().is_some_and(|v| v.screen.is_none()) {
+        if self.top.as_ref().is_some_and(|v| v.is_batch()) {
             self.refresh_top(true)?;
         }
         self.top = None;

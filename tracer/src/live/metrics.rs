@@ -18,7 +18,11 @@ use crate::ledger::{BufferType, Ledger};
 pub struct Metrics {
     page: Arc<Mutex<String>>,
     pub addr: SocketAddr,
+    rendered_at: Option<std::time::Instant>,
 }
+
+/// How often the page is re-rendered while events flow.
+const RENDER_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// `PORT`, `:PORT` or `HOST:PORT`; a bare port binds to 127.0.0.1 (metrics name processes and
 /// their command lines: exposing them beyond this host is an explicit choice).
@@ -52,12 +56,21 @@ impl Metrics {
                 tokio::spawn(answer(conn, shared.clone()));
             }
         });
-        Ok(Self { page, addr })
+        Ok(Self {
+            page,
+            addr,
+            rendered_at: None,
+        })
     }
 
-    pub fn update(&self, ledger: &Ledger, lost_events: u64) {
-        let text = render(ledger, lost_events);
+    /// Re-renders the page from `ledger`, at most every [`RENDER_EVERY`] unless `now`.
+    pub fn publish(&mut self, ledger: &Ledger, lost_events: impl FnOnce() -> u64, now: bool) {
+        if !now && self.rendered_at.is_some_and(|t| t.elapsed() < RENDER_EVERY) {
+            return;
+        }
+        let text = render(ledger, lost_events());
         *self.page.lock().unwrap() = text;
+        self.rendered_at = Some(std::time::Instant::now());
     }
 }
 

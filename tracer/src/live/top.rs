@@ -255,6 +255,62 @@ fn table<'a>(
         .block(Block::default().borders(Borders::ALL).title(title))
 }
 
+/// How `tracer top` shows the ledger.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TopMode {
+    /// Full-screen table, redrawn a few times a second.
+    Screen,
+    /// Plain-text snapshots to stdout every interval.
+    Batch(Duration),
+}
+
+/// The `top` view of a running session: the screen or the snapshot printer, and its pace.
+pub struct View {
+    screen: Option<Screen>,
+    every: Duration,
+    last: Option<std::time::Instant>,
+}
+
+impl View {
+    pub fn open(mode: TopMode) -> Result<Self> {
+        let (screen, every) = match mode {
+            TopMode::Screen => (Some(Screen::open()?), Duration::from_millis(250)),
+            TopMode::Batch(every) => (None, every),
+        };
+        Ok(Self {
+            screen,
+            every,
+            last: None,
+        })
+    }
+
+    pub fn is_batch(&self) -> bool {
+        self.screen.is_none()
+    }
+
+    /// Draws (or prints) the ledger when due or `now`; true when the user asked to quit.
+    pub fn refresh(
+        &mut self,
+        ledger: &Ledger,
+        status: impl FnOnce() -> Status,
+        out: &mut impl std::io::Write,
+        now: bool,
+    ) -> Result<bool> {
+        if now || self.last.is_none_or(|t| t.elapsed() >= self.every) {
+            let status = status();
+            match &mut self.screen {
+                Some(screen) => screen.draw(ledger, &status)?,
+                None => {
+                    writeln!(out, "{}", snapshot(ledger, &status))?;
+                    out.flush()?;
+                }
+            }
+            self.last = Some(std::time::Instant::now());
+        }
+        Ok(self.screen.as_mut().is_some_and(|s| s.quit_requested()))
+    }
+}
+
 /// The full-screen terminal; restored on drop, whatever ends the session.
 pub struct Screen {
     terminal: Terminal<CrosstermBackend<Stdout>>,
