@@ -35,42 +35,33 @@ else
     rustup component add rust-src --toolchain nightly
 fi
 
-step "LLVM ${LLVM_VERSION} development files (needed by bpf-linker)"
-if [ -x "/usr/lib/llvm-${LLVM_VERSION}/bin/llvm-config" ]; then
-    ok "llvm-${LLVM_VERSION}-dev present"
-else
-    need_root "llvm-${LLVM_VERSION}-dev"
-    apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "llvm-${LLVM_VERSION}-dev"
-fi
-
-step "bpftool (the tests use it to check that no probe is left in the kernel)"
-if command -v bpftool >/dev/null; then
-    ok "bpftool present"
-else
-    need_root bpftool
-    apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends bpftool
-fi
-
-step "sqlite3 command-line tool (the tests query the SQLite export with it)"
-if command -v sqlite3 >/dev/null; then
-    ok "sqlite3 present"
-else
-    need_root sqlite3
-    apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends sqlite3
-fi
-
-if [ "${1:-}" = "--all" ]; then
-    step "Prometheus server (the tests scrape tracer --metrics with it)"
-    if command -v prometheus >/dev/null; then
-        ok "$(prometheus --version 2>&1 | head -1)"
-    else
-        need_root prometheus
-        apt-get update
-        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus
+# apt_step WHAT PACKAGE CHECK...: installs PACKAGE unless the command CHECK... succeeds.
+APT_UPDATED=""
+apt_step() {
+    local what=$1 package=$2
+    shift 2
+    step "$what"
+    if "$@" >/dev/null 2>&1; then
+        ok "$package present"
+        return
     fi
+    need_root "$package"
+    if [ -z "$APT_UPDATED" ]; then
+        apt-get update
+        APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$package"
+}
+
+apt_step "LLVM ${LLVM_VERSION} development files (needed by bpf-linker)" "llvm-${LLVM_VERSION}-dev" \
+    test -x "/usr/lib/llvm-${LLVM_VERSION}/bin/llvm-config"
+apt_step "bpftool (the tests use it to check that no probe is left in the kernel)" bpftool \
+    command -v bpftool
+apt_step "sqlite3 command-line tool (the tests query the SQLite export with it)" sqlite3 \
+    command -v sqlite3
+if [ "${1:-}" = "--all" ]; then
+    apt_step "Prometheus server (the tests scrape tracer --metrics with it)" prometheus \
+        command -v prometheus
 fi
 
 step "bpf-linker ${BPF_LINKER_VERSION}"

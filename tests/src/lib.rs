@@ -148,15 +148,33 @@ pub fn tempdir() -> PathBuf {
     d
 }
 
-/// Names of BPF programs of ours currently loaded in the kernel.
-pub fn our_bpf_programs() -> Vec<String> {
+/// Every BPF program loaded in the kernel, as `bpftool -j prog show` describes it.
+pub fn bpf_programs() -> Vec<Value> {
     let out = Command::new("bpftool")
         .args(["-j", "prog", "show"])
         .output()
         .expect("bpftool");
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Array(vec![]));
-    v.as_array()
+    match serde_json::from_slice(&out.stdout) {
+        Ok(Value::Array(v)) => v,
+        _ => vec![],
+    }
+}
+
+/// A workload's chips (`truth["chips"]`), sorted.
+pub fn sorted_chips(truth: &Value) -> Vec<i64> {
+    let mut c: Vec<i64> = truth["chips"]
+        .as_array()
         .unwrap()
+        .iter()
+        .map(|c| c.as_i64().unwrap())
+        .collect();
+    c.sort();
+    c
+}
+
+/// Names of BPF programs of ours currently loaded in the kernel.
+pub fn our_bpf_programs() -> Vec<String> {
+    bpf_programs()
         .iter()
         .filter_map(|p| p["name"].as_str())
         .filter(|n| n.starts_with("tracer_"))

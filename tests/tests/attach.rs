@@ -227,17 +227,6 @@ fn summary_process(summary: &Path, pid: u32) -> Value {
         .clone()
 }
 
-fn chips(truth: &Value) -> Vec<i64> {
-    let mut c: Vec<i64> = truth["chips"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_i64().unwrap())
-        .collect();
-    c.sort();
-    c
-}
-
 fn n(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
@@ -360,7 +349,7 @@ fn attach_mid_run_seeded(era: &str) {
         .contains("pre-attach state: seeded from tt-metal SHM tracker"));
     // Allocations after the attach appear on every chip, with their exact size.
     let lines = t.stdout();
-    for chip in chips(&truth) {
+    for chip in sorted_chips(&truth) {
         assert!(
             lines.contains(&format!(
                 "✓ [PID {pid}] Allocated 1048576 bytes of DRAM on device {chip}"
@@ -545,7 +534,7 @@ fn attach_without_shm_tracker_counts_since_attach() {
         t.stdout().contains(&format!(
             "pre-attach state: since attach ({} free(s) of buffers allocated before attach, {} bytes",
             after["pre_attach_frees"],
-            freed_bytes * chips(&truth).len() as u64
+            freed_bytes * sorted_chips(&truth).len() as u64
         )),
         "{}",
         t.stdout()
@@ -804,13 +793,7 @@ fn bpf_programs_of(pid: u32) -> Vec<u64> {
 }
 
 fn loaded_programs() -> Vec<u64> {
-    let out = Command::new("bpftool")
-        .args(["-j", "prog", "show"])
-        .output()
-        .expect("bpftool");
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Array(vec![]));
-    v.as_array()
-        .unwrap()
+    bpf_programs()
         .iter()
         .filter_map(|p| p["id"].as_u64())
         .collect()

@@ -6,17 +6,6 @@ use tracer_tests::*;
 const ERAS: [&str; 2] = ["0.81.1", "0.75.0"];
 const TYPES: [&str; 2] = ["DRAM", "L1"];
 
-fn truth_chips(truth: &Value) -> Vec<i64> {
-    let mut c: Vec<i64> = truth["chips"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_i64().unwrap())
-        .collect();
-    c.sort();
-    c
-}
-
 /// Exits with the mesh open and 3 tensors kept: the summary is the ledger at exit.
 fn check_exit_with_live_buffers(era: &str) {
     let t = trace(
@@ -31,7 +20,7 @@ fn check_exit_with_live_buffers(era: &str) {
     let devs = devices(p);
     assert_eq!(
         devs.keys().copied().collect::<Vec<_>>(),
-        truth_chips(truth),
+        sorted_chips(truth),
         "one ledger per physical chip"
     );
     let allocations = truth["allocations"].as_u64().unwrap();
@@ -102,7 +91,7 @@ fn check_seed_scenario(era: &str) {
     assert!(t.output.status.success(), "{}", t.stderr());
     let truth = t.truth.as_ref().unwrap();
     let out = t.stdout();
-    for chip in truth_chips(truth) {
+    for chip in sorted_chips(truth) {
         for tensor in truth["tensors"].as_array().unwrap() {
             let (size, id, ty) = (
                 &tensor["size"],

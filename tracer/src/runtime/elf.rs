@@ -190,18 +190,26 @@ pub fn demangle(mangled: &str) -> Option<String> {
 /// Top-level parameters of a demangled function signature, e.g.
 /// `A::f(int, std::vector<long, x> const&)` -> ["int", "std::vector<long, x> const&"].
 pub fn parameters(demangled: &str) -> Vec<String> {
-    let Some(open) = demangled.find('(') else {
+    top_level_list(demangled, '(', ')')
+}
+
+/// Top-level template arguments of a demangled `f<A, B<C, D>, E>(...)`.
+pub fn template_args(demangled: &str) -> Vec<String> {
+    top_level_list(demangled, '<', '>')
+}
+
+/// The comma-separated items between the first `open` and its matching `close`, split only
+/// at the top level of nested `<>`, `()` and `[]`.
+fn top_level_list(text: &str, open: char, close: char) -> Vec<String> {
+    let Some(at) = text.find(open) else {
         return Vec::new();
     };
-    let mut depth = 0i32;
-    let mut cur = String::new();
-    let mut out = Vec::new();
-    for c in demangled[open + 1..].chars() {
+    let (mut depth, mut cur, mut out) = (0i32, String::new(), Vec::new());
+    for c in text[at + open.len_utf8()..].chars() {
         match c {
+            c if c == close && depth == 0 => break,
             '<' | '(' | '[' => depth += 1,
-            '>' | ']' => depth -= 1,
-            ')' if depth == 0 => break,
-            ')' => depth -= 1,
+            '>' | ')' | ']' => depth -= 1,
             ',' if depth == 0 => {
                 out.push(cur.trim().to_string());
                 cur.clear();

@@ -11,7 +11,7 @@ use tracer_common::{FieldPath, MAX_STEPS, PT_REGS_SP};
 
 use super::{
     disasm::message_calls,
-    elf::{demangle, Library},
+    elf::{demangle, template_args, Library},
 };
 
 const MESSAGE_PREFIX: &[u8] = b"Out of Memory: Not enough space";
@@ -53,30 +53,6 @@ fn placeholder_after(message: &str, label: &str) -> Option<usize> {
         return None;
     }
     Some(message[..at].matches("{}").count())
-}
-
-/// Top-level template arguments of a demangled `f<A, B<C, D>, E>(...)`.
-fn template_args(demangled: &str) -> Vec<String> {
-    let Some(open) = demangled.find('<') else {
-        return Vec::new();
-    };
-    let (mut depth, mut cur, mut out) = (0i32, String::new(), Vec::new());
-    for c in demangled[open + 1..].chars() {
-        match c {
-            '<' | '(' => depth += 1,
-            '>' if depth == 0 => break,
-            '>' | ')' => depth -= 1,
-            ',' if depth == 0 => {
-                out.push(cur.trim().to_string());
-                cur.clear();
-                continue;
-            }
-            _ => {}
-        }
-        cur.push(c);
-    }
-    out.push(cur.trim().to_string());
-    out
 }
 
 fn stack_ref(index: usize, then: &[i32], width: u8) -> FieldPath {
