@@ -14,6 +14,8 @@ pub fn attach_latency(python: &Path, rounds: usize) -> Result<Vec<f64>> {
     let dir = std::env::temp_dir().join(format!("tracer-bench-attach-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let (ready, go) = (dir.join("ready"), dir.join("go"));
+    // The runtime's own log lines would interleave with the benchmark's report.
+    let log = dir.join("target.log");
     let mut target = Command::new(python)
         .arg("workloads/attach_target.py")
         .arg("--ready")
@@ -21,13 +23,17 @@ pub fn attach_latency(python: &Path, rounds: usize) -> Result<Vec<f64>> {
         .arg("--go")
         .arg(&go)
         .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log)?)
         .spawn()
         .context("starting workloads/attach_target.py")?;
     let deadline = Instant::now() + Duration::from_secs(180);
     while !ready.exists() {
         if Instant::now() > deadline || target.try_wait()?.is_some() {
             let _ = target.kill();
-            bail!("the attach workload did not get ready");
+            bail!(
+                "the attach workload did not get ready; its output:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }

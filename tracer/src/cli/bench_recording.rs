@@ -143,7 +143,7 @@ pub fn bench_recording(
     let real = dir.join("real.trec");
     let standin = keep.unwrap_or_else(|| dir.join("stand-in.trec"));
     // 1. A long real session: the tracer records alloc_loop on the real runtime.
-    let status = Command::new(std::env::current_exe()?)
+    let out = Command::new(std::env::current_exe()?)
         .args(["run", "--quiet", "-o"])
         .arg(&real)
         .arg("--")
@@ -151,10 +151,14 @@ pub fn bench_recording(
         .arg("workloads/alloc_loop.py")
         .arg(pairs.to_string())
         .stdout(std::process::Stdio::null())
-        .status()
+        .output()
         .context("cannot run the tracer on workloads/alloc_loop.py")?;
-    if !status.success() {
-        bail!("tracer run on workloads/alloc_loop.py failed ({status})");
+    if !out.status.success() {
+        bail!(
+            "tracer run on workloads/alloc_loop.py failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let (n, bytes) = size_of(&real)?;
     println!(
