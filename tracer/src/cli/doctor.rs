@@ -77,7 +77,18 @@ pub fn doctor(lib: Option<PathBuf>, pid: Option<u32>) -> Result<i32> {
                 discover::LIB_NAME
             ),
         },
-        (None, None) => None,
+        // No target named: the runtime this environment would load (active virtualenv,
+        // python3 on PATH, TT_METAL_HOME, the linker cache).
+        (None, None) => match discover::library_for_command(None, &[]) {
+            Ok(found) => {
+                println!("found the runtime of this environment (--lib or --pid choose another)");
+                Some(found)
+            }
+            Err(e) => {
+                println!("Runtime library:\n  [FAIL] {e:#}");
+                None
+            }
+        },
     };
     if let Some(lib) = lib {
         println!("Runtime library: {}", lib.display());
@@ -139,7 +150,7 @@ pub fn doctor(lib: Option<PathBuf>, pid: Option<u32>) -> Result<i32> {
             }
         }
     } else {
-        println!("(pass --lib PATH or --pid PID to calibrate a runtime library)");
+        failed += 1;
     }
     Ok(if failed > 0 { 1 } else { 0 })
 }

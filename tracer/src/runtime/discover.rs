@@ -174,8 +174,15 @@ pub fn checked(lib: &Path) -> Result<PathBuf> {
 
 /// Where `pid` has the runtime mapped: (path as seen from here, load base).
 pub fn library_in_process(pid: u32) -> Result<Option<(PathBuf, u64)>> {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
-        .with_context(|| format!("cannot read /proc/{pid}/maps (does PID {pid} exist?)"))?;
+    let path = format!("/proc/{pid}/maps");
+    let maps = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => anyhow::anyhow!("no process with PID {pid}"),
+        std::io::ErrorKind::PermissionDenied => anyhow::anyhow!(
+            "cannot read {path}: permission denied (tracer needs root; a process of another \
+             PID namespace or under a stricter ptrace policy cannot be inspected)"
+        ),
+        _ => anyhow::Error::new(e).context(format!("cannot read {path}")),
+    })?;
     for line in maps.lines() {
         let mut f = line.split_whitespace();
         let (Some(range), _, Some(offset), _, _, Some(path)) =
