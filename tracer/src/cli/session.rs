@@ -46,6 +46,20 @@ pub struct LiveSession {
 /// Periodic work done inside the event loop.
 pub type Tick = Box<dyn FnMut(&mut LiveSession)>;
 
+/// How often the event loop looks for events the kernel dropped (to warn while it happens).
+const LOST_CHECK: Duration = Duration::from_secs(1);
+
+/// Test hook: `TRACER_TEST_STALL_MS` makes the collector fall behind once, at the start, so
+/// tests can fill the ring buffer with real runtime events and check how losses are reported.
+fn stall_for_tests() {
+    if let Some(ms) = std::env::var("TRACER_TEST_STALL_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+}
+
 /// How often [`LiveSession::tick`] runs.
 const TICK: Duration = Duration::from_secs(2);
 
@@ -261,7 +275,20 @@ impl LiveSession {
         // Recorded events reach the file at least this often, so a SIGKILL loses little.
         let mut flush_timer = tokio::time::interval(Duration::from_millis(100));
         let mut last_tick = std::time::Instant::now();
+        let (mut lost_seen, mut lost_checked) = (0u64, None::<std::time::Instant>);
+        stall_for_tests();
         let stop = loop {
+            if lost_checked.is_none_or(|t| t.elapsed() >= LOST_CHECK) {
+                lost_checked = Some(std::time::Instant::now());
+                let lost = self.probes.lost().unwrap_or(0);
+                if lost > lost_seen {
+                    eprintln!(
+                        "tracer: warning: the kernel dropped {lost} event(s) so far (ring buffer \
+                         full: tracer fell behind); the ledger will be incomplete"
+                    );
+                    lost_seen = lost;
+                }
+            }
             let mut raws = Vec::new();
             tokio::select! {
                 r = self.probes.next_batch(|r| raws.push(r)) => { r?; }

@@ -97,6 +97,15 @@ pub fn process_summary(p: &ProcessLedger, call_stacks: &str) -> String {
 
 pub fn summary(ledger: &Ledger, info: &SessionInfo) -> String {
     let mut s = String::new();
+    if info.lost_events > 0 {
+        // Said first too: every figure and explanation below is affected.
+        let _ = writeln!(
+            s,
+            "WARNING: {} event(s) lost (ring buffer full): allocations, frees or closes are \
+             missing below, so buffers may show as held that were freed, and counts are low",
+            info.lost_events
+        );
+    }
     for p in ledger.processes.values() {
         s.push_str(&process_summary(p, &info.call_stacks));
     }
