@@ -23,6 +23,19 @@ fn ids_from_sudo() -> Option<(Uid, Gid)> {
     (uid != 0).then(|| (Uid::from_raw(uid), Gid::from_raw(gid)))
 }
 
+/// Hands a file tracer created to the user who ran `sudo tracer ...`, so a recording or summary
+/// is theirs, not root's. Nothing to do without sudo.
+pub fn give_to_invoker(path: &std::path::Path) {
+    if let Some((uid, gid)) = ids_from_sudo() {
+        if let Err(e) = nix::unistd::chown(path, Some(uid), Some(gid)) {
+            eprintln!(
+                "tracer: warning: cannot give {} to uid {uid}: {e}",
+                path.display()
+            );
+        }
+    }
+}
+
 /// Forks `argv`; the child waits for [`Gated::release`] before exec.
 pub fn spawn_gated(argv: &[String]) -> Result<Gated> {
     let program = argv.first().context("no command given")?;

@@ -103,6 +103,7 @@ impl LiveSession {
         };
         let file = std::fs::File::create(path)
             .with_context(|| format!("cannot create recording {}", path.display()))?;
+        super::launch::give_to_invoker(path);
         let header = live_header(command, self.decoder.plan(), self.start_ns);
         self.recorder = Some(
             Recorder::new(file, &header)
@@ -384,6 +385,7 @@ impl LiveSession {
             } else {
                 std::fs::write(path, doc + "\n")
                     .with_context(|| format!("cannot write {}", path.display()))?;
+                super::launch::give_to_invoker(path);
             }
         }
         if self.opts.strict && lost > 0 {
