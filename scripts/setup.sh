@@ -3,8 +3,8 @@
 # 8-chip mesh. Idempotent: each step checks first and says what it does.
 #
 #   scripts/setup.sh            toolchain + ttnn 0.81.1
-#   scripts/setup.sh --all      also what the tests need: ttnn 0.75.0 (the second layout era)
-#                               and the Prometheus server (scrapes --metrics in a test)
+#   scripts/setup.sh --all      also what the tests need: ttnn 0.75.0 (the second layout era),
+#                               the sqlite3 tool and the Prometheus server
 #
 # The Python environments live in ${TRACER_VENV_ROOT:-$HOME/.cache/tracer/venvs} so that
 # several clones share one download.
@@ -57,9 +57,9 @@ apt_step "LLVM ${LLVM_VERSION} development files (needed by bpf-linker)" "llvm-$
     test -x "/usr/lib/llvm-${LLVM_VERSION}/bin/llvm-config"
 apt_step "bpftool (the tests use it to check that no probe is left in the kernel)" bpftool \
     command -v bpftool
-apt_step "sqlite3 command-line tool (the tests query the SQLite export with it)" sqlite3 \
-    command -v sqlite3
 if [ "${1:-}" = "--all" ]; then
+    apt_step "sqlite3 command-line tool (the tests query the SQLite export with it)" sqlite3 \
+        command -v sqlite3
     apt_step "Prometheus server (the tests scrape tracer --metrics with it)" prometheus \
         command -v prometheus
 fi
