@@ -7,6 +7,7 @@ use tracer_common::{
 };
 
 use super::{
+    allocator::{self, AllocatorLayout},
     calibrate::{calibrate, pretty, Layout},
     disasm::Chain,
     elf::{parameters, Library},
@@ -45,6 +46,8 @@ pub mod field {
     pub const PAGE_SIZE: usize = 3;
     pub const KIND: usize = 4;
     pub const UNIQUE_ID: usize = 5;
+    /// The buffer's `AllocatorImpl*` (present when [`super::ProbePlan::allocator`] is).
+    pub const ALLOCATOR: usize = 6;
 }
 
 #[derive(Clone, Debug)]
@@ -71,6 +74,9 @@ pub struct ProbePlan {
     pub warnings: Vec<String>,
     /// Why allocation call stacks are (not) collected, as found in this library.
     pub call_stacks: String,
+    /// Paths to the allocator geometry in a live process (read after a mid-run attach), or
+    /// which symbol or pattern failed to calibrate.
+    pub allocator: Result<AllocatorLayout, String>,
 }
 
 impl ProbePlan {
@@ -143,11 +149,11 @@ pub(super) fn device_spec(fields: &[FieldPath], forgets: bool) -> SlotSpec {
     s
 }
 
-fn buffer_fields(layout: &Layout) -> Result<Vec<FieldPath>> {
+fn buffer_fields(layout: &Layout, alloc: Option<&AllocatorLayout>) -> Result<Vec<FieldPath>> {
     let b = &layout.buffer;
     // Argument 1: GraphTracker's methods take `this` first, the Buffer second. The device
     // object itself is described once per process (RawDevice), not read on every hit.
-    let v = vec![
+    let mut v = vec![
         path(1, &b.device)?,
         path(1, &b.address)?,
         path(1, &b.size)?,
@@ -155,6 +161,9 @@ fn buffer_fields(layout: &Layout) -> Result<Vec<FieldPath>> {
         path(1, &b.kind)?,
         path(1, &b.unique_id)?,
     ];
+    if let Some(a) = alloc {
+        v.push(path(1, &a.from_buffer)?);
+    }
     debug_assert!(v.len() <= MAX_VALUES);
     Ok(v)
 }
@@ -215,7 +224,14 @@ pub fn build(lib: &Library) -> Result<ProbePlan> {
         offset_of(mangled)?;
     }
     let layout = calibrate(lib)?;
-    let fields = buffer_fields(&layout)?;
+    let allocator = allocator::calibrate(lib);
+    if let Err(e) = &allocator {
+        warnings.push(format!(
+            "allocator geometry cannot be read after a mid-run attach ({e}): `reserved` of \
+             processes attached after they opened their devices falls back to requested bytes"
+        ));
+    }
+    let fields = buffer_fields(&layout, allocator.as_ref().ok())?;
     for (role, mangled) in [
         (Role::Alloc, sym::TRACK_ALLOCATE),
         (Role::Free, sym::TRACK_DEALLOCATE),
@@ -296,5 +312,6 @@ pub fn build(lib: &Library) -> Result<ProbePlan> {
         mesh_vptr: vptr_of(sym::MESH_DEVICE_VTABLE),
         warnings,
         call_stacks,
+        allocator,
     })
 }
