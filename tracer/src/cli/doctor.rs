@@ -103,7 +103,10 @@ pub fn doctor(lib: Option<PathBuf>, pid: Option<u32>) -> Result<i32> {
                     println!("    {field}: {how}");
                 }
                 match &plan.allocator {
-                    Ok(a) => println!("  allocator geometry (read after a mid-run attach): {}", a.describe()),
+                    Ok(a) => println!(
+                        "  allocator geometry (read after a mid-run attach): {}",
+                        a.describe()
+                    ),
                     Err(e) => println!(
                         "  allocator geometry after a mid-run attach: NOT calibrated: {e} \
                          (reserved falls back to requested bytes)"

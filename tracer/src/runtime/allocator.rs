@@ -1,10 +1,10 @@
 //! Allocator geometry of a process that opened its devices before tracer attached.
 //!
 //! The bank managers' constructors (probed for geometry) ran before the probes existed, so the
-//! geometry is read from the process' memory instead, along paths calibrated from the
-//! runtime's own code:
-//! - `Buffer::allocator() const` loads the buffer's `AllocatorImpl*` and hands it to
-//!   `AllocatorImpl::view()`: that load chain becomes one more value of the buffer probes;
+//! geometry is read from the allocator itself, in the process, by a probe on
+//! `AllocatorImpl::allocate_buffer(Buffer*)` (entered before every allocation, `this` is the
+//! allocator; tracer removes that probe once each attached process has reported). The paths
+//! come from the runtime's own code:
 //! - `AllocatorImpl::get_num_banks(BufferType const&) const` picks the bank manager of a type
 //!   through a table in `.rodata` and reads its bank count: evaluated per buffer type;
 //! - the `BankManager` constructor stores the page alignment argument into the manager;
@@ -23,11 +23,9 @@ use super::{
 };
 use crate::ledger::{BufferType, Geometry};
 
-/// Where the geometry of each buffer type lives, from a buffer's `AllocatorImpl*`.
+/// Where the geometry of each buffer type lives, from an `AllocatorImpl*`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AllocatorLayout {
-    /// From the `Buffer*`: loads that end in its `AllocatorImpl*`.
-    pub from_buffer: Chain,
     /// Per buffer type: offset in the `AllocatorImpl` of its bank manager pointer, and the
     /// offset of the bank count (u32) in the manager.
     pub managers: Vec<(BufferType, i32, i32)>,
@@ -47,9 +45,8 @@ impl AllocatorLayout {
             .map(|(k, at, banks)| format!("{} +{at:#x}->banks+{banks:#x}", k.name()))
             .collect();
         format!(
-            "Buffer{{allocator {}}} AllocatorImpl{{{}}} BankManager{{alignment +{:#x} \
+            "AllocatorImpl{{{}}} BankManager{{alignment +{:#x} \
              sub_allocators +{:#x}->[0]->min_block +{:#x}}}",
-            self.from_buffer.describe(),
             managers.join(" "),
             self.alignment,
             self.sub_allocators,
@@ -69,21 +66,8 @@ pub fn calibrate(lib: &Library) -> Result<AllocatorLayout, String> {
             .ok_or_else(|| format!("no code for `{}`", pretty(mangled)))?;
         Ok::<_, String>((code, s.address))
     };
-    let view = lib.symbol(sym::ALLOCATOR_VIEW).map(|s| s.address);
-    let (code, ip) = code_of(sym::BUFFER_ALLOCATOR)?;
-    let from_buffer = rdi_at_call(code, ip, |target| {
-        Some(target) == view
-            || lib
-                .symbol_at(target)
-                .is_some_and(|n| n.trim_end_matches("$plt") == sym::ALLOCATOR_VIEW)
-    })
-    .ok_or_else(|| {
-        format!(
-            "`{}` does not load the allocator and call `{}`",
-            pretty(sym::BUFFER_ALLOCATOR),
-            pretty(sym::ALLOCATOR_VIEW)
-        )
-    })?;
+    // Where the probe sits: without it, nothing reads the geometry.
+    code_of(sym::ALLOCATOR_ALLOCATE_BUFFER)?;
     let (code, ip) = code_of(sym::ALLOCATOR_NUM_BANKS)?;
     let read = |addr: u64, width: u8| -> Option<u64> {
         let off = lib.file_offset(addr)? as usize;
@@ -161,7 +145,6 @@ pub fn calibrate(lib: &Library) -> Result<AllocatorLayout, String> {
             )
         })?;
     Ok(AllocatorLayout {
-        from_buffer,
         managers,
         alignment,
         sub_allocators,
@@ -169,115 +152,69 @@ pub fn calibrate(lib: &Library) -> Result<AllocatorLayout, String> {
     })
 }
 
-/// Reads the geometry of every calibrated buffer type from a live process, starting at its
-/// `AllocatorImpl*`. Types whose manager is absent (null) are skipped.
-pub fn read_geometry(
-    layout: &AllocatorLayout,
-    allocator: u64,
-    read: &dyn Fn(u64, usize) -> Option<u64>,
-) -> Vec<(BufferType, Geometry)> {
-    let at = |base: u64, off: i32| base.wrapping_add(off as i64 as u64);
-    let mut out = Vec::new();
-    for (kind, manager_at, banks_at) in &layout.managers {
-        let Some(manager) = read(at(allocator, *manager_at), 8).filter(|m| *m != 0) else {
-            continue;
-        };
-        let banks = read(at(manager, *banks_at), 4);
-        let alignment = read(at(manager, layout.alignment), 4);
-        let granule = read(at(manager, layout.sub_allocators), 8)
-            .filter(|v| *v != 0)
-            .and_then(|v| read(v, 8))
-            .filter(|a| *a != 0)
-            .and_then(|a| read(at(a, layout.min_block), 8));
-        if let (Some(banks), Some(alignment), Some(granule)) = (banks, alignment, granule) {
-            // Plausibility: a bank count and powers of two, as tt-metal's allocator asserts.
-            if banks > 0
-                && banks < 1 << 16
-                && alignment.is_power_of_two()
-                && granule.is_power_of_two()
-                && granule < 1 << 32
-            {
-                out.push((
-                    *kind,
-                    Geometry {
-                        banks: banks as u32,
-                        alignment: alignment as u32,
-                        granularity: granule as u32,
+/// What the geometry probe reads, as loads from the `AllocatorImpl*`: per buffer type (the
+/// first `max_types` calibrated ones), the bank count, the alignment and the minimum block.
+pub fn probe_chains(layout: &AllocatorLayout, max_types: usize) -> Vec<(BufferType, [Chain; 3])> {
+    layout
+        .managers
+        .iter()
+        .take(max_types)
+        .map(|(kind, manager, banks)| {
+            let m = *manager;
+            (
+                *kind,
+                [
+                    Chain {
+                        offsets: vec![m, *banks],
+                        width: 4,
                     },
-                ));
-            }
+                    Chain {
+                        offsets: vec![m, layout.alignment],
+                        width: 4,
+                    },
+                    Chain {
+                        offsets: vec![m, layout.sub_allocators, 0, layout.min_block],
+                        width: 8,
+                    },
+                ],
+            )
+        })
+        .collect()
+}
+
+/// The geometry in the probe's values (three per type, in [`probe_chains`] order). A type
+/// whose manager does not exist (unreadable) or whose values are implausible is left out.
+pub fn geometry_from(
+    kinds: &[BufferType],
+    values: &[u64],
+    valid: u16,
+) -> Vec<(BufferType, Geometry)> {
+    let mut out = Vec::new();
+    for (i, kind) in kinds.iter().enumerate() {
+        let at = 3 * i;
+        if at + 3 > values.len() || (0..3).any(|j| valid & (1 << (at + j)) == 0) {
+            continue;
+        }
+        let (banks, alignment, granule) = (values[at], values[at + 1], values[at + 2]);
+        // A bank count and powers of two, as tt-metal's allocator asserts.
+        if banks > 0
+            && banks < 1 << 16
+            && alignment.is_power_of_two()
+            && alignment < 1 << 32
+            && granule.is_power_of_two()
+            && granule < 1 << 32
+        {
+            out.push((
+                *kind,
+                Geometry {
+                    banks: banks as u32,
+                    alignment: alignment as u32,
+                    granularity: granule as u32,
+                },
+            ));
         }
     }
     out
-}
-
-/// Reads little-endian words of process `pid` through `/proc/PID/mem` (root may read a live
-/// process it does not trace with ptrace).
-pub struct ProcessMemory(std::fs::File);
-
-impl ProcessMemory {
-    pub fn open(pid: u32) -> std::io::Result<Self> {
-        std::fs::File::open(format!("/proc/{pid}/mem")).map(Self)
-    }
-
-    pub fn read(&self, addr: u64, width: usize) -> Option<u64> {
-        use std::os::unix::fs::FileExt;
-        let mut b = [0u8; 8];
-        self.0.read_exact_at(&mut b[..width.min(8)], addr).ok()?;
-        Some(u64::from_le_bytes(b))
-    }
-}
-
-/// The load chain from `this` that is in `%rdi` at the first call (or tail jump) whose target
-/// satisfies `is_target`.
-fn rdi_at_call(code: &[u8], ip: u64, is_target: impl Fn(u64) -> bool) -> Option<Chain> {
-    let mut state: HashMap<Register, Chain> = HashMap::new();
-    state.insert(
-        Register::RDI,
-        Chain {
-            offsets: vec![],
-            width: 8,
-        },
-    );
-    for i in decode(code, ip, 32) {
-        match i.mnemonic() {
-            Mnemonic::Call | Mnemonic::Jmp => {
-                if i.op0_kind() == OpKind::NearBranch64 && is_target(i.near_branch_target()) {
-                    return state
-                        .get(&Register::RDI)
-                        .filter(|c| !c.offsets.is_empty())
-                        .cloned();
-                }
-                return None;
-            }
-            Mnemonic::Ret => return None,
-            Mnemonic::Push | Mnemonic::Nop | Mnemonic::Endbr64 => continue,
-            _ => {}
-        }
-        if i.op_count() < 2 || i.op0_kind() != OpKind::Register {
-            continue;
-        }
-        let dst = i.op0_register().full_register();
-        let value = match (i.mnemonic(), i.op1_kind()) {
-            (Mnemonic::Mov, OpKind::Memory) if i.memory_index() == Register::None => state
-                .get(&i.memory_base().full_register())
-                .map(|c| {
-                    c.then(
-                        i.memory_displacement64() as i64 as i32,
-                        i.memory_size().size() as u8,
-                    )
-                }),
-            (Mnemonic::Mov, OpKind::Register) => {
-                state.get(&i.op1_register().full_register()).cloned()
-            }
-            _ => None,
-        };
-        match value {
-            Some(v) => state.insert(dst, v),
-            None => state.remove(&dst),
-        };
-    }
-    None
 }
 
 /// A value while evaluating an accessor for one concrete buffer type.
@@ -358,10 +295,11 @@ fn typed_accessor(
                             h.push(c.wrapping_add(disp) as i64 as i32);
                             Some(Val::Obj(h, width))
                         }
-                        (Some(Val::Const(a)), Some(Some(Val::Const(c)))) => {
-                            read(a.wrapping_add(c.wrapping_mul(scale)).wrapping_add(disp), width)
-                                .map(Val::Const)
-                        }
+                        (Some(Val::Const(a)), Some(Some(Val::Const(c)))) => read(
+                            a.wrapping_add(c.wrapping_mul(scale)).wrapping_add(disp),
+                            width,
+                        )
+                        .map(Val::Const),
                         (Some(Val::Const(a)), None) => {
                             read(a.wrapping_add(disp), width).map(Val::Const)
                         }
@@ -469,28 +407,15 @@ mod tests {
             [0x30u64, 0x38, 0, 0x40, 0x48].get(i as usize).copied()
         };
         let dram = typed_accessor(NUM_BANKS, 0, 0, &table).unwrap();
-        assert_eq!(dram, Chain {
-            offsets: vec![0x30, 0x20],
-            width: 4
-        });
+        assert_eq!(
+            dram,
+            Chain {
+                offsets: vec![0x30, 0x20],
+                width: 4
+            }
+        );
         let l1 = typed_accessor(NUM_BANKS, 0, 1, &table).unwrap();
         assert_eq!(l1.offsets, vec![0x38, 0x20]);
-    }
-
-    #[test]
-    fn finds_the_pointer_handed_to_a_call() {
-        // push %rax ; mov 0x10(%rdi),%rax ; mov 0x30(%rax),%rdi ; call +0
-        let code = [
-            0x50, 0x48, 0x8b, 0x47, 0x10, 0x48, 0x8b, 0x78, 0x30, 0xe8, 0, 0, 0, 0,
-        ];
-        assert_eq!(
-            rdi_at_call(&code, 0, |t| t == 0xe),
-            Some(Chain {
-                offsets: vec![0x10, 0x30],
-                width: 8
-            })
-        );
-        assert_eq!(rdi_at_call(&code, 0, |_| false), None);
     }
 
     #[test]
@@ -504,27 +429,18 @@ mod tests {
     }
 
     #[test]
-    fn reads_geometry_along_the_paths() {
+    fn reads_geometry_from_the_probe_values() {
         let layout = AllocatorLayout {
-            from_buffer: Chain::field(0x40, 8),
             managers: vec![(BufferType::Dram, 0x30, 0x20), (BufferType::L1, 0x38, 0x20)],
             alignment: 0x48,
             sub_allocators: 0x3b0,
             min_block: 0x18,
         };
-        // A stand-in for process memory: the DRAM manager is set up, the L1 one is null.
-        let mem: HashMap<u64, u64> = [
-            (0x1030, 0x2000),
-            (0x1038, 0),
-            (0x2020, 8),
-            (0x2048, 64),
-            (0x23b0, 0x3000),
-            (0x3000, 0x4000),
-            (0x4018, 64),
-        ]
-        .into_iter()
-        .collect();
-        let got = read_geometry(&layout, 0x1000, &|a, _| mem.get(&a).copied());
+        let chains = probe_chains(&layout, 3);
+        assert_eq!(chains[1].1[2].offsets, vec![0x38, 0x3b0, 0, 0x18]);
+        let kinds: Vec<_> = chains.iter().map(|(k, _)| *k).collect();
+        // DRAM read fine; L1's minimum block was unreadable (valid bit 5 clear).
+        let got = geometry_from(&kinds, &[8, 64, 64, 110, 16, 0], 0b01_1111);
         assert_eq!(
             got,
             vec![(
@@ -536,5 +452,7 @@ mod tests {
                 }
             )]
         );
+        // Garbage (a manager that is not one) is refused.
+        assert!(geometry_from(&kinds[..1], &[8, 48, 64], 0b111).is_empty());
     }
 }

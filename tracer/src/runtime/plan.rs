@@ -36,7 +36,14 @@ pub enum Role {
     /// The `tt_throw` of "Out of Memory" inside `BankManager::allocate_buffer` (an
     /// instruction, not a function entry): the allocator refused an allocation.
     OutOfMemory,
+    /// `AllocatorImpl::allocate_buffer(Buffer*)`: reads the allocator's geometry per buffer
+    /// type (see runtime/allocator.rs). Attached only for processes attached mid-run, and
+    /// removed once they have reported.
+    AllocatorGeometry,
 }
+
+/// Buffer types whose geometry one [`Role::AllocatorGeometry`] hit reads (three values each).
+pub const GEOMETRY_TYPES: usize = MAX_VALUES / 3;
 
 /// Value positions in Alloc/Free events.
 pub mod field {
@@ -46,8 +53,6 @@ pub mod field {
     pub const PAGE_SIZE: usize = 3;
     pub const KIND: usize = 4;
     pub const UNIQUE_ID: usize = 5;
-    /// The buffer's `AllocatorImpl*` (present when [`super::ProbePlan::allocator`] is).
-    pub const ALLOCATOR: usize = 6;
 }
 
 #[derive(Clone, Debug)]
@@ -77,6 +82,9 @@ pub struct ProbePlan {
     /// Paths to the allocator geometry in a live process (read after a mid-run attach), or
     /// which symbol or pattern failed to calibrate.
     pub allocator: Result<AllocatorLayout, String>,
+    /// Set by `attach` before the probes go live: the processes may have opened their devices
+    /// already, so the [`Role::AllocatorGeometry`] probe is attached too.
+    pub mid_run: bool,
 }
 
 impl ProbePlan {
@@ -149,11 +157,11 @@ pub(super) fn device_spec(fields: &[FieldPath], forgets: bool) -> SlotSpec {
     s
 }
 
-fn buffer_fields(layout: &Layout, alloc: Option<&AllocatorLayout>) -> Result<Vec<FieldPath>> {
+fn buffer_fields(layout: &Layout) -> Result<Vec<FieldPath>> {
     let b = &layout.buffer;
     // Argument 1: GraphTracker's methods take `this` first, the Buffer second. The device
     // object itself is described once per process (RawDevice), not read on every hit.
-    let mut v = vec![
+    let v = vec![
         path(1, &b.device)?,
         path(1, &b.address)?,
         path(1, &b.size)?,
@@ -161,9 +169,6 @@ fn buffer_fields(layout: &Layout, alloc: Option<&AllocatorLayout>) -> Result<Vec
         path(1, &b.kind)?,
         path(1, &b.unique_id)?,
     ];
-    if let Some(a) = alloc {
-        v.push(path(1, &a.from_buffer)?);
-    }
     debug_assert!(v.len() <= MAX_VALUES);
     Ok(v)
 }
@@ -231,7 +236,7 @@ pub fn build(lib: &Library) -> Result<ProbePlan> {
              processes attached after they opened their devices falls back to requested bytes"
         ));
     }
-    let fields = buffer_fields(&layout, allocator.as_ref().ok())?;
+    let fields = buffer_fields(&layout)?;
     for (role, mangled) in [
         (Role::Alloc, sym::TRACK_ALLOCATE),
         (Role::Free, sym::TRACK_DEALLOCATE),
@@ -301,6 +306,21 @@ pub fn build(lib: &Library) -> Result<ProbePlan> {
         );
     }
     lifecycle::plan(lib, &layout, &mut probes, &mut warnings)?;
+    if let Ok(a) = &allocator {
+        let mut fields = Vec::new();
+        for (_, chains) in allocator::probe_chains(a, GEOMETRY_TYPES) {
+            for c in &chains {
+                fields.push(path(0, c)?);
+            }
+        }
+        probes.push(PlannedProbe {
+            role: Role::AllocatorGeometry,
+            symbol: sym::ALLOCATOR_ALLOCATE_BUFFER.to_string(),
+            file_offset: offset_of(sym::ALLOCATOR_ALLOCATE_BUFFER)?,
+            spec: spec(&fields),
+            detail: "attached only after a mid-run attach, until each process reported".into(),
+        });
+    }
     let call_stacks = lifecycle::call_stacks(lib);
     let vptr_of = |m: &str| lib.symbol(m).map(|s| s.address + 16);
     Ok(ProbePlan {
@@ -313,5 +333,6 @@ pub fn build(lib: &Library) -> Result<ProbePlan> {
         warnings,
         call_stacks,
         allocator,
+        mid_run: false,
     })
 }

@@ -60,10 +60,11 @@ pub const MESH_NUM_COLS: [&str; 3] = [
 ];
 
 /// Allocator geometry of a live process (read after a mid-run attach, when the bank managers'
-/// constructors ran before the probes): the buffer's allocator, its bank manager per type, the
-/// bank manager's alignment and its sub-allocators' minimum block.
-pub const BUFFER_ALLOCATOR: &str = "_ZNK2tt8tt_metal6Buffer9allocatorEv";
-pub const ALLOCATOR_VIEW: &str = "_ZNK2tt8tt_metal13AllocatorImpl4viewEv";
+/// constructors ran before the probes): probed on entry of the allocator's `allocate_buffer`,
+/// read from its bank manager per type, the manager's alignment and its sub-allocators'
+/// minimum block.
+pub const ALLOCATOR_ALLOCATE_BUFFER: &str =
+    "_ZN2tt8tt_metal13AllocatorImpl15allocate_bufferEPNS0_6BufferE";
 pub const ALLOCATOR_NUM_BANKS: &str =
     "_ZNK2tt8tt_metal13AllocatorImpl13get_num_banksERKNS0_10BufferTypeE";
 pub const BANK_MANAGER_INIT_ALLOCATORS: &str = "_ZN2tt8tt_metal11BankManager15init_allocatorsEmjm";
