@@ -235,7 +235,10 @@ fn n(v: &Value) -> u64 {
 /// exact after the attach.
 fn check_seeded(p: &Value, truth: &Value) {
     let devs: BTreeMap<i64, Value> = devices(p);
-    assert_eq!(devs.keys().copied().collect::<Vec<_>>(), chips(truth));
+    assert_eq!(
+        devs.keys().copied().collect::<Vec<_>>(),
+        sorted_chips(truth)
+    );
     assert_eq!(p["attach"]["mode"], "seeded", "{p}");
     let after = &truth["after"];
     for (chip, d) in &devs {
@@ -281,7 +284,10 @@ fn check_seeded(p: &Value, truth: &Value) {
 /// Per-chip ledger of a process traced from its start.
 fn check_complete(p: &Value, truth: &Value) {
     let devs = devices(p);
-    assert_eq!(devs.keys().copied().collect::<Vec<_>>(), chips(truth));
+    assert_eq!(
+        devs.keys().copied().collect::<Vec<_>>(),
+        sorted_chips(truth)
+    );
     assert!(p["attach"].is_null(), "{p}");
     let after = &truth["after"];
     for (chip, d) in &devs {
@@ -503,7 +509,28 @@ fn target_pid(truth: &Value) -> u32 {
 
 #[test]
 fn attach_without_shm_tracker_counts_since_attach() {
-    let target = Target::start(&[("TT_METAL_SHM_TRACKING_DISABLED", "1")], true);
+    attach_since_attach(ERA);
+}
+
+/// The other layout era (no `Buffer` pimpl, other allocator offsets).
+#[test]
+fn attach_without_shm_tracker_counts_since_attach_0_75_0() {
+    attach_since_attach("0.75.0");
+}
+
+/// Attached after the devices were opened (their bank managers built before the probes), with
+/// an L1 tensor whose pages are fewer than the banks and not a multiple of the allocator's
+/// minimum block: `reserved` still matches what tt-metal reports, from geometry tracer read in
+/// the process.
+fn attach_since_attach(era: &str) {
+    let target = Target::start_era(
+        era,
+        &[
+            ("TT_METAL_SHM_TRACKING_DISABLED", "1"),
+            ("ATTACH_TARGET_ODD_L1", "1"),
+        ],
+        true,
+    );
     let dir = tempdir();
     let summary = dir.join("summary.json");
     let pid = target.pid.to_string();
@@ -539,6 +566,12 @@ fn attach_without_shm_tracker_counts_since_attach() {
         "{}",
         t.stdout()
     );
+    assert!(
+        !t.stdout().contains("allocator geometry unknown"),
+        "reserved was estimated:\n{}",
+        t.stdout()
+    );
+    assert!(!t.stderr().contains("allocator geometry"), "{}", t.stderr());
     let p = summary_process(&summary, target_pid(&truth));
     assert_eq!(p["attach"]["mode"], "since_attach");
     for (chip, d) in devices(&p) {
@@ -555,6 +588,13 @@ fn attach_without_shm_tracker_counts_since_attach() {
         let grown = n(&truth["memory_view_at_end"]["DRAM"]) + freed_bytes
             - n(&truth["before"]["memory_view"]["DRAM"]);
         assert_eq!(n(&d["live"]["reserved"]["DRAM"]), grown, "{what}");
+        // No L1 before the attach: all of it is what the ledger saw allocated since.
+        let l1 = n(&truth["memory_view_at_end"]["L1"]) - n(&truth["before"]["memory_view"]["L1"]);
+        assert_eq!(n(&d["live"]["reserved"]["L1"]), l1, "{what}: reserved L1");
+        assert!(
+            l1 > n(&d["live"]["requested"]["L1"]),
+            "{what}: the allocator pads L1 (banks, alignment, minimum block)"
+        );
         assert_eq!(
             n(&d["freed_before_attach"]["count"]),
             n(&after["pre_attach_frees"])
