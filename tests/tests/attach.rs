@@ -574,6 +574,7 @@ fn attach_since_attach(era: &str) {
     assert!(!t.stderr().contains("allocator geometry"), "{}", t.stderr());
     let p = summary_process(&summary, target_pid(&truth));
     assert_eq!(p["attach"]["mode"], "since_attach");
+    assert_eq!(p["reserved_estimated"], 0, "geometry known for every allocation");
     for (chip, d) in devices(&p) {
         let what = format!("chip {chip}");
         assert_eq!(n(&d["allocations"]), n(&after["allocations"]), "{what}");
