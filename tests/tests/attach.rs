@@ -240,6 +240,7 @@ fn check_seeded(p: &Value, truth: &Value) {
         sorted_chips(truth)
     );
     assert_eq!(p["attach"]["mode"], "seeded", "{p}");
+    assert_eq!(p["reserved_estimated"], 0, "{p}");
     let after = &truth["after"];
     for (chip, d) in &devs {
         let what = format!("PID {} chip {chip}", truth["pid"]);
@@ -268,6 +269,12 @@ fn check_seeded(p: &Value, truth: &Value) {
         assert_eq!(
             d["live"]["reserved"]["DRAM"], truth["memory_view_at_end"]["DRAM"],
             "{what}: live reserved DRAM == get_memory_view"
+        );
+        // No L1 before the attach; the L1 allocated since is padded by the allocator, with the
+        // geometry tracer read in the process (its bank managers predate the probes).
+        assert_eq!(
+            d["live"]["reserved"]["L1"], truth["memory_view_at_end"]["L1"],
+            "{what}: live reserved L1 == get_memory_view"
         );
         assert_eq!(
             n(&d["freed_before_attach"]["count"]),
@@ -448,6 +455,7 @@ fn attach_to_a_busy_process() {
     target.wait().unwrap();
     let p = summary_process(&summary, pid);
     assert_eq!(p["attach"]["mode"], "seeded");
+    assert_eq!(p["reserved_estimated"], 0, "{p}");
     let raced = t
         .stderr()
         .contains("happened while tracer read the SHM tracker");
@@ -574,7 +582,10 @@ fn attach_since_attach(era: &str) {
     assert!(!t.stderr().contains("allocator geometry"), "{}", t.stderr());
     let p = summary_process(&summary, target_pid(&truth));
     assert_eq!(p["attach"]["mode"], "since_attach");
-    assert_eq!(p["reserved_estimated"], 0, "geometry known for every allocation");
+    assert_eq!(
+        p["reserved_estimated"], 0,
+        "geometry known for every allocation"
+    );
     for (chip, d) in devices(&p) {
         let what = format!("chip {chip}");
         assert_eq!(n(&d["allocations"]), n(&after["allocations"]), "{what}");
