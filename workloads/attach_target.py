@@ -12,7 +12,11 @@ bank, so the allocator reserves exactly their size (the figure seeded from the S
 Ground truth (--truth FILE or $TRACER_GROUND_TRUTH): what the workload did, from its own buffer
 sizes, and `ttnn.get_memory_view` per chip type before and after.
 
-usage: attach_target.py [--ready F] [--go F] [--before N] [--after N] [--free-before K] [--truth F]
+With --odd-l1 (or ATTACH_TARGET_ODD_L1=1), phase 2 also allocates a row-major L1 tensor of 3 pages of 80 bytes: pages that
+are not a multiple of the allocator's minimum block, on fewer pages than banks.
+
+usage: attach_target.py [--ready F] [--go F] [--before N] [--after N] [--free-before K] [--odd-l1]
+                        [--truth F]
 """
 import json
 import os
@@ -36,8 +40,8 @@ def arg(args, name, default):
     return args[args.index(name) + 1] if name in args else default
 
 
-def alloc(mesh, shape, mem):
-    t = ttnn.allocate_tensor_on_device(ttnn.Shape(shape), ttnn.bfloat16, ttnn.TILE_LAYOUT, mesh, mem)
+def alloc(mesh, shape, mem, layout=ttnn.TILE_LAYOUT):
+    t = ttnn.allocate_tensor_on_device(ttnn.Shape(shape), ttnn.bfloat16, layout, mesh, mem)
     kind = "DRAM" if mem == ttnn.DRAM_MEMORY_CONFIG else "L1"
     return t, kind, t.buffer_num_pages() * t.buffer_page_size()
 
@@ -72,6 +76,8 @@ def run(args):
             new.append(alloc(mesh, [1, 1, 512, 1024], ttnn.DRAM_MEMORY_CONFIG))
         else:
             new.append(alloc(mesh, [1, 1, 64, 64 * (i + 1)], ttnn.L1_MEMORY_CONFIG))
+    if "--odd-l1" in args or os.environ.get("ATTACH_TARGET_ODD_L1"):
+        new.append(alloc(mesh, [1, 1, 3, 40], ttnn.L1_MEMORY_CONFIG, ttnn.ROW_MAJOR_LAYOUT))
     freed_old = old[:free_before]
     for t, _, _ in freed_old:
         ttnn.deallocate(t)

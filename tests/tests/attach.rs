@@ -235,8 +235,12 @@ fn n(v: &Value) -> u64 {
 /// exact after the attach.
 fn check_seeded(p: &Value, truth: &Value) {
     let devs: BTreeMap<i64, Value> = devices(p);
-    assert_eq!(devs.keys().copied().collect::<Vec<_>>(), sorted_chips(truth));
+    assert_eq!(
+        devs.keys().copied().collect::<Vec<_>>(),
+        sorted_chips(truth)
+    );
     assert_eq!(p["attach"]["mode"], "seeded", "{p}");
+    assert_eq!(p["reserved_estimated"], 0, "{p}");
     let after = &truth["after"];
     for (chip, d) in &devs {
         let what = format!("PID {} chip {chip}", truth["pid"]);
@@ -266,6 +270,12 @@ fn check_seeded(p: &Value, truth: &Value) {
             d["live"]["reserved"]["DRAM"], truth["memory_view_at_end"]["DRAM"],
             "{what}: live reserved DRAM == get_memory_view"
         );
+        // No L1 before the attach; the L1 allocated since is padded by the allocator, with the
+        // geometry tracer read in the process (its bank managers predate the probes).
+        assert_eq!(
+            d["live"]["reserved"]["L1"], truth["memory_view_at_end"]["L1"],
+            "{what}: live reserved L1 == get_memory_view"
+        );
         assert_eq!(
             n(&d["freed_before_attach"]["count"]),
             n(&after["pre_attach_frees"]),
@@ -281,7 +291,10 @@ fn check_seeded(p: &Value, truth: &Value) {
 /// Per-chip ledger of a process traced from its start.
 fn check_complete(p: &Value, truth: &Value) {
     let devs = devices(p);
-    assert_eq!(devs.keys().copied().collect::<Vec<_>>(), sorted_chips(truth));
+    assert_eq!(
+        devs.keys().copied().collect::<Vec<_>>(),
+        sorted_chips(truth)
+    );
     assert!(p["attach"].is_null(), "{p}");
     let after = &truth["after"];
     for (chip, d) in &devs {
@@ -442,6 +455,7 @@ fn attach_to_a_busy_process() {
     target.wait().unwrap();
     let p = summary_process(&summary, pid);
     assert_eq!(p["attach"]["mode"], "seeded");
+    assert_eq!(p["reserved_estimated"], 0, "{p}");
     let raced = t
         .stderr()
         .contains("happened while tracer read the SHM tracker");
@@ -503,7 +517,28 @@ fn target_pid(truth: &Value) -> u32 {
 
 #[test]
 fn attach_without_shm_tracker_counts_since_attach() {
-    let target = Target::start(&[("TT_METAL_SHM_TRACKING_DISABLED", "1")], true);
+    attach_since_attach(ERA);
+}
+
+/// The other layout era (no `Buffer` pimpl, other allocator offsets).
+#[test]
+fn attach_without_shm_tracker_counts_since_attach_0_75_0() {
+    attach_since_attach("0.75.0");
+}
+
+/// Attached after the devices were opened (their bank managers built before the probes), with
+/// an L1 tensor whose pages are fewer than the banks and not a multiple of the allocator's
+/// minimum block: `reserved` still matches what tt-metal reports, from geometry tracer read in
+/// the process.
+fn attach_since_attach(era: &str) {
+    let target = Target::start_era(
+        era,
+        &[
+            ("TT_METAL_SHM_TRACKING_DISABLED", "1"),
+            ("ATTACH_TARGET_ODD_L1", "1"),
+        ],
+        true,
+    );
     let dir = tempdir();
     let summary = dir.join("summary.json");
     let pid = target.pid.to_string();
@@ -539,8 +574,18 @@ fn attach_without_shm_tracker_counts_since_attach() {
         "{}",
         t.stdout()
     );
+    assert!(
+        !t.stdout().contains("allocator geometry unknown"),
+        "reserved was estimated:\n{}",
+        t.stdout()
+    );
+    assert!(!t.stderr().contains("allocator geometry"), "{}", t.stderr());
     let p = summary_process(&summary, target_pid(&truth));
     assert_eq!(p["attach"]["mode"], "since_attach");
+    assert_eq!(
+        p["reserved_estimated"], 0,
+        "geometry known for every allocation"
+    );
     for (chip, d) in devices(&p) {
         let what = format!("chip {chip}");
         assert_eq!(n(&d["allocations"]), n(&after["allocations"]), "{what}");
@@ -555,6 +600,13 @@ fn attach_without_shm_tracker_counts_since_attach() {
         let grown = n(&truth["memory_view_at_end"]["DRAM"]) + freed_bytes
             - n(&truth["before"]["memory_view"]["DRAM"]);
         assert_eq!(n(&d["live"]["reserved"]["DRAM"]), grown, "{what}");
+        // No L1 before the attach: all of it is what the ledger saw allocated since.
+        let l1 = n(&truth["memory_view_at_end"]["L1"]) - n(&truth["before"]["memory_view"]["L1"]);
+        assert_eq!(n(&d["live"]["reserved"]["L1"]), l1, "{what}: reserved L1");
+        assert!(
+            l1 > n(&d["live"]["requested"]["L1"]),
+            "{what}: the allocator pads L1 (banks, alignment, minimum block)"
+        );
         assert_eq!(
             n(&d["freed_before_attach"]["count"]),
             n(&after["pre_attach_frees"])

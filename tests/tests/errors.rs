@@ -1,4 +1,5 @@
-//! Bad input gets a clear error and a non-zero exit.
+//! Bad input gets a clear error and a non-zero exit; a library tracer can only partly
+//! calibrate degrades with the failing symbol named.
 use std::process::Command;
 
 use tracer_tests::*;
@@ -102,4 +103,44 @@ fn library_with_a_missing_symbol() {
         out.contains("FAIL") && out.contains("track_allocate"),
         "{out}"
     );
+}
+
+fn doctor_output(lib: &std::path::Path) -> String {
+    let o = tracer()
+        .arg("doctor")
+        .arg("--lib")
+        .arg(lib)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A copy of the real library whose `AllocatorImpl::get_num_banks` is renamed: the rest still
+/// works, and doctor names what failed and the fallback.
+#[test]
+fn library_without_the_allocator_accessor() {
+    let mut bytes = std::fs::read(library("0.81.1")).unwrap();
+    let from = b"_ZNK2tt8tt_metal13AllocatorImpl13get_num_banksERKNS0_10BufferTypeE";
+    let mut renamed = 0;
+    let mut i = 0;
+    while let Some(pos) = bytes[i..].windows(from.len()).position(|w| w == from) {
+        let at = i + pos + from.len() - 20;
+        bytes[at] = b'X';
+        renamed += 1;
+        i += pos + from.len();
+    }
+    assert!(renamed >= 1);
+    let lib = tempdir().join("libtt_metal.so");
+    std::fs::write(&lib, bytes).unwrap();
+    let out = doctor_output(&lib);
+    assert!(
+        out.contains("allocator geometry after a mid-run attach: NOT calibrated")
+            && out.contains(
+                "AllocatorImpl::get_num_banks(tt::tt_metal::BufferType const&) const` not found"
+            )
+            && out.contains("reserved falls back to requested bytes"),
+        "{out}"
+    );
+    assert!(out.contains("probe plan"), "{out}");
+    assert!(!out.contains("AllocatorGeometry"), "{out}");
 }

@@ -190,3 +190,25 @@ fn finds_library_and_propagates_exit_code() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The allocator geometry paths (read after a mid-run attach) calibrate on both layout eras.
+#[test]
+fn doctor_shows_the_allocator_geometry_paths() {
+    for era in ["0.81.1", "0.75.0"] {
+        let o = tracer()
+            .arg("doctor")
+            .arg("--lib")
+            .arg(library(era))
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        let line = out
+            .lines()
+            .find(|l| l.contains("allocator geometry (read after a mid-run attach)"))
+            .unwrap_or_else(|| panic!("{era}: {out}"));
+        for part in ["DRAM +0x", "L1 +0x", "alignment +0x", "min_block +0x"] {
+            assert!(line.contains(part), "{era}: {line}");
+        }
+        assert!(out.contains("AllocatorGeometry"), "{era}: {out}");
+    }
+}

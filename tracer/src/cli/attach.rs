@@ -151,7 +151,9 @@ pub fn attach(opts: TraceOpts, pids: Vec<u32>, all: bool) -> Result<i32> {
     }
     let lib = lib.context("no PID given")?;
     stage(started, "target found");
-    let plan = runtime::plan_for(&lib)?;
+    let mut plan = runtime::plan_for(&lib)?;
+    // The processes may have opened their devices already.
+    plan.mid_run = true;
     stage(started, "library calibrated");
     for w in &plan.warnings {
         eprintln!("tracer: warning: {w}");
@@ -193,6 +195,7 @@ pub fn attach(opts: TraceOpts, pids: Vec<u32>, all: bool) -> Result<i32> {
     }
     for pid in &ledgers {
         session.decoder.announce(*pid);
+        session.decoder.attached(*pid);
         let how = open_ledger(&mut session, *pid);
         eprintln!("tracer: {how}");
     }

@@ -45,7 +45,9 @@ pub fn attach_all(
     let mut plans = Vec::new();
     for (i, (lib, id)) in libs.into_iter().enumerate() {
         match runtime::plan_for(&lib) {
-            Ok(plan) => {
+            Ok(mut plan) => {
+                // Running processes may have opened their devices already.
+                plan.mid_run = true;
                 for w in &plan.warnings {
                     eprintln!("tracer: warning: {}: {w}", lib.display());
                 }
@@ -88,8 +90,14 @@ pub fn attach_all(
             .ok()
             .and_then(|id| ids.iter().position(|i| *i == id));
         match set {
-            Some(0) => session.decoder.announce(pid),
-            Some(i) => session.extra[i - 1].1.announce(pid),
+            Some(0) => {
+                session.decoder.announce(pid);
+                session.decoder.attached(pid);
+            }
+            Some(i) => {
+                session.extra[i - 1].1.announce(pid);
+                session.extra[i - 1].1.attached(pid);
+            }
             None => {
                 others.push(format!("PID {pid} ({})", path.display()));
                 continue;
@@ -137,7 +145,8 @@ fn watch_new_libraries(session: &mut LiveSession, known: &mut Vec<(u64, u64)>) {
             continue;
         }
         known.push(id);
-        let probes = runtime::plan_for(path).and_then(|plan| {
+        let probes = runtime::plan_for(path).and_then(|mut plan| {
+            plan.mid_run = true;
             let probes = Loaded::new()?.attach(&plan, Scope::All)?;
             Ok((probes, Decoder::new(plan)))
         });
@@ -155,6 +164,7 @@ fn watch_new_libraries(session: &mut LiveSession, known: &mut Vec<(u64, u64)>) {
             .collect();
         for pid in &users {
             decoder.announce(*pid);
+            decoder.attached(*pid);
         }
         session.extra.push((probes, decoder));
         eprintln!("tracer: now probing {} too", path.display());

@@ -102,6 +102,16 @@ pub fn doctor(lib: Option<PathBuf>, pid: Option<u32>) -> Result<i32> {
                 for (field, how) in &plan.layout.provenance {
                     println!("    {field}: {how}");
                 }
+                match &plan.allocator {
+                    Ok(a) => println!(
+                        "  allocator geometry (read after a mid-run attach): {}",
+                        a.describe()
+                    ),
+                    Err(e) => println!(
+                        "  allocator geometry after a mid-run attach: NOT calibrated: {e} \
+                         (reserved falls back to requested bytes)"
+                    ),
+                }
                 let vptr =
                     |v: Option<u64>| v.map_or("not found".to_string(), |a| format!("{a:#x}"));
                 println!(

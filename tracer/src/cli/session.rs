@@ -230,6 +230,19 @@ impl LiveSession {
         }
     }
 
+    /// Removes the allocator geometry probes of probe sets whose mid-run processes all
+    /// reported (each trap costs an allocation some microseconds).
+    fn drop_geometry_probes(&mut self) {
+        if self.decoder.geometry_done() {
+            self.probes.detach_geometry();
+        }
+        for (probes, decoder) in &mut self.extra {
+            if decoder.geometry_done() {
+                probes.detach_geometry();
+            }
+        }
+    }
+
     /// Takes what the extra probe sets have collected.
     fn drain_extra(&mut self) {
         for i in 0..self.extra.len() {
@@ -303,6 +316,7 @@ impl LiveSession {
                 self.handle_raw(r);
             }
             self.drain_extra();
+            self.drop_geometry_probes();
             if last_tick.elapsed() >= TICK {
                 last_tick = std::time::Instant::now();
                 if let Some(mut f) = self.tick.take() {
@@ -370,6 +384,14 @@ impl LiveSession {
                 "tracer: warning: {} probe hit(s) had unreadable buffer fields and were skipped",
                 self.decoder.undecodable
             );
+        }
+        for note in self
+            .decoder
+            .geometry_notes
+            .iter()
+            .chain(self.extra.iter().flat_map(|(_, d)| d.geometry_notes.iter()))
+        {
+            eprintln!("tracer: warning: {note}; reserved falls back to requested bytes");
         }
         if self.decoder.undescribed > 0 {
             eprintln!(

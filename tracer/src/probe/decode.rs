@@ -4,8 +4,9 @@ use tracer_common::{RawDevice, RawEvent, SLOT_PROCESS_EXIT, SLOT_PROCESS_FORK};
 use crate::{
     ledger::{BufferInfo, BufferType, DeviceRef, Event, EventKind, Refusal},
     runtime::{
+        allocator::{geometry_from, probe_chains},
         devices::{DeviceResolver, Vptrs},
-        plan::{field, ProbePlan, Role},
+        plan::{field, ProbePlan, Role, GEOMETRY_TYPES},
     },
 };
 
@@ -16,6 +17,11 @@ pub struct Decoder {
     pub undecodable: u64,
     /// Buffer events on device objects the probe could not describe (no chips known).
     pub undescribed: u64,
+    /// Processes attached mid-run whose allocator geometry is still to come from the
+    /// [`Role::AllocatorGeometry`] probe (their bank managers were built before the probes).
+    geometry_wanted: std::collections::HashSet<u32>,
+    /// Why the geometry of a process attached mid-run is not known (for the summary).
+    pub geometry_notes: Vec<String>,
 }
 
 impl Decoder {
@@ -26,6 +32,8 @@ impl Decoder {
             seen: Default::default(),
             undecodable: 0,
             undescribed: 0,
+            geometry_wanted: Default::default(),
+            geometry_notes: Vec::new(),
         }
     }
 
@@ -67,9 +75,69 @@ impl Decoder {
         self.seen.insert(pid);
     }
 
+    /// `pid` was attached after it started: its devices (and their allocators) may predate the
+    /// probes, so its geometry comes from the allocator geometry probe.
+    pub fn attached(&mut self, pid: u32) {
+        match &self.plan.allocator {
+            Ok(_) => {
+                self.geometry_wanted.insert(pid);
+            }
+            Err(e) => self.geometry_notes.push(format!(
+                "PID {pid}: allocator geometry not calibrated for this library ({e})"
+            )),
+        }
+    }
+
+    /// No process attached mid-run is waiting for its geometry any more.
+    pub fn geometry_done(&self) -> bool {
+        self.geometry_wanted.is_empty()
+    }
+
+    /// A process ended before reporting its geometry.
+    fn geometry_gone(&mut self, pid: u32) {
+        self.geometry_wanted.remove(&pid);
+    }
+
+    /// The allocator geometry probe's values as `BankGeometry` events, for a process attached
+    /// mid-run that has not reported yet (once per process).
+    fn geometry(&mut self, raw: &RawEvent) -> Vec<Event> {
+        let Ok(layout) = &self.plan.allocator else {
+            return Vec::new();
+        };
+        if !self.geometry_wanted.contains(&raw.pid) {
+            return Vec::new();
+        }
+        let kinds: Vec<BufferType> = probe_chains(layout, GEOMETRY_TYPES)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        let n = (raw.nvalues as usize).min(raw.values.len());
+        let found = geometry_from(&kinds, &raw.values[..n], raw.valid);
+        if found.is_empty() {
+            return Vec::new();
+        }
+        self.geometry_wanted.remove(&raw.pid);
+        found
+            .into_iter()
+            .map(|(kind, g)| Event {
+                ts_ns: raw.ts_ns,
+                pid: raw.pid,
+                kind: EventKind::BankGeometry {
+                    kind,
+                    banks: g.banks,
+                    alignment: g.alignment,
+                    granularity: g.granularity,
+                },
+            })
+            .collect()
+    }
+
     /// Decodes one raw event into ledger events: the event itself, preceded by a
     /// `ProcessStart` the first time a process shows up.
     pub fn decode(&mut self, raw: &RawEvent) -> Vec<Event> {
+        if self.plan.role(raw.slot) == Some(Role::AllocatorGeometry) {
+            return self.geometry(raw);
+        }
         let Some(ev) = self.decode_one(raw) else {
             return Vec::new();
         };
@@ -93,6 +161,7 @@ impl Decoder {
         let kind = match raw.slot {
             SLOT_PROCESS_EXIT => {
                 self.resolver.forget_process(raw.pid);
+                self.geometry_gone(raw.pid);
                 // Only processes that used the runtime have a ledger worth closing.
                 if !self.seen.contains(&raw.pid) {
                     return None;
@@ -155,6 +224,8 @@ impl Decoder {
                         .then(|| (v[f::ROWS] as u32, v[f::COLS] as u32));
                     EventKind::DeviceOpen { device, shape }
                 }
+                // Decoded in `decode` (several events per hit).
+                Role::AllocatorGeometry => return None,
                 Role::OutOfMemory => {
                     use crate::runtime::oom::field as f;
                     let len = (v[f::TYPE_LEN] as usize).min(8);

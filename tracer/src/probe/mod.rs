@@ -47,6 +47,8 @@ pub enum Scope {
 pub struct Probes {
     ebpf: Ebpf,
     ring: AsyncFd<RingBuf<MapData>>,
+    /// The allocator geometry probes (mid-run attach only), removed once not needed.
+    geometry_links: Vec<aya::programs::uprobe::UProbeLinkId>,
 }
 
 fn tracefs_dir() -> Result<&'static str> {
@@ -172,14 +174,19 @@ impl Loaded {
             p.attach("sched", tp)
                 .with_context(|| format!("attaching to sched:{tp}"))?;
         }
+        let mut geometry_links = Vec::new();
         {
             let probe: &mut UProbe = ebpf.program_mut("tracer_probe").unwrap().try_into()?;
             for (slot, p) in plan.probes.iter().enumerate() {
+                let geometry = p.role == crate::runtime::plan::Role::AllocatorGeometry;
+                if geometry && !plan.mid_run {
+                    continue;
+                }
                 let point = UProbeAttachPoint {
                     location: UProbeAttachLocation::AbsoluteOffset(p.file_offset),
                     cookie: Some(slot as u64),
                 };
-                probe
+                let link = probe
                     .attach(point, &plan.library, UProbeScope::AllProcesses)
                     .with_context(|| {
                         format!(
@@ -188,13 +195,20 @@ impl Loaded {
                             plan.library.display()
                         )
                     })?;
+                if geometry {
+                    geometry_links.push(link);
+                }
             }
         }
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").unwrap())?;
         // SAFETY: the ring buffer owns its descriptor and lives exactly as long as the AsyncFd.
         let ring = unsafe { AsyncFd::register(ring) }
             .map_err(|e| anyhow!("cannot poll the ring buffer: {e}"))?;
-        Ok(Probes { ebpf, ring })
+        Ok(Probes {
+            ebpf,
+            ring,
+            geometry_links,
+        })
     }
 }
 
@@ -221,6 +235,26 @@ impl Probes {
             )?;
         }
         Ok(ebpf)
+    }
+
+    /// Removes the allocator geometry probes (every process attached mid-run has reported):
+    /// they trap on every allocation.
+    pub fn detach_geometry(&mut self) {
+        if self.geometry_links.is_empty() {
+            return;
+        }
+        let Some(Ok(probe)) = self
+            .ebpf
+            .program_mut("tracer_probe")
+            .map(<&mut UProbe>::try_from)
+        else {
+            return;
+        };
+        for link in self.geometry_links.drain(..) {
+            if let Err(e) = probe.detach(link) {
+                eprintln!("tracer: warning: cannot remove the allocator geometry probe: {e}");
+            }
+        }
     }
 
     /// Starts reporting `pid` (and, from now on, its descendants).

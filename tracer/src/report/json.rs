@@ -151,6 +151,8 @@ pub fn summary(ledger: &Ledger, info: &SessionInfo) -> Value {
                 "devices": devices,
                 "outstanding": outstanding,
                 "unknown_frees": p.unknown_frees,
+                // Allocations whose `reserved` fell back to `requested` (geometry unknown).
+                "reserved_estimated": p.reserved_estimated,
                 "outstanding_groups": groups(p),
                 "lifecycle": lifecycle(p),
                 "oom": ooms(p),

@@ -56,7 +56,7 @@ const CALLER_SAVED: [Register; 9] = [
     Register::R11,
 ];
 
-fn decode(code: &[u8], ip: u64, max: usize) -> Vec<Instruction> {
+pub(super) fn decode(code: &[u8], ip: u64, max: usize) -> Vec<Instruction> {
     let mut d = Decoder::with_ip(64, code, ip, DecoderOptions::NONE);
     let mut out = Vec::new();
     while d.can_decode() && out.len() < max {

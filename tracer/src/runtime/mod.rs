@@ -1,5 +1,6 @@
 //! Runtime discovery: find libtt_metal.so, read its symbols, calibrate its layout, and turn
 //! that into a [`plan::ProbePlan`].
+pub mod allocator;
 pub mod calibrate;
 pub mod devices;
 pub mod disasm;

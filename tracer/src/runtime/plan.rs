@@ -7,6 +7,7 @@ use tracer_common::{
 };
 
 use super::{
+    allocator::{self, AllocatorLayout},
     calibrate::{calibrate, pretty, Layout},
     disasm::Chain,
     elf::{parameters, Library},
@@ -35,7 +36,14 @@ pub enum Role {
     /// The `tt_throw` of "Out of Memory" inside `BankManager::allocate_buffer` (an
     /// instruction, not a function entry): the allocator refused an allocation.
     OutOfMemory,
+    /// `AllocatorImpl::allocate_buffer(Buffer*)`: reads the allocator's geometry per buffer
+    /// type (see runtime/allocator.rs). Attached only for processes attached mid-run, and
+    /// removed once they have reported.
+    AllocatorGeometry,
 }
+
+/// Buffer types whose geometry one [`Role::AllocatorGeometry`] hit reads (three values each).
+pub const GEOMETRY_TYPES: usize = MAX_VALUES / 3;
 
 /// Value positions in Alloc/Free events.
 pub mod field {
@@ -71,6 +79,12 @@ pub struct ProbePlan {
     pub warnings: Vec<String>,
     /// Why allocation call stacks are (not) collected, as found in this library.
     pub call_stacks: String,
+    /// Paths to the allocator geometry in a live process (read after a mid-run attach), or
+    /// which symbol or pattern failed to calibrate.
+    pub allocator: Result<AllocatorLayout, String>,
+    /// Set by `attach` before the probes go live: the processes may have opened their devices
+    /// already, so the [`Role::AllocatorGeometry`] probe is attached too.
+    pub mid_run: bool,
 }
 
 impl ProbePlan {
@@ -215,6 +229,13 @@ pub fn build(lib: &Library) -> Result<ProbePlan> {
         offset_of(mangled)?;
     }
     let layout = calibrate(lib)?;
+    let allocator = allocator::calibrate(lib);
+    if let Err(e) = &allocator {
+        warnings.push(format!(
+            "allocator geometry cannot be read after a mid-run attach ({e}): `reserved` of \
+             processes attached after they opened their devices falls back to requested bytes"
+        ));
+    }
     let fields = buffer_fields(&layout)?;
     for (role, mangled) in [
         (Role::Alloc, sym::TRACK_ALLOCATE),
@@ -285,6 +306,21 @@ pub fn build(lib: &Library) -> Result<ProbePlan> {
         );
     }
     lifecycle::plan(lib, &layout, &mut probes, &mut warnings)?;
+    if let Ok(a) = &allocator {
+        let mut fields = Vec::new();
+        for (_, chains) in allocator::probe_chains(a, GEOMETRY_TYPES) {
+            for c in &chains {
+                fields.push(path(0, c)?);
+            }
+        }
+        probes.push(PlannedProbe {
+            role: Role::AllocatorGeometry,
+            symbol: sym::ALLOCATOR_ALLOCATE_BUFFER.to_string(),
+            file_offset: offset_of(sym::ALLOCATOR_ALLOCATE_BUFFER)?,
+            spec: spec(&fields),
+            detail: "attached only after a mid-run attach, until each process reported".into(),
+        });
+    }
     let call_stacks = lifecycle::call_stacks(lib);
     let vptr_of = |m: &str| lib.symbol(m).map(|s| s.address + 16);
     Ok(ProbePlan {
@@ -296,5 +332,7 @@ pub fn build(lib: &Library) -> Result<ProbePlan> {
         mesh_vptr: vptr_of(sym::MESH_DEVICE_VTABLE),
         warnings,
         call_stacks,
+        allocator,
+        mid_run: false,
     })
 }

@@ -58,3 +58,17 @@ pub const MESH_NUM_COLS: [&str; 3] = [
     "_ZNK2tt8tt_metal11distributed14MeshDeviceView8num_colsEv",
     "_ZNK2tt8tt_metal7Shape2D5widthEv",
 ];
+
+/// Allocator geometry of a live process (read after a mid-run attach, when the bank managers'
+/// constructors ran before the probes): probed on entry of the allocator's `allocate_buffer`,
+/// read from its bank manager per type, the manager's alignment and its sub-allocators'
+/// minimum block.
+pub const ALLOCATOR_ALLOCATE_BUFFER: &str =
+    "_ZN2tt8tt_metal13AllocatorImpl15allocate_bufferEPNS0_6BufferE";
+pub const ALLOCATOR_NUM_BANKS: &str =
+    "_ZNK2tt8tt_metal13AllocatorImpl13get_num_banksERKNS0_10BufferTypeE";
+pub const BANK_MANAGER_INIT_ALLOCATORS: &str = "_ZN2tt8tt_metal11BankManager15init_allocatorsEmjm";
+pub const FREE_LIST_CTOR: (&str, &str) = (
+    "_ZN2tt8tt_metal9allocator11FreeListOptC",
+    "tt::tt_metal::allocator::FreeListOpt::FreeListOpt(",
+);
