@@ -61,11 +61,10 @@ fn command_that_does_not_exist() {
     );
 }
 
-/// A copy of the real library with `GraphTracker::track_allocate` renamed in its symbol tables.
-#[test]
-fn library_with_a_missing_symbol() {
+/// A copy of the real 0.81.1 library with one (mangled) symbol renamed in its symbol tables.
+fn library_with_symbol_renamed(symbol: &str) -> std::path::PathBuf {
     let mut bytes = std::fs::read(library("0.81.1")).unwrap();
-    let from = b"_ZN2tt8tt_metal12GraphTracker14track_allocateEPKNS0_6BufferE";
+    let from = symbol.as_bytes();
     let mut renamed = 0;
     let mut i = 0;
     while let Some(pos) = bytes[i..].windows(from.len()).position(|w| w == from) {
@@ -74,9 +73,17 @@ fn library_with_a_missing_symbol() {
         renamed += 1;
         i += pos + from.len();
     }
-    assert!(renamed >= 1);
+    assert!(renamed >= 1, "{symbol} not in the library");
     let lib = tempdir().join("libtt_metal.so");
     std::fs::write(&lib, bytes).unwrap();
+    lib
+}
+
+/// A copy of the real library with `GraphTracker::track_allocate` renamed in its symbol tables.
+#[test]
+fn library_with_a_missing_symbol() {
+    let lib =
+        library_with_symbol_renamed("_ZN2tt8tt_metal12GraphTracker14track_allocateEPKNS0_6BufferE");
     let (code, err) = run_err(
         tracer()
             .arg("run")
@@ -119,19 +126,9 @@ fn doctor_output(lib: &std::path::Path) -> String {
 /// works, and doctor names what failed and the fallback.
 #[test]
 fn library_without_the_allocator_accessor() {
-    let mut bytes = std::fs::read(library("0.81.1")).unwrap();
-    let from = b"_ZNK2tt8tt_metal13AllocatorImpl13get_num_banksERKNS0_10BufferTypeE";
-    let mut renamed = 0;
-    let mut i = 0;
-    while let Some(pos) = bytes[i..].windows(from.len()).position(|w| w == from) {
-        let at = i + pos + from.len() - 20;
-        bytes[at] = b'X';
-        renamed += 1;
-        i += pos + from.len();
-    }
-    assert!(renamed >= 1);
-    let lib = tempdir().join("libtt_metal.so");
-    std::fs::write(&lib, bytes).unwrap();
+    let lib = library_with_symbol_renamed(
+        "_ZNK2tt8tt_metal13AllocatorImpl13get_num_banksERKNS0_10BufferTypeE",
+    );
     let out = doctor_output(&lib);
     assert!(
         out.contains("allocator geometry after a mid-run attach: NOT calibrated")

@@ -17,7 +17,7 @@ use iced_x86::{Mnemonic, OpKind, Register};
 
 use super::{
     calibrate::pretty,
-    disasm::{constructor_stores, decode, Chain, Stored},
+    disasm::{constructor_stores, decode, Chain, Stored, CALLER_SAVED},
     elf::{demangle, parameters, Library},
     symbols as sym,
 };
@@ -343,17 +343,7 @@ fn this_lea_at_call(code: &[u8], ip: u64, is_target: impl Fn(u64) -> bool) -> Op
                         return Some(*d);
                     }
                 }
-                for r in [
-                    Register::RAX,
-                    Register::RCX,
-                    Register::RDX,
-                    Register::RSI,
-                    Register::RDI,
-                    Register::R8,
-                    Register::R9,
-                    Register::R10,
-                    Register::R11,
-                ] {
+                for r in CALLER_SAVED {
                     state.remove(&r);
                 }
                 continue;

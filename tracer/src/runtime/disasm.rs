@@ -44,7 +44,7 @@ const ARG_REGS: [Register; 6] = [
     Register::R9,
 ];
 
-const CALLER_SAVED: [Register; 9] = [
+pub(super) const CALLER_SAVED: [Register; 9] = [
     Register::RAX,
     Register::RCX,
     Register::RDX,
