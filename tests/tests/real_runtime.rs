@@ -212,3 +212,35 @@ fn doctor_shows_the_allocator_geometry_paths() {
         assert!(out.contains("AllocatorGeometry"), "{era}: {out}");
     }
 }
+
+/// Sharded buffers: `requested` is exact on every chip; `reserved` uses the interleaved formula
+/// (a known gap), and tracer says so instead of passing it off as exact. Interleaved runs carry
+/// no such warning.
+#[test]
+fn sharded_buffers_are_exact_in_requested_and_flagged_in_reserved() {
+    let t = trace("0.81.1", "sharded.py", &[], &[]);
+    assert!(t.output.status.success(), "{}", t.stderr());
+    let truth = t.truth.as_ref().unwrap();
+    let size = truth["size"].as_u64().unwrap();
+    let p = t.process("sharded.py");
+    for chip in sorted_chips(truth) {
+        let d = &devices(p)[&chip];
+        assert_eq!(d["allocations"], 1, "chip {chip}");
+        assert_eq!(
+            d["peak"]["requested"]["L1"].as_u64(),
+            Some(size),
+            "chip {chip}"
+        );
+    }
+    assert!(
+        t.stderr().contains("1 allocation(s) of sharded buffers"),
+        "{}",
+        t.stderr()
+    );
+    let interleaved = trace("0.81.1", "seed_scenario.py", &[], &[]);
+    assert!(
+        !interleaved.stderr().contains("sharded"),
+        "{}",
+        interleaved.stderr()
+    );
+}

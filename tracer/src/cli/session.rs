@@ -393,6 +393,14 @@ impl LiveSession {
         {
             eprintln!("tracer: warning: {note}; reserved falls back to requested bytes");
         }
+        if self.decoder.sharded_allocations > 0 {
+            eprintln!(
+                "tracer: warning: {} allocation(s) of sharded buffers: tracer computes their \
+                 `reserved` bytes as if interleaved, which is lower than what the allocator holds \
+                 (it reserves a whole shard in every bank); `requested` is exact",
+                self.decoder.sharded_allocations
+            );
+        }
         if self.decoder.undescribed > 0 {
             eprintln!(
                 "tracer: warning: {} buffer event(s) on a device object the probe could not \

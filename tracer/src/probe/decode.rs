@@ -17,6 +17,9 @@ pub struct Decoder {
     pub undecodable: u64,
     /// Buffer events on device objects the probe could not describe (no chips known).
     pub undescribed: u64,
+    /// Allocations of sharded buffers (`TensorMemoryLayout` past INTERLEAVED): their
+    /// `reserved` is computed as if interleaved, which undercounts (see the summary warning).
+    pub sharded_allocations: u64,
     /// Processes attached mid-run whose allocator geometry is still to come from the
     /// [`Role::AllocatorGeometry`] probe (their bank managers were built before the probes).
     geometry_wanted: std::collections::HashSet<u32>,
@@ -32,6 +35,7 @@ impl Decoder {
             seen: Default::default(),
             undecodable: 0,
             undescribed: 0,
+            sharded_allocations: 0,
             geometry_wanted: Default::default(),
             geometry_notes: Vec::new(),
         }
@@ -192,6 +196,15 @@ impl Decoder {
                         kind: kind?,
                         unique_id: v[field::UNIQUE_ID],
                     };
+                    // tt-metal's TensorMemoryLayout: INTERLEAVED = 0, (SINGLE_BANK = 1,) then
+                    // the sharded layouts.
+                    if role == Role::Alloc
+                        && has(field::MEMORY_LAYOUT)
+                        && raw.nvalues as usize > field::MEMORY_LAYOUT
+                        && v[field::MEMORY_LAYOUT] >= 2
+                    {
+                        self.sharded_allocations += 1;
+                    }
                     if role == Role::Alloc {
                         EventKind::Alloc { device, buffer }
                     } else {

@@ -16,6 +16,10 @@ pub struct BufferLayout {
     pub page_size: Chain,
     pub kind: Chain,
     pub unique_id: Chain,
+    /// `TensorMemoryLayout` (interleaved or sharded), where an accessor gives it: `reserved`
+    /// of a sharded buffer follows another formula (per shard, not per page round-robin), so
+    /// tracer must at least know which buffers are sharded.
+    pub memory_layout: Option<Chain>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,6 +128,7 @@ pub fn calibrate(lib: &Library) -> Result<Layout> {
     let page_size = get("page_size", sym::BUFFER_PAGE_SIZE);
     let kind = get("buffer_type", sym::BUFFER_TYPE);
     let unique_id = get("unique_id", sym::BUFFER_UNIQUE_ID);
+    let memory_layout = get("memory_layout", sym::BUFFER_LAYOUT);
 
     // A pimpl era (all accessors hop through one pointer) keeps fields in BufferImpl.
     let known: Vec<&Chain> = [&device, &address, &size, &page_size, &kind, &unique_id]
@@ -217,6 +222,15 @@ pub fn calibrate(lib: &Library) -> Result<Layout> {
         "device_id".into(),
         format!("accessor {}", pretty(sym::DEVICE_ID)),
     ));
+    if memory_layout.is_none() {
+        provenance.push((
+            "memory_layout".into(),
+            format!(
+                "not found (no out-of-line `{}`): sharded buffers are not told apart",
+                pretty(sym::BUFFER_LAYOUT)
+            ),
+        ));
+    }
     let mesh_devices = lib.symbol(sym::MESH_GET_DEVICES).and_then(|s| {
         let callee = lib
             .symbol(sym::VIEW_GET_DEVICES)
@@ -237,6 +251,7 @@ pub fn calibrate(lib: &Library) -> Result<Layout> {
             page_size,
             kind,
             unique_id,
+            memory_layout,
         },
         device_id,
         mesh_devices,

@@ -53,6 +53,8 @@ pub mod field {
     pub const PAGE_SIZE: usize = 3;
     pub const KIND: usize = 4;
     pub const UNIQUE_ID: usize = 5;
+    /// `TensorMemoryLayout`, where calibrated.
+    pub const MEMORY_LAYOUT: usize = 6;
 }
 
 #[derive(Clone, Debug)]
@@ -161,7 +163,7 @@ fn buffer_fields(layout: &Layout) -> Result<Vec<FieldPath>> {
     let b = &layout.buffer;
     // Argument 1: GraphTracker's methods take `this` first, the Buffer second. The device
     // object itself is described once per process (RawDevice), not read on every hit.
-    let v = vec![
+    let mut v = vec![
         path(1, &b.device)?,
         path(1, &b.address)?,
         path(1, &b.size)?,
@@ -169,6 +171,9 @@ fn buffer_fields(layout: &Layout) -> Result<Vec<FieldPath>> {
         path(1, &b.kind)?,
         path(1, &b.unique_id)?,
     ];
+    if let Some(layout) = &b.memory_layout {
+        v.push(path(1, layout)?);
+    }
     debug_assert!(v.len() <= MAX_VALUES);
     Ok(v)
 }

@@ -16,6 +16,8 @@ pub const BUFFER_SIZE: &str = "_ZNK2tt8tt_metal6Buffer4sizeEv";
 pub const BUFFER_PAGE_SIZE: &str = "_ZNK2tt8tt_metal6Buffer9page_sizeEv";
 pub const BUFFER_TYPE: &str = "_ZNK2tt8tt_metal6Buffer11buffer_typeEv";
 pub const BUFFER_UNIQUE_ID: &str = "_ZNK2tt8tt_metal6Buffer9unique_idEv";
+/// `Buffer::buffer_layout() const`: interleaved or sharded (`TensorMemoryLayout`).
+pub const BUFFER_LAYOUT: &str = "_ZNK2tt8tt_metal6Buffer13buffer_layoutEv";
 
 /// Demangled prefixes of constructors whose stores reveal field offsets when accessors are
 /// inlined away.
