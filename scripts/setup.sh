@@ -79,8 +79,10 @@ python_for() {
         0.75.*) want=3.10 ;;
         *) want=3.12 ;;
     esac
-    for cand in "python${want}" "$(pyenv root 2>/dev/null)/versions/${want}"*/bin/python; do
-        if command -v "$cand" >/dev/null 2>&1; then
+    # pyenv's own build first: its `python3.X` shim exists on PATH but fails unless that
+    # version is selected, so every candidate must actually run.
+    for cand in "$(pyenv root 2>/dev/null)/versions/${want}"*/bin/python "python${want}"; do
+        if command -v "$cand" >/dev/null 2>&1 && "$cand" -c 'import venv' >/dev/null 2>&1; then
             command -v "$cand"
             return
         fi

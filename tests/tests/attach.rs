@@ -150,6 +150,14 @@ fn collect(r: impl std::io::Read + Send + 'static, into: Arc<Mutex<String>>) {
 }
 
 impl Tracer {
+    /// `tracer ARGS --summary-json FILE` in a fresh directory; returns it and FILE.
+    fn with_summary(args: &[&str]) -> (Self, PathBuf) {
+        let summary = tempdir().join("summary.json");
+        let mut all = args.to_vec();
+        all.extend(["--summary-json", summary.to_str().unwrap()]);
+        (Self::start(&all, &[]), summary)
+    }
+
     fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut c = tracer();
         c.args(args);
@@ -335,19 +343,8 @@ fn attach_mid_run_seeds_from_the_shm_tracker_0_75_0() {
 
 fn attach_mid_run_seeded(era: &str) {
     let target = Target::start_era(era, &[], true);
-    let dir = tempdir();
-    let summary = dir.join("summary.json");
     let pid = target.pid.to_string();
-    let mut t = Tracer::start(
-        &[
-            "attach",
-            "--pid",
-            &pid,
-            "--summary-json",
-            summary.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (mut t, summary) = Tracer::with_summary(&["attach", "--pid", &pid]);
     t.wait_line(&format!("attached: PID {pid}"));
     target.go();
     let truth = target.finish();
@@ -386,20 +383,8 @@ fn attach_to_a_process_that_sees_the_library_under_another_root() {
         !Path::new("/mnt/venv/bin/python").exists(),
         "not visible from here"
     );
-    let dir = tempdir();
-    let summary = dir.join("summary.json");
     let pid = target.pid.to_string();
-    let mut t = Tracer::start(
-        &[
-            "attach",
-            "--quiet",
-            "--pid",
-            &pid,
-            "--summary-json",
-            summary.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (mut t, summary) = Tracer::with_summary(&["attach", "--quiet", "--pid", &pid]);
     t.wait_line(&format!("attached: PID {pid}"));
     assert!(
         t.stderr().contains(&format!("/proc/{pid}/root/mnt/venv/")),
@@ -435,21 +420,14 @@ fn attach_to_a_busy_process() {
             .contains("tt_device_")
     });
     std::thread::sleep(Duration::from_millis(500));
-    let dir = tempdir();
-    let summary = dir.join("summary.json");
-    let mut t = Tracer::start(
-        &[
-            "attach",
-            "--quiet",
-            "--duration",
-            "2",
-            "--pid",
-            &pid.to_string(),
-            "--summary-json",
-            summary.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (mut t, summary) = Tracer::with_summary(&[
+        "attach",
+        "--quiet",
+        "--duration",
+        "2",
+        "--pid",
+        &pid.to_string(),
+    ]);
     assert_eq!(t.wait_exit(60), 0, "{}", t.stderr());
     target.kill().unwrap();
     target.wait().unwrap();
@@ -484,19 +462,7 @@ fn attach_to_a_busy_process() {
 fn attach_to_a_launcher_traces_its_children() {
     let target = Target::start_under_shell();
     let shell = target.pid.to_string();
-    let dir = tempdir();
-    let summary = dir.join("summary.json");
-    let mut t = Tracer::start(
-        &[
-            "attach",
-            "--quiet",
-            "--pid",
-            &shell,
-            "--summary-json",
-            summary.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (mut t, summary) = Tracer::with_summary(&["attach", "--quiet", "--pid", &shell]);
     t.wait_line(&format!("attached: PID {shell}"));
     target.go();
     let truth = target.finish();
@@ -539,20 +505,8 @@ fn attach_since_attach(era: &str) {
         ],
         true,
     );
-    let dir = tempdir();
-    let summary = dir.join("summary.json");
     let pid = target.pid.to_string();
-    let mut t = Tracer::start(
-        &[
-            "attach",
-            "--quiet",
-            "--pid",
-            &pid,
-            "--summary-json",
-            summary.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (mut t, summary) = Tracer::with_summary(&["attach", "--quiet", "--pid", &pid]);
     t.wait_line(&format!("attached: PID {pid}"));
     target.go();
     let truth = target.finish();
@@ -621,20 +575,9 @@ fn attach_all_keeps_one_exact_ledger_per_process() {
     let b = Target::start(&[], true);
     // Another release (another library file): traced by a probe set of its own.
     let e = Target::start_era("0.75.0", &[], true);
-    let dir = tempdir();
-    let summary = dir.join("summary.json");
     let lib = library(ERA);
-    let mut t = Tracer::start(
-        &[
-            "attach",
-            "--all",
-            "--lib",
-            lib.to_str().unwrap(),
-            "--summary-json",
-            summary.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (mut t, summary) =
+        Tracer::with_summary(&["attach", "--all", "--lib", lib.to_str().unwrap()]);
     t.wait_line("attached: --all");
     for pid in [a.pid, b.pid, e.pid] {
         assert!(
@@ -679,21 +622,9 @@ fn attach_all_keeps_one_exact_ledger_per_process() {
 /// mapped that file at the start, traced from its first call.
 #[test]
 fn attach_all_picks_up_a_library_first_used_later() {
-    let dir = tempdir();
-    let summary = dir.join("summary.json");
     let lib = library(ERA);
-    let mut t = Tracer::start(
-        &[
-            "attach",
-            "--all",
-            "--quiet",
-            "--lib",
-            lib.to_str().unwrap(),
-            "--summary-json",
-            summary.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (mut t, summary) =
+        Tracer::with_summary(&["attach", "--all", "--quiet", "--lib", lib.to_str().unwrap()]);
     t.wait_line("attached: --all");
     let old_lib = library("0.75.0");
     let probed_from_start = t

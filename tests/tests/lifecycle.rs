@@ -81,6 +81,11 @@ fn mesh_close_reports_freed_by_close_on_every_chip() {
         let kept = truth["kept"].as_array().unwrap();
         assert_eq!(kept.len(), 2);
         let outstanding = p["outstanding"].as_array().unwrap();
+        assert_eq!(outstanding.len(), 2 * devs.len(), "{era}");
+        assert!(
+            t.stdout().contains("freed_by_close"),
+            "{era}: the output says why"
+        );
         for chip in &chips {
             let d = &devs[chip];
             assert_eq!(

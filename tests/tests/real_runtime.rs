@@ -131,48 +131,6 @@ fn seed_scenario_on_every_chip_0_75_0() {
     check_seed_scenario(ERAS[1]);
 }
 
-/// Closing the mesh without deallocating: buffers are `freed_by_close` on every chip and the
-/// live ledger is zero.
-#[test]
-fn mesh_close_drops_undeallocated_buffers() {
-    for era in ERAS {
-        let t = trace(
-            era,
-            "seed_scenario.py",
-            &["--leave", "2", "--close-with-live"],
-            &[],
-        );
-        assert!(t.output.status.success(), "{}", t.stderr());
-        let truth = t.truth.as_ref().unwrap();
-        let p = t.process("seed_scenario.py");
-        let devs = devices(p);
-        for d in devs.values() {
-            assert_eq!(d["live"]["buffers"], 0, "{era}");
-            assert_eq!(d["live"]["reserved"]["L1"], 0, "{era}");
-        }
-        let outstanding = p["outstanding"].as_array().unwrap();
-        assert_eq!(outstanding.len(), 2 * devs.len(), "{era}");
-        assert!(
-            outstanding.iter().all(|o| o["class"] == "freed_by_close"),
-            "{era}"
-        );
-        for k in truth["kept"].as_array().unwrap() {
-            assert_eq!(
-                outstanding
-                    .iter()
-                    .filter(|o| o["buffer_id"] == k["buffer_id"] && o["requested"] == k["size"])
-                    .count(),
-                devs.len(),
-                "{era}"
-            );
-        }
-        assert!(
-            t.stdout().contains("freed_by_close"),
-            "{era}: the output says why"
-        );
-    }
-}
-
 /// The library is found from the command's Python without --lib, and the child's exit code is
 /// the tracer's.
 #[test]

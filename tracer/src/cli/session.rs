@@ -147,7 +147,7 @@ impl LiveSession {
         let status = || top::Status {
             elapsed: self.started.elapsed(),
             events: self.events,
-            lost: self.probes.lost().unwrap_or(0),
+            lost: lost(&self.probes, &self.extra),
             processes: self.ledger.processes.len(),
         };
         view.refresh(&self.ledger, status, &mut self.out, now)
@@ -166,7 +166,7 @@ impl LiveSession {
 
     fn publish_metrics(&mut self, now: bool) {
         if let Some(m) = &mut self.metrics {
-            m.publish(&self.ledger, || self.probes.lost().unwrap_or(0), now);
+            m.publish(&self.ledger, || lost(&self.probes, &self.extra), now);
         }
     }
 
@@ -294,7 +294,7 @@ impl LiveSession {
         let stop = loop {
             if lost_checked.is_none_or(|t| t.elapsed() >= LOST_CHECK) {
                 lost_checked = Some(std::time::Instant::now());
-                let lost = self.probes.lost().unwrap_or(0);
+                let lost = lost(&self.probes, &self.extra);
                 if lost > lost_seen {
                     eprintln!(
                         "tracer: warning: the kernel dropped {lost} event(s) so far (ring buffer \
@@ -352,12 +352,7 @@ impl LiveSession {
                  read the SHM tracker; the seeded totals may be off by their bytes"
             );
         }
-        let lost = self.probes.lost().unwrap_or(0)
-            + self
-                .extra
-                .iter()
-                .map(|(p, _)| p.lost().unwrap_or(0))
-                .sum::<u64>();
+        let lost = lost(&self.probes, &self.extra);
         let plan = self.decoder.plan();
         let info = SessionInfo {
             library: plan.library.display().to_string(),
@@ -435,6 +430,12 @@ fn decode(decoder: &mut Decoder, raw: Raw) -> Vec<Event> {
             Vec::new()
         }
     }
+}
+
+/// Events the kernel dropped so far, over every probe set (`attach --all` may have several).
+fn lost(probes: &Probes, extra: &[(Probes, Decoder)]) -> u64 {
+    let extra: u64 = extra.iter().map(|(p, _)| p.lost().unwrap_or(0)).sum();
+    probes.lost().unwrap_or(0) + extra
 }
 
 /// Monotonic clock, the one bpf_ktime_get_ns uses.

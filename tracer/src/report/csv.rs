@@ -14,6 +14,15 @@ use crate::{
 pub const COLUMNS: &str = "seq,ts_ns,t_s,pid,event,device_handle,mesh,chips,buffer_id,unique_id,type,requested,page_size,reserved,detail";
 
 /// Quotes a field when CSV needs it.
+/// A device's chips in one CSV field: `1;0;2;3`.
+fn chip_list(chips: &[i32]) -> String {
+    chips
+        .iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
 fn field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
@@ -52,12 +61,7 @@ pub fn export(rec: &Recording, out: &Path) -> Result<Replayed> {
                     ev.pid,
                     device.handle,
                     device.mesh as u8,
-                    device
-                        .chips
-                        .iter()
-                        .map(|c| c.to_string())
-                        .collect::<Vec<_>>()
-                        .join(";"),
+                    chip_list(&device.chips),
                     buffer.address,
                     buffer.unique_id,
                     buffer.kind.name(),
@@ -80,12 +84,7 @@ pub fn export(rec: &Recording, out: &Path) -> Result<Replayed> {
                     EventKind::DeviceClose { device } => (
                         device.handle.to_string(),
                         (device.mesh as u8).to_string(),
-                        device
-                            .chips
-                            .iter()
-                            .map(|c| c.to_string())
-                            .collect::<Vec<_>>()
-                            .join(";"),
+                        chip_list(&device.chips),
                     ),
                     _ => Default::default(),
                 };

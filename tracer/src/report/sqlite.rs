@@ -33,6 +33,18 @@ CREATE TABLE peaks(chip INTEGER, type TEXT, reserved INTEGER, at_ns INTEGER,
                    PRIMARY KEY(chip, type));
 ";
 
+/// One `devices` row per chip of a device object (a mesh has several).
+fn insert_device(
+    stmt: &mut rusqlite::Statement,
+    pid: u32,
+    device: &crate::ledger::DeviceRef,
+) -> rusqlite::Result<()> {
+    for chip in &device.chips {
+        stmt.execute(params![pid, device.handle as i64, chip, device.mesh])?;
+    }
+    Ok(())
+}
+
 pub fn export(rec: &Recording, out: &Path) -> Result<Replayed> {
     if out.exists() {
         std::fs::remove_file(out).with_context(|| format!("cannot replace {}", out.display()))?;
@@ -64,14 +76,7 @@ pub fn export(rec: &Recording, out: &Path) -> Result<Replayed> {
                 let mut buffer_row = None;
                 let kind = match &ev.kind {
                     EventKind::Alloc { device, buffer } => {
-                        for chip in &device.chips {
-                            ins_dev.execute(params![
-                                ev.pid,
-                                device.handle as i64,
-                                chip,
-                                device.mesh
-                            ])?;
-                        }
+                        insert_device(&mut ins_dev, ev.pid, device)?;
                         let key = (ev.pid, device.handle, buffer.unique_id);
                         if let Some(old) = live.remove(&key) {
                             end_buf.execute(params![old, ts, "replaced"])?;
@@ -105,14 +110,7 @@ pub fn export(rec: &Recording, out: &Path) -> Result<Replayed> {
                         "free".to_string()
                     }
                     EventKind::DeviceClose { device } => {
-                        for chip in &device.chips {
-                            ins_dev.execute(params![
-                                ev.pid,
-                                device.handle as i64,
-                                chip,
-                                device.mesh
-                            ])?;
-                        }
+                        insert_device(&mut ins_dev, ev.pid, device)?;
                         let gone: Vec<_> = live
                             .keys()
                             .filter(|k| k.0 == ev.pid && k.1 == device.handle)
@@ -126,14 +124,7 @@ pub fn export(rec: &Recording, out: &Path) -> Result<Replayed> {
                         "device_close".to_string()
                     }
                     EventKind::DeviceOpen { device, .. } => {
-                        for chip in &device.chips {
-                            ins_dev.execute(params![
-                                ev.pid,
-                                device.handle as i64,
-                                chip,
-                                device.mesh
-                            ])?;
-                        }
+                        insert_device(&mut ins_dev, ev.pid, device)?;
                         "device_open".to_string()
                     }
                     other => serde_json::to_value(other)

@@ -3,7 +3,7 @@
 use anyhow::Result;
 
 use super::{
-    calibrate::{pretty, Layout},
+    calibrate::pretty,
     disasm::{sets_frame_pointer, tail_accessor, Chain},
     elf::{parameters, Library},
     oom,
@@ -13,12 +13,11 @@ use super::{
 
 /// Values of DeviceOpen / MeshOpen events.
 pub mod field {
+    /// The device object; its chips come from the probe's description of it.
     pub const DEVICE: usize = 0;
-    // 1: the vtable pointer; 2 (DeviceOpen): `Device::id()`. The chips themselves come from the
-    // probe's description of the device object.
     /// MeshOpen: rows, then columns.
-    pub const ROWS: usize = 2;
-    pub const COLS: usize = 3;
+    pub const ROWS: usize = 1;
+    pub const COLS: usize = 2;
 }
 
 /// A chain of tail-calling accessors, as one load chain from `this`.
@@ -56,18 +55,16 @@ fn mesh_open(lib: &Library) -> Option<(String, u64, u8)> {
 
 pub fn plan(
     lib: &Library,
-    layout: &Layout,
     probes: &mut Vec<PlannedProbe>,
     warnings: &mut Vec<String>,
 ) -> Result<()> {
     let this = register(0, 8)?;
-    let vptr = path(0, &Chain::field(0, 8))?;
     match entry(lib, sym::DEVICE_INITIALIZE) {
         Some((symbol, file_offset)) => probes.push(PlannedProbe {
             role: Role::DeviceOpen,
             symbol,
             file_offset,
-            spec: device_spec(&[this, vptr, path(0, &layout.device_id)?], false),
+            spec: device_spec(&[this], false),
             detail: String::new(),
         }),
         None => warnings.push(format!(
@@ -79,7 +76,7 @@ pub fn plan(
     let cols = tail_chain(lib, &sym::MESH_NUM_COLS);
     match mesh_open(lib) {
         Some((symbol, file_offset, arg)) => {
-            let mut fields = vec![register(arg, 8)?, path(arg, &Chain::field(0, 8))?];
+            let mut fields = vec![register(arg, 8)?];
             let detail = match (&rows, &cols) {
                 (Some(r), Some(c)) => {
                     fields.push(path(arg, r)?);

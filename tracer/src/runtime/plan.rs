@@ -310,7 +310,7 @@ pub fn build(lib: &Library) -> Result<ProbePlan> {
                 .into(),
         );
     }
-    lifecycle::plan(lib, &layout, &mut probes, &mut warnings)?;
+    lifecycle::plan(lib, &mut probes, &mut warnings)?;
     if let Ok(a) = &allocator {
         let mut fields = Vec::new();
         for (_, chains) in allocator::probe_chains(a, GEOMETRY_TYPES) {
