@@ -2,9 +2,12 @@
 # Installs everything tracer needs to build and to run the real tt-metal runtime on a mock
 # 8-chip mesh. Idempotent: each step checks first and says what it does.
 #
-#   scripts/setup.sh            toolchain + ttnn 0.81.1
-#   scripts/setup.sh --all      also what the tests need: ttnn 0.75.0 (the second layout era),
-#                               the sqlite3 tool and the Prometheus server
+#   scripts/setup.sh                    ttnn 0.81.1 (tracer itself builds with stable Rust)
+#   scripts/setup.sh --ebpf             also the eBPF toolchain: the pinned nightly with rust-src,
+#                                       LLVM dev files and bpf-linker (to rebuild tracer-ebpf)
+#   scripts/setup.sh --all              the eBPF toolchain and what the tests need: ttnn 0.75.0
+#                                       (the second layout era), sqlite3, Prometheus, bpftool
+#   scripts/setup.sh --print-toolchain  the nightly the eBPF build uses, and nothing else
 #
 # The Python environments live in ${TRACER_VENV_ROOT:-$HOME/.cache/tracer/venvs} so that
 # several clones share one download.
@@ -20,19 +23,29 @@ need_root() {
     fi
 }
 
+EBPF="" TESTS=""
+for arg in "$@"; do
+    case "$arg" in
+        --ebpf) EBPF=1 ;;
+        --all) EBPF=1 TESTS=1 ;;
+        --print-toolchain) ;;
+        *) echo "usage: $0 [--ebpf | --all | --print-toolchain]" >&2; exit 2 ;;
+    esac
+done
+
 ERAS=("0.81.1")
-[ "${1:-}" = "--all" ] && ERAS=("0.81.1" "0.75.0")
+[ -n "$TESTS" ] && ERAS=("0.81.1" "0.75.0")
 
 VENV_ROOT="${TRACER_VENV_ROOT:-$HOME/.cache/tracer/venvs}"
 LLVM_VERSION=22
 BPF_LINKER_VERSION=0.13.0
 
-step "nightly Rust with rust-src (builds the eBPF programs)"
-if rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then
-    ok "nightly rust-src present"
-else
-    rustup toolchain install nightly --profile minimal
-    rustup component add rust-src --toolchain nightly
+# The pinned eBPF toolchain lives in one file; read it rather than repeat it.
+NIGHTLY=$(sed -n 's/^channel = "\(.*\)"/\1/p' "$(dirname "$0")/../tracer-ebpf/rust-toolchain.toml")
+[ -n "$NIGHTLY" ] || { echo "error: no channel in tracer-ebpf/rust-toolchain.toml" >&2; exit 1; }
+if [ "${1:-}" = "--print-toolchain" ]; then
+    echo "$NIGHTLY"
+    exit 0
 fi
 
 # apt_step WHAT PACKAGE CHECK...: installs PACKAGE unless the command CHECK... succeeds.
@@ -53,23 +66,33 @@ apt_step() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$package"
 }
 
-apt_step "LLVM ${LLVM_VERSION} development files (needed by bpf-linker)" "llvm-${LLVM_VERSION}-dev" \
-    test -x "/usr/lib/llvm-${LLVM_VERSION}/bin/llvm-config"
-apt_step "bpftool (the tests use it to check that no probe is left in the kernel)" bpftool \
-    command -v bpftool
-if [ "${1:-}" = "--all" ]; then
+if [ -n "$EBPF" ]; then
+    step "pinned nightly Rust ${NIGHTLY} with rust-src (builds the eBPF programs)"
+    if rustup component list --toolchain "$NIGHTLY" --installed 2>/dev/null | grep -q '^rust-src'; then
+        ok "${NIGHTLY} rust-src present"
+    else
+        rustup toolchain install "$NIGHTLY" --profile minimal -c rust-src
+    fi
+
+    apt_step "LLVM ${LLVM_VERSION} development files (needed by bpf-linker)" "llvm-${LLVM_VERSION}-dev" \
+        test -x "/usr/lib/llvm-${LLVM_VERSION}/bin/llvm-config"
+
+    step "bpf-linker ${BPF_LINKER_VERSION}"
+    if command -v bpf-linker >/dev/null && bpf-linker --version 2>/dev/null | grep -q "${BPF_LINKER_VERSION}"; then
+        ok "$(bpf-linker --version)"
+    else
+        LLVM_PREFIX="/usr/lib/llvm-${LLVM_VERSION}" cargo install bpf-linker --version "${BPF_LINKER_VERSION}" \
+            --no-default-features --features "llvm-${LLVM_VERSION}" --locked
+    fi
+fi
+
+if [ -n "$TESTS" ]; then
+    apt_step "bpftool (the tests use it to check that no probe is left in the kernel)" bpftool \
+        command -v bpftool
     apt_step "sqlite3 command-line tool (the tests query the SQLite export with it)" sqlite3 \
         command -v sqlite3
     apt_step "Prometheus server (the tests scrape tracer --metrics with it)" prometheus \
         command -v prometheus
-fi
-
-step "bpf-linker ${BPF_LINKER_VERSION}"
-if command -v bpf-linker >/dev/null && bpf-linker --version 2>/dev/null | grep -q "${BPF_LINKER_VERSION}"; then
-    ok "$(bpf-linker --version)"
-else
-    LLVM_PREFIX="/usr/lib/llvm-${LLVM_VERSION}" cargo install bpf-linker --version "${BPF_LINKER_VERSION}" \
-        --no-default-features --features "llvm-${LLVM_VERSION}" --locked
 fi
 
 # ttnn wheels exist for CPython 3.10 and 3.12 only (0.75.0: 3.10 only).

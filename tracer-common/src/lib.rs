@@ -101,11 +101,8 @@ pub const SLOT_DEVICE: u32 = 0xfffd;
 
 /// Indexes into the CONFIG array (u64 values written by userspace before attaching).
 pub const CFG_FLAGS: u32 = 0;
-/// Offsets of `parent_pid` / `child_pid` in the sched_process_fork record (from its format file).
-pub const CFG_FORK_PARENT_OFF: u32 = 1;
-pub const CFG_FORK_CHILD_OFF: u32 = 2;
-/// Offset of `pid` in the sched_process_exit record.
-pub const CFG_EXIT_PID_OFF: u32 = 3;
+/// Offset of `tgid` in the kernel's `struct task_struct` (from the kernel's BTF).
+pub const CFG_TASK_TGID_OFF: u32 = 1;
 /// `Device::id()` offset in a device object.
 pub const CFG_DEVICE_ID_OFF: u32 = 4;
 /// Path from a mesh device object to its device-pointer vector: CFG_MESH_HOPS loads at the
@@ -137,8 +134,6 @@ pub struct RawEvent {
 
 /// Slot number used in `RawEvent.slot` for process exits (values[0] = exit status).
 pub const SLOT_PROCESS_EXIT: u32 = 0xffff;
-/// Slot number used for forks of traced processes (values[0] = child pid, values[1] = parent).
-pub const SLOT_PROCESS_FORK: u32 = 0xfffe;
 
 #[cfg(feature = "user")]
 mod user {

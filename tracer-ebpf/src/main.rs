@@ -9,16 +9,15 @@ use aya_ebpf::{
     helpers::{
         bpf_get_attach_cookie, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
     },
-    macros::{map, tracepoint, uprobe},
+    macros::{map, raw_tracepoint, uprobe},
     maps::{Array, HashMap, PerCpuArray, RingBuf},
-    programs::{ProbeContext, TracePointContext},
+    programs::{ProbeContext, RawTracePointContext},
     EbpfContext,
 };
 use tracer_common::{
-    FieldPath, RawDevice, RawEvent, SlotSpec, ARG_WINDOW, CFG_DEVICE_ID_OFF, CFG_EXIT_PID_OFF,
-    CFG_FLAGS, CFG_FORK_CHILD_OFF, CFG_FORK_PARENT_OFF, CFG_LEN, CFG_MESH_ADD, CFG_MESH_HOP0,
+    FieldPath, RawDevice, RawEvent, SlotSpec, ARG_WINDOW, CFG_DEVICE_ID_OFF, CFG_FLAGS, CFG_LEN, CFG_MESH_ADD, CFG_MESH_HOP0,
     CFG_MESH_HOPS, FLAG_ALL_PROCESSES, MAX_MESH, MAX_SLOTS, MAX_STEPS, MAX_VALUES, MESH_MAX_HOPS,
-    SLOT_DEVICE, SLOT_FORGETS_DEVICE, SLOT_PROCESS_EXIT, SLOT_PROCESS_FORK, WINDOW_BYTES,
+    SLOT_DEVICE, SLOT_FORGETS_DEVICE, SLOT_PROCESS_EXIT, CFG_TASK_TGID_OFF, WINDOW_BYTES,
 };
 
 #[map]
@@ -357,18 +356,17 @@ fn emit_lifecycle(slot: u32, pid: u32, a: u64, b: u64) {
     entry.submit(wakeup_flags());
 }
 
-/// A u32 field of a tracepoint record at the offset userspace read from its format file.
+/// A `pid_t` of a `task_struct`, at the offset userspace read from the kernel's BTF.
 #[inline(always)]
-fn record_u32(ctx: &TracePointContext, offset_index: u32) -> u32 {
-    // Bounded so the verifier accepts the pointer arithmetic; records are small.
-    let off = (config(offset_index) & 0xff) as usize;
-    let p = unsafe { (ctx.as_ptr() as *const u8).add(off) } as *const u32;
+fn task_u32(task: u64, offset_index: u32) -> u32 {
+    let p = task.wrapping_add(config(offset_index)) as *const u32;
     unsafe { bpf_probe_read_kernel(p) }.unwrap_or(0)
 }
 
-/// Follows the process tree of traced processes: children of a traced task are traced.
-#[tracepoint]
-pub fn tracer_fork(ctx: TracePointContext) -> u32 {
+/// Follows the process tree of traced processes: children of a traced process are traced.
+/// A raw tracepoint (`sched_process_fork(parent, child)`): no tracefs needed.
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn tracer_fork(ctx: RawTracePointContext) -> u32 {
     if config(CFG_FLAGS) & FLAG_ALL_PROCESSES != 0 {
         return 0;
     }
@@ -376,29 +374,33 @@ pub fn tracer_fork(ctx: TracePointContext) -> u32 {
     if unsafe { TRACKED.get(&tgid) }.is_none() {
         return 0;
     }
-    let child = record_u32(&ctx, CFG_FORK_CHILD_OFF);
-    let parent = record_u32(&ctx, CFG_FORK_PARENT_OFF);
-    if child == 0 {
+    let child_task: u64 = ctx.arg(1);
+    let child = task_u32(child_task, CFG_TASK_TGID_OFF);
+    // A new thread of a traced process is not a new process: nothing to track or report.
+    if child == 0 || child == tgid {
         return 0;
     }
-    // Threads are forks too; their ids never appear as a tgid, so the entry is harmless and the
-    // exit hook removes it.
+    // No event: a child announces itself with its first runtime call.
     let _ = TRACKED.insert(&child, &1, 0);
-    emit_lifecycle(SLOT_PROCESS_FORK, tgid, child as u64, parent as u64);
     0
 }
 
-#[tracepoint]
-pub fn tracer_exit(ctx: TracePointContext) -> u32 {
+/// `sched_process_exit(task)` runs in the exiting task itself.
+#[raw_tracepoint(tracepoint = "sched_process_exit")]
+pub fn tracer_exit(_ctx: RawTracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
-    let pid = record_u32(&ctx, CFG_EXIT_PID_OFF);
-    let all = config(CFG_FLAGS) & FLAG_ALL_PROCESSES != 0;
-    let tracked = unsafe { TRACKED.get(&pid) }.is_some();
-    if tracked {
-        let _ = TRACKED.remove(&pid);
+    let pid = pid_tgid as u32;
+    // Only the process' last word counts: its main thread's exit.
+    if pid != tgid {
+        return 0;
     }
-    if pid == tgid && (tracked || all) {
+    let all = config(CFG_FLAGS) & FLAG_ALL_PROCESSES != 0;
+    let tracked = unsafe { TRACKED.get(&tgid) }.is_some();
+    if tracked {
+        let _ = TRACKED.remove(&tgid);
+    }
+    if tracked || all {
         emit_lifecycle(SLOT_PROCESS_EXIT, tgid, 0, 0);
     }
     0

@@ -1,8 +1,14 @@
-//! Project tasks: `cargo xtask demo | test | bench | setup`.
+//! Project tasks: `cargo xtask demo | test | bench | setup | ebpf`.
 //!
 //! Each task first runs `scripts/setup.sh` (installs what is missing, says what it does), then
 //! builds tracer in release mode and runs against the real tt-metal runtime on the bundled
 //! 8-chip mock mesh.
+mod ebpf;
+#[path = "../../tracer-ebpf/inputs.rs"]
+#[allow(dead_code)] // `watched` is build.rs's
+mod inputs;
+mod toolchain;
+
 use std::{
     path::{Path, PathBuf},
     process::{Command, ExitCode},
@@ -10,7 +16,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-fn root() -> PathBuf {
+pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
@@ -30,7 +36,7 @@ pub fn python(era: &str) -> PathBuf {
     venv_root().join(format!("ttnn-{era}")).join("bin/python")
 }
 
-fn status(cmd: &mut Command) -> Result<()> {
+pub fn status(cmd: &mut Command) -> Result<()> {
     eprintln!("\x1b[1m==> {cmd:?}\x1b[0m");
     let st = cmd
         .status()
@@ -52,11 +58,12 @@ fn mock_env(cmd: &mut Command) -> &mut Command {
     .env("TT_METAL_LOGGER_LEVEL", "ERROR")
 }
 
-fn setup(all: bool) -> Result<()> {
+/// `flag`: "" (what running tracer needs), "--ebpf" or "--all" (see scripts/setup.sh).
+fn setup(flag: &str) -> Result<()> {
     let mut cmd = Command::new("bash");
     cmd.arg(root().join("scripts/setup.sh"));
-    if all {
-        cmd.arg("--all");
+    if !flag.is_empty() {
+        cmd.arg(flag);
     }
     status(&mut cmd)
 }
@@ -74,7 +81,7 @@ fn tracer() -> PathBuf {
 }
 
 fn demo() -> Result<()> {
-    setup(false)?;
+    setup("")?;
     build()?;
     eprintln!(
         "\x1b[1m==> tracer run on the seed scenario (8-chip mock mesh, real tt-metal)\x1b[0m"
@@ -94,7 +101,11 @@ fn demo() -> Result<()> {
 }
 
 fn test() -> Result<()> {
-    setup(true)?;
+    setup("--all")?;
+    eprintln!("\x1b[1m==> the eBPF toolchain is pinned and matches bpf-linker\x1b[0m");
+    toolchain::drift()?;
+    eprintln!("\x1b[1m==> the embedded eBPF object is what the pinned toolchain builds\x1b[0m");
+    ebpf::ebpf(true)?;
     status(
         Command::new("cargo")
             .current_dir(root())
@@ -135,7 +146,7 @@ fn test() -> Result<()> {
 }
 
 fn bench(args: &[String]) -> Result<()> {
-    setup(false)?;
+    setup("")?;
     build()?;
     status(
         mock_env(&mut Command::new(tracer()))
@@ -153,9 +164,15 @@ fn main() -> ExitCode {
         Some("demo") => demo(),
         Some("test") => test(),
         Some("bench") => bench(&args[1..]),
-        Some("setup") => setup(args.iter().any(|a| a == "--all")),
+        Some("setup") => setup(args.get(1).map_or("", String::as_str)),
+        Some("ebpf") => {
+            setup("--ebpf").and_then(|()| ebpf::ebpf(args.iter().any(|a| a == "--check")))
+        }
+        Some("toolchain-check") => toolchain::drift(),
         _ => {
-            eprintln!("usage: cargo xtask demo | test | bench [ARGS] | setup [--all]");
+            eprintln!(
+                "usage: cargo xtask demo | test | bench [ARGS] | setup [--ebpf|--all] | ebpf [--check] | toolchain-check"
+            );
             return ExitCode::from(2);
         }
     };

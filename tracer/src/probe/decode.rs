@@ -1,5 +1,5 @@
 //! Raw probe values -> ledger events, using the probe plan to give values their meaning.
-use tracer_common::{RawDevice, RawEvent, SLOT_PROCESS_EXIT, SLOT_PROCESS_FORK};
+use tracer_common::{RawDevice, RawEvent, SLOT_PROCESS_EXIT};
 
 use crate::{
     ledger::{BufferInfo, BufferType, DeviceRef, Event, EventKind, Refusal},
@@ -172,8 +172,6 @@ impl Decoder {
                 }
                 EventKind::ProcessExit { code: None }
             }
-            // Children announce themselves with their first runtime event.
-            SLOT_PROCESS_FORK => return None,
             slot => match self.plan.role(slot)? {
                 role @ (Role::Alloc | Role::Free) => {
                     let needed = [

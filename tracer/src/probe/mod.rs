@@ -1,21 +1,22 @@
 //! The kernel side, from userspace: load the eBPF object, write the probe plan into it,
-//! attach the uprobes and tracepoints, and stream raw events out of the ring buffer.
+//! attach the uprobes and the process tracepoints, and stream raw events out of the ring
+//! buffer.
 pub mod decode;
+pub mod task_layout;
 
 use anyhow::{anyhow, bail, Context, Result};
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
-        TracePoint, UProbe,
+        RawTracePoint, UProbe,
     },
     Ebpf,
 };
 use tokio::io::unix::AsyncFd;
 use tracer_common::{
-    RawDevice, RawEvent, CFG_DEVICE_ID_OFF, CFG_EXIT_PID_OFF, CFG_FLAGS, CFG_FORK_CHILD_OFF,
-    CFG_FORK_PARENT_OFF, CFG_MESH_ADD, CFG_MESH_HOP0, CFG_MESH_HOPS, FLAG_ALL_PROCESSES, MAX_SLOTS,
-    MESH_MAX_HOPS, SLOT_DEVICE,
+    RawDevice, RawEvent, CFG_DEVICE_ID_OFF, CFG_FLAGS, CFG_MESH_ADD, CFG_MESH_HOP0, CFG_MESH_HOPS,
+    CFG_TASK_TGID_OFF, FLAG_ALL_PROCESSES, MAX_SLOTS, MESH_MAX_HOPS, SLOT_DEVICE,
 };
 
 use crate::runtime::plan::ProbePlan;
@@ -23,11 +24,14 @@ use crate::runtime::plan::ProbePlan;
 /// How often the collector drains the ring buffer when the kernel does not wake it.
 const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
+/// Built from tracer-ebpf/ by `cargo xtask ebpf` and checked in, so tracer builds with stable
+/// Rust alone; build.rs refuses an object older than its sources.
+static OBJECT: &[u8] = aya::include_bytes_aligned!("../../../tracer-ebpf/built/tracer.bpf.o");
 
-/// Loads the object without kernel BTF relocations (the programs read nothing through kernel
-/// types: tracepoint offsets come from tracefs) and without verifier logs: parsing vmlinux BTF
-/// and logging the verifier's work took most of the attach latency.
+/// Loads the object without kernel BTF relocations (the programs read kernel memory only at
+/// offsets userspace found in the kernel's BTF, see [`task_layout`]) and without verifier
+/// logs: relocating against vmlinux BTF and logging the verifier's work took most of the
+/// attach latency.
 fn load_object() -> Result<Ebpf, aya::EbpfError> {
     aya::EbpfLoader::new()
         .btf(None)
@@ -51,26 +55,11 @@ pub struct Probes {
     geometry_links: Vec<aya::programs::uprobe::UProbeLinkId>,
 }
 
-fn tracefs_dir() -> Result<&'static str> {
-    for dir in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
-        if std::path::Path::new(dir).join("events").is_dir() {
-            return Ok(dir);
-        }
-    }
-    bail!("tracefs is not mounted; run `mount -t tracefs nodev /sys/kernel/tracing` as root")
-}
-
-/// Offset of `field` in a tracepoint record, from the kernel's format file.
-fn tracepoint_field(category: &str, name: &str, field: &str) -> Result<u64> {
-    let path = format!("{}/events/{category}/{name}/format", tracefs_dir()?);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
-    text.lines()
-        .find(|l| l.contains(&format!(" {field};")))
-        .and_then(|l| l.split("offset:").nth(1))
-        .and_then(|s| s.split(';').next())
-        .and_then(|s| s.trim().parse().ok())
-        .ok_or_else(|| anyhow!("no field `{field}` in {path}"))
-}
+/// The raw tracepoints that follow the traced process tree (program, tracepoint).
+const PROCESS_TRACEPOINTS: [(&str, &str); 2] = [
+    ("tracer_fork", "sched_process_fork"),
+    ("tracer_exit", "sched_process_exit"),
+];
 
 /// The eBPF object with its programs verified by the kernel but not attached: what can be
 /// done before the runtime library is calibrated (the two run in parallel for `attach`).
@@ -91,8 +80,8 @@ impl Loaded {
                 t.elapsed().as_secs_f64() * 1e3
             );
         }
-        for prog in ["tracer_fork", "tracer_exit"] {
-            let p: &mut TracePoint = ebpf.program_mut(prog).unwrap().try_into()?;
+        for (prog, _) in PROCESS_TRACEPOINTS {
+            let p: &mut RawTracePoint = ebpf.program_mut(prog).unwrap().try_into()?;
             p.load().with_context(|| format!("loading {prog}"))?;
         }
         let probe: &mut UProbe = ebpf.program_mut("tracer_probe").unwrap().try_into()?;
@@ -131,21 +120,8 @@ impl Loaded {
                 0
             };
             config.set(CFG_FLAGS, flags, 0)?;
-            config.set(
-                CFG_FORK_PARENT_OFF,
-                tracepoint_field("sched", "sched_process_fork", "parent_pid")?,
-                0,
-            )?;
-            config.set(
-                CFG_FORK_CHILD_OFF,
-                tracepoint_field("sched", "sched_process_fork", "child_pid")?,
-                0,
-            )?;
-            config.set(
-                CFG_EXIT_PID_OFF,
-                tracepoint_field("sched", "sched_process_exit", "pid")?,
-                0,
-            )?;
+            let task = task_layout::TaskLayout::of_running_kernel()?;
+            config.set(CFG_TASK_TGID_OFF, u64::from(task.tgid), 0)?;
             config.set(
                 CFG_DEVICE_ID_OFF,
                 plan.layout.device_id.offsets[0] as i64 as u64,
@@ -166,13 +142,10 @@ impl Loaded {
                 slots.set(i as u32, p.spec, 0)?;
             }
         }
-        for (prog, tp) in [
-            ("tracer_fork", "sched_process_fork"),
-            ("tracer_exit", "sched_process_exit"),
-        ] {
-            let p: &mut TracePoint = ebpf.program_mut(prog).unwrap().try_into()?;
-            p.attach("sched", tp)
-                .with_context(|| format!("attaching to sched:{tp}"))?;
+        for (prog, tp) in PROCESS_TRACEPOINTS {
+            let p: &mut RawTracePoint = ebpf.program_mut(prog).unwrap().try_into()?;
+            p.attach(tp)
+                .with_context(|| format!("cannot attach to the raw tracepoint {tp}"))?;
         }
         let mut geometry_links = Vec::new();
         {
