@@ -66,7 +66,15 @@ pub fn mock(c: &mut Command) -> &mut Command {
     )
     .env("ARCH_NAME", "blackhole")
     .env("TT_METAL_LOGGER_LEVEL", "ERROR")
-    .current_dir(root())
+    .current_dir(scratch_dir())
+}
+
+/// Where workloads run: tt-metal writes files (generated/fabric/*.yaml) into its working
+/// directory, and they must not land in the checkout.
+pub fn scratch_dir() -> PathBuf {
+    let d = std::env::temp_dir().join("tracer-tests-cwd");
+    std::fs::create_dir_all(&d).unwrap();
+    d
 }
 
 /// A tracer command with the mock-mesh environment.

@@ -54,11 +54,34 @@ fn command_that_does_not_exist() {
             .arg(library("0.81.1"))
             .args(["--", "no-such-command-xyz"]),
     );
-    assert_ne!(code, 0);
+    assert_eq!(code, 127, "{err}");
     assert!(
         err.contains("command not found: no-such-command-xyz"),
         "{err}"
     );
+    // Without --lib, the missing command is still what the user hears about, not the library.
+    let (code, err) = run_err(tracer().args(["run", "--", "/nonexistent/cmd", "arg"]));
+    assert_eq!(code, 127, "{err}");
+    assert!(
+        err.contains("command not found: /nonexistent/cmd") && !err.contains("libtt_metal"),
+        "{err}"
+    );
+}
+
+#[test]
+fn command_that_is_not_executable() {
+    let script = tempdir().join("script.sh");
+    std::fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
+    let (code, err) = run_err(tracer().arg("run").arg("--").arg(&script));
+    assert_eq!(code, 126, "{err}");
+    assert!(
+        err.contains("not executable") && err.contains("script.sh") && !err.contains("libtt_metal"),
+        "{err}"
+    );
+    let dir = tempdir();
+    let (code, err) = run_err(tracer().arg("run").arg("--").arg(&dir));
+    assert_eq!(code, 126, "{err}");
+    assert!(err.contains("is a directory"), "{err}");
 }
 
 /// A copy of the real 0.81.1 library with one (mangled) symbol renamed in its symbol tables.

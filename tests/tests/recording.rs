@@ -501,7 +501,7 @@ fn attach_recording_reports_the_live_summary() {
         .env("ARCH_NAME", "blackhole")
         .env("TT_METAL_LOGGER_LEVEL", "ERROR")
         // tt-metal writes a generated/ folder into its working directory.
-        .current_dir(root())
+        .current_dir(scratch_dir())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -86,17 +86,21 @@ fn demo() -> Result<()> {
     eprintln!(
         "\x1b[1m==> tracer run on the seed scenario (8-chip mock mesh, real tt-metal)\x1b[0m"
     );
+    // tt-metal writes generated/fabric/*.yaml into its working directory: not the checkout.
+    let workdir = std::env::temp_dir().join("tracer-demo");
+    std::fs::create_dir_all(&workdir)?;
+    let summary = root().join("target/demo-summary.json");
     status(
         mock_env(&mut Command::new(tracer()))
-            .current_dir(root())
-            .args(["run", "--summary-json", "target/demo-summary.json", "--"])
+            .current_dir(&workdir)
+            .arg("run")
+            .arg("--summary-json")
+            .arg(&summary)
+            .arg("--")
             .arg(python("0.81.1"))
-            .arg("workloads/seed_scenario.py"),
+            .arg(root().join("workloads/seed_scenario.py")),
     )?;
-    eprintln!(
-        "summary JSON: {}",
-        root().join("target/demo-summary.json").display()
-    );
+    eprintln!("summary JSON: {}", summary.display());
     Ok(())
 }
 

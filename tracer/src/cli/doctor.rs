@@ -11,6 +11,20 @@ struct Check {
     remedy: String,
 }
 
+/// What tracer uses from the kernel, with the release that brought it.
+const KERNEL_FEATURES: &[(u32, u32, &str)] = &[
+    (4, 17, "uprobes through perf_event_open's uprobe PMU, raw tracepoints (no tracefs needed)"),
+    (5, 5, "bpf_probe_read_user"),
+    (5, 8, "BPF ring buffer"),
+    (5, 15, "BPF attach cookies on uprobes (one program for every probed function)"),
+];
+
+/// (major, minor) of a kernel release string such as `6.1.0-18-amd64`.
+fn kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
 fn checks() -> Vec<Check> {
     let mut v = Vec::new();
     let root = nix::unistd::geteuid().is_root();
@@ -25,23 +39,27 @@ fn checks() -> Vec<Check> {
         what: "kernel uprobe PMU (/sys/bus/event_source/devices/uprobe)".into(),
         remedy: "use a kernel built with CONFIG_UPROBE_EVENTS=y (4.17 or newer)".into(),
     });
-    let btf = std::path::Path::new("/sys/kernel/btf/vmlinux").exists();
+    let btf = std::path::Path::new(crate::probe::task_layout::VMLINUX_BTF).exists();
     v.push(Check {
         ok: btf,
-        what: "kernel BTF (/sys/kernel/btf/vmlinux)".into(),
-        remedy: "use a kernel with CONFIG_DEBUG_INFO_BTF=y".into(),
+        what: "kernel BTF (/sys/kernel/btf/vmlinux: where task_struct keeps a process id)".into(),
+        remedy: "use a kernel built with CONFIG_DEBUG_INFO_BTF=y (the default of most distributions since 5.4)".into(),
     });
-    let tracefs = [
-        "/sys/kernel/tracing/events",
-        "/sys/kernel/debug/tracing/events",
-    ]
-    .iter()
-    .any(|p| std::path::Path::new(p).is_dir());
-    v.push(Check {
-        ok: tracefs,
-        what: "tracefs (process fork/exit tracepoints)".into(),
-        remedy: "mount it: mount -t tracefs nodev /sys/kernel/tracing".into(),
-    });
+    let release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let have = kernel_version(&release);
+    for (major, minor, feature) in KERNEL_FEATURES {
+        let ok = have.is_some_and(|v| v >= (*major, *minor));
+        v.push(Check {
+            ok,
+            what: format!("kernel {release} >= {major}.{minor}: {feature}"),
+            remedy: format!(
+                "upgrade to Linux {major}.{minor} or newer (a distribution kernel with the feature \
+                 backported also works: the self-test below is what counts)"
+            ),
+        });
+    }
     let unpriv =
         std::fs::read_to_string("/proc/sys/kernel/unprivileged_bpf_disabled").unwrap_or_default();
     v.push(Check {
@@ -55,12 +73,28 @@ fn checks() -> Vec<Check> {
 pub fn doctor(lib: Option<PathBuf>, pid: Option<u32>) -> Result<i32> {
     let mut failed = 0;
     println!("System:");
+    let root = nix::unistd::geteuid().is_root();
     for c in checks() {
         println!("  [{}] {}", if c.ok { " ok " } else { "FAIL" }, c.what);
         if !c.ok {
             failed += 1;
             println!("         fix: {}", c.remedy);
         }
+    }
+    if root {
+        println!("Self-test (the real programs, on this kernel):");
+        for o in crate::probe::self_test::run() {
+            match o.result {
+                Ok(detail) => println!("  [ ok ] {}: {detail}", o.what),
+                Err(e) => {
+                    failed += 1;
+                    println!("  [FAIL] {}: {e:#}", o.what);
+                    println!("         fix: {}", self_test_remedy(&format!("{e:#}")));
+                }
+            }
+        }
+    } else {
+        println!("Self-test: skipped (needs root)");
     }
     let lib = match (lib, pid) {
         (Some(l), _) => Some(discover::checked(&l)?),
@@ -163,4 +197,31 @@ pub fn doctor(lib: Option<PathBuf>, pid: Option<u32>) -> Result<i32> {
         failed += 1;
     }
     Ok(if failed > 0 { 1 } else { 0 })
+}
+
+/// What to do about a failed self-test step, from the kernel's answer.
+fn self_test_remedy(error: &str) -> &'static str {
+    if error.contains("Operation not permitted") || error.contains("EPERM") {
+        "run as root (CAP_BPF and CAP_PERFMON); under a container, allow bpf() and perf_event_open() \
+         (e.g. --privileged); check that kernel lockdown is not in confidentiality mode"
+    } else if error.contains("BTF") {
+        "use a kernel with CONFIG_DEBUG_INFO_BTF=y"
+    } else if error.contains("Invalid argument") || error.contains("verifier") {
+        "this kernel rejects a program or attach type tracer needs: use Linux 5.15 or newer"
+    } else {
+        "see the error above; `tracer doctor` re-runs this test"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kernel_version;
+
+    #[test]
+    fn kernel_versions() {
+        assert_eq!(kernel_version("6.1.0-18-amd64"), Some((6, 1)));
+        assert_eq!(kernel_version("5.15.153.1-microsoft-standard-WSL2"), Some((5, 15)));
+        assert_eq!(kernel_version("4.18.0-513.el8.x86_64"), Some((4, 18)));
+        assert_eq!(kernel_version("garbage"), None);
+    }
 }

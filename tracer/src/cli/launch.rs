@@ -36,19 +36,57 @@ pub fn give_to_invoker(path: &std::path::Path) {
     }
 }
 
+/// Shell exit codes for a command that cannot be started.
+pub const EXIT_NOT_EXECUTABLE: i32 = 126;
+pub const EXIT_COMMAND_NOT_FOUND: i32 = 127;
+
+/// Checks, as a shell would before running it, that `program` names an executable file;
+/// fails with the shell's exit code (127 not found, 126 not executable) so the user hears
+/// about their command before anything about runtime libraries.
+pub fn check_command(program: &str) -> Result<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let candidates: Vec<std::path::PathBuf> = if program.contains('/') {
+        vec![program.into()]
+    } else {
+        std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).map(|d| d.join(program)).collect())
+            .unwrap_or_default()
+    };
+    let mut not_executable = None;
+    for c in candidates {
+        let Ok(meta) = std::fs::metadata(&c) else {
+            continue;
+        };
+        if meta.is_dir() {
+            not_executable.get_or_insert((c, "is a directory"));
+        } else if meta.permissions().mode() & 0o111 == 0
+            || nix::unistd::access(&c, nix::unistd::AccessFlags::X_OK).is_err()
+        {
+            not_executable.get_or_insert((c, "is not executable (no x permission)"));
+        } else {
+            return Ok(c);
+        }
+    }
+    Err(match not_executable {
+        Some((path, why)) => super::fail(
+            EXIT_NOT_EXECUTABLE,
+            format!("cannot run {program}: {} {why}", path.display()),
+        ),
+        None if program.contains('/') => super::fail(
+            EXIT_COMMAND_NOT_FOUND,
+            format!("command not found: {program} (no such file)"),
+        ),
+        None => super::fail(
+            EXIT_COMMAND_NOT_FOUND,
+            format!("command not found: {program} (not in any PATH directory)"),
+        ),
+    })
+}
+
 /// Forks `argv`; the child waits for [`Gated::release`] before exec.
 pub fn spawn_gated(argv: &[String]) -> Result<Gated> {
     let program = argv.first().context("no command given")?;
-    if !program.contains('/')
-        && !std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
-            .unwrap_or(false)
-    {
-        bail!("command not found: {program}");
-    }
-    if program.contains('/') && !std::path::Path::new(program).is_file() {
-        bail!("command not found: {program}");
-    }
+    check_command(program)?;
     let cargs: Vec<CString> = argv
         .iter()
         .map(|a| CString::new(a.as_bytes()).context("argument contains a NUL byte"))

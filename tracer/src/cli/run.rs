@@ -14,6 +14,7 @@ use crate::{
 
 pub fn run(opts: TraceOpts, cmd: Vec<String>) -> Result<i32> {
     super::require_root()?;
+    launch::check_command(&cmd[0])?;
     let lib = discover::library_for_command(opts.lib.as_deref(), &cmd)?;
     let plan = runtime::plan_for(&lib)?;
     for w in &plan.warnings {
