@@ -283,3 +283,43 @@ impl Held {
         std::fs::write(&self.release_file, b"").unwrap();
     }
 }
+
+/// A summary number.
+pub fn n(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+/// A process traced from its start (`attach_target.py`'s ground truth `truth`): its ledger on
+/// every chip equals what the workload did and what `get_memory_view` said at its end.
+pub fn check_complete(p: &Value, truth: &Value) {
+    let devs = devices(p);
+    assert_eq!(
+        devs.keys().copied().collect::<Vec<_>>(),
+        sorted_chips(truth)
+    );
+    assert!(p["attach"].is_null(), "{p}");
+    let after = &truth["after"];
+    for (chip, d) in &devs {
+        let what = format!("PID {} chip {chip}", truth["pid"]);
+        assert_eq!(
+            n(&d["allocations"]),
+            n(&truth["before"]["tensors"]) + n(&after["allocations"]),
+            "{what}"
+        );
+        assert_eq!(
+            n(&d["deallocations"]),
+            n(&after["deallocations"]) + n(&after["pre_attach_frees"]),
+            "{what}"
+        );
+        for ty in ["DRAM", "L1"] {
+            assert_eq!(
+                d["live"]["requested"][ty], truth["live_requested"][ty],
+                "{what}: requested {ty}"
+            );
+            assert_eq!(
+                d["live"]["reserved"][ty], truth["memory_view_at_end"][ty],
+                "{what}: reserved {ty} == get_memory_view"
+            );
+        }
+    }
+}

@@ -235,9 +235,6 @@ fn summary_process(summary: &Path, pid: u32) -> Value {
         .clone()
 }
 
-fn n(v: &Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
-}
 
 /// Per-chip ledger of a process attached mid-run with the SHM tracker on: seeded from it, then
 /// exact after the attach.
@@ -297,39 +294,6 @@ fn check_seeded(p: &Value, truth: &Value) {
 }
 
 /// Per-chip ledger of a process traced from its start.
-fn check_complete(p: &Value, truth: &Value) {
-    let devs = devices(p);
-    assert_eq!(
-        devs.keys().copied().collect::<Vec<_>>(),
-        sorted_chips(truth)
-    );
-    assert!(p["attach"].is_null(), "{p}");
-    let after = &truth["after"];
-    for (chip, d) in &devs {
-        let what = format!("PID {} chip {chip}", truth["pid"]);
-        assert_eq!(
-            n(&d["allocations"]),
-            n(&truth["before"]["tensors"]) + n(&after["allocations"]),
-            "{what}"
-        );
-        assert_eq!(
-            n(&d["deallocations"]),
-            n(&after["deallocations"]) + n(&after["pre_attach_frees"]),
-            "{what}"
-        );
-        for ty in ["DRAM", "L1"] {
-            assert_eq!(
-                d["live"]["requested"][ty], truth["live_requested"][ty],
-                "{what}: requested {ty}"
-            );
-            assert_eq!(
-                d["live"]["reserved"][ty], truth["memory_view_at_end"][ty],
-                "{what}: reserved {ty} == get_memory_view"
-            );
-        }
-    }
-}
-
 #[test]
 fn attach_mid_run_seeds_from_the_shm_tracker() {
     attach_mid_run_seeded(ERA);

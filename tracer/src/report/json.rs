@@ -148,6 +148,8 @@ pub fn summary(ledger: &Ledger, info: &SessionInfo) -> Value {
                 "pid": p.pid,
                 "command": p.command,
                 "exit_code": p.exit_code,
+                // Seen to end while traced (its exit code is known only for the launched command).
+                "exited": p.exited,
                 "devices": devices,
                 "outstanding": outstanding,
                 "unknown_frees": p.unknown_frees,
