@@ -71,7 +71,9 @@ fn lock_entries(root: &Path) -> String {
     lock.split("[[package]]")
         .filter(|block| {
             block.lines().any(|l| {
-                let name = l.strip_prefix("name = \"").and_then(|n| n.strip_suffix('"'));
+                let name = l
+                    .strip_prefix("name = \"")
+                    .and_then(|n| n.strip_suffix('"'));
                 matches!(name, Some(n) if n.starts_with("aya-ebpf")
                     || n.starts_with("aya-log-ebpf")
                     || n == "aya-log-common"

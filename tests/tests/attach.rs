@@ -235,7 +235,6 @@ fn summary_process(summary: &Path, pid: u32) -> Value {
         .clone()
 }
 
-
 /// Per-chip ledger of a process attached mid-run with the SHM tracker on: seeded from it, then
 /// exact after the attach.
 fn check_seeded(p: &Value, truth: &Value) {

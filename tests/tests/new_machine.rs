@@ -19,7 +19,16 @@ exec "$@"
 "#;
     let mut c = Command::new("unshare");
     mock(&mut c)
-        .args(["--mount", "--propagation", "private", "--", "sh", "-c", SCRIPT, "sh"])
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            SCRIPT,
+            "sh",
+        ])
         .arg(tracer_bin())
         .args(args);
     c.output().unwrap()

@@ -14,10 +14,16 @@ use crate::{inputs, root, status, toolchain};
 fn build_object(target_dir: &Path) -> Result<PathBuf> {
     let root = root();
     let pin = toolchain::check()?;
-    let sysroot = toolchain::output(Command::new("rustc").arg(format!("+{pin}")).args(["--print", "sysroot"]))?;
+    let sysroot = toolchain::output(
+        Command::new("rustc")
+            .arg(format!("+{pin}"))
+            .args(["--print", "sysroot"]),
+    )?;
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo")
+        });
     // Same flags as aya-build, plus path remapping: the object's BTF line info names source
     // files, and the object must not depend on where the checkout or the toolchain lives.
     let flags = [
@@ -29,14 +35,29 @@ fn build_object(target_dir: &Path) -> Result<PathBuf> {
         format!("--remap-path-prefix={}=/rust", sysroot.trim()),
     ];
     let mut cmd = Command::new("rustup");
-    cmd.args(["run", &pin, "cargo", "build", "--package", "tracer-ebpf", "--bins", "--release"])
-        .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
-        .arg("--target-dir")
-        .arg(target_dir)
-        .current_dir(&root)
-        .env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"));
+    cmd.args([
+        "run",
+        &pin,
+        "cargo",
+        "build",
+        "--package",
+        "tracer-ebpf",
+        "--bins",
+        "--release",
+    ])
+    .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+    .arg("--target-dir")
+    .arg(target_dir)
+    .current_dir(&root)
+    .env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"));
     // The outer `cargo xtask` exports its own toolchain to children; the pin must win.
-    for key in ["RUSTC", "RUSTC_WORKSPACE_WRAPPER", "RUSTUP_TOOLCHAIN", "CARGO", "RUSTFLAGS"] {
+    for key in [
+        "RUSTC",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTUP_TOOLCHAIN",
+        "CARGO",
+        "RUSTFLAGS",
+    ] {
         cmd.env_remove(key);
     }
     status(&mut cmd)?;
@@ -53,8 +74,10 @@ pub fn ebpf(check: bool) -> Result<()> {
     if check {
         let dir = root.join("target/ebpf-check");
         let built = build_object(&dir)?;
-        let fresh = std::fs::read(&built).with_context(|| format!("cannot read {}", built.display()))?;
-        let checked_in = std::fs::read(&object).with_context(|| format!("cannot read {}", object.display()))?;
+        let fresh =
+            std::fs::read(&built).with_context(|| format!("cannot read {}", built.display()))?;
+        let checked_in =
+            std::fs::read(&object).with_context(|| format!("cannot read {}", object.display()))?;
         if fresh != checked_in {
             bail!(
                 "{} is not what the pinned toolchain builds from the current sources \
@@ -64,8 +87,12 @@ pub fn ebpf(check: bool) -> Result<()> {
                 checked_in.len()
             );
         }
-        if inputs::stored_fingerprint(&root).as_deref() != Some(inputs::fingerprint(&root).as_str()) {
-            bail!("{} is stale: run `cargo xtask ebpf` and commit the result", inputs::FINGERPRINT);
+        if inputs::stored_fingerprint(&root).as_deref() != Some(inputs::fingerprint(&root).as_str())
+        {
+            bail!(
+                "{} is stale: run `cargo xtask ebpf` and commit the result",
+                inputs::FINGERPRINT
+            );
         }
         eprintln!(
             "ok: {} ({} bytes) is byte-for-byte what {} builds from the current sources",

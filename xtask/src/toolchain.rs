@@ -36,9 +36,10 @@ pub fn output(cmd: &mut Command) -> Result<String> {
 
 /// LLVM major of the pinned nightly.
 fn nightly_llvm_major(pin: &str) -> Result<u32> {
-    let vv = output(Command::new("rustc").arg(format!("+{pin}")).arg("-vV")).with_context(|| {
-        format!("the pinned nightly {pin} is not installed: run `cargo xtask setup --ebpf`")
-    })?;
+    let vv =
+        output(Command::new("rustc").arg(format!("+{pin}")).arg("-vV")).with_context(|| {
+            format!("the pinned nightly {pin} is not installed: run `cargo xtask setup --ebpf`")
+        })?;
     vv.lines()
         .find_map(|l| l.strip_prefix("LLVM version: "))
         .and_then(|v| v.split('.').next()?.trim().parse().ok())
@@ -78,7 +79,9 @@ fn bpf_linker_llvm_major() -> Result<u32> {
     }
     let home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo")
+        });
     let installs = std::fs::read_to_string(home.join(".crates2.json")).unwrap_or_default();
     if let Some(rest) = installs.split("\"bpf-linker ").nth(1) {
         if let Some(n) = rest
@@ -127,7 +130,14 @@ pub fn drift() -> Result<()> {
         );
     }
     let mut offenders = Vec::new();
-    for dir in ["scripts", "xtask/src", "tracer/build.rs", ".ci", "tests/src", "tests/tests"] {
+    for dir in [
+        "scripts",
+        "xtask/src",
+        "tracer/build.rs",
+        ".ci",
+        "tests/src",
+        "tests/tests",
+    ] {
         scan(&root().join(dir), &mut offenders);
     }
     if !offenders.is_empty() {
@@ -158,7 +168,12 @@ fn scan(path: &std::path::Path, out: &mut Vec<String>) {
     let Ok(text) = std::fs::read_to_string(path) else {
         return;
     };
-    let undated = ["+nightly ", "+nightly\"", "install nightly ", "Toolchain::default()"];
+    let undated = [
+        "+nightly ",
+        "+nightly\"",
+        "install nightly ",
+        "Toolchain::default()",
+    ];
     for (n, line) in text.lines().enumerate() {
         // This file lists the patterns themselves.
         if path.ends_with("toolchain.rs") && line.contains("let undated") {

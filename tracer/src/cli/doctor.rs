@@ -13,10 +13,18 @@ struct Check {
 
 /// What tracer uses from the kernel, with the release that brought it.
 const KERNEL_FEATURES: &[(u32, u32, &str)] = &[
-    (4, 17, "uprobes through perf_event_open's uprobe PMU, raw tracepoints (no tracefs needed)"),
+    (
+        4,
+        17,
+        "uprobes through perf_event_open's uprobe PMU, raw tracepoints (no tracefs needed)",
+    ),
     (5, 5, "bpf_probe_read_user"),
     (5, 8, "BPF ring buffer"),
-    (5, 15, "BPF attach cookies on uprobes (one program for every probed function)"),
+    (
+        5,
+        15,
+        "BPF attach cookies on uprobes (one program for every probed function)",
+    ),
 ];
 
 /// (major, minor) of a kernel release string such as `6.1.0-18-amd64`.
@@ -220,7 +228,10 @@ mod tests {
     #[test]
     fn kernel_versions() {
         assert_eq!(kernel_version("6.1.0-18-amd64"), Some((6, 1)));
-        assert_eq!(kernel_version("5.15.153.1-microsoft-standard-WSL2"), Some((5, 15)));
+        assert_eq!(
+            kernel_version("5.15.153.1-microsoft-standard-WSL2"),
+            Some((5, 15))
+        );
         assert_eq!(kernel_version("4.18.0-513.el8.x86_64"), Some((4, 18)));
         assert_eq!(kernel_version("garbage"), None);
     }

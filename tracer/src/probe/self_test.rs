@@ -40,7 +40,10 @@ pub fn run() -> Vec<Outcome> {
     let loaded = Loaded::new();
     out.push(Outcome {
         what: "the eBPF programs load (the kernel's verifier accepts them)",
-        result: loaded.as_ref().map(|_| "loaded".to_string()).map_err(|e| anyhow::anyhow!("{e:#}")),
+        result: loaded
+            .as_ref()
+            .map(|_| "loaded".to_string())
+            .map_err(|e| anyhow::anyhow!("{e:#}")),
     });
     let task = TaskLayout::of_running_kernel();
     out.push(Outcome {
@@ -118,7 +121,9 @@ fn uprobe_round_trip(loaded: &mut Loaded) -> Result<String> {
     if seen != calls {
         bail!("{calls} calls, {seen} records with the cookie arrived");
     }
-    Ok(format!("{calls} calls, {seen} records, cookie {TEST_COOKIE} seen"))
+    Ok(format!(
+        "{calls} calls, {seen} records, cookie {TEST_COOKIE} seen"
+    ))
 }
 
 fn fork_and_exit(loaded: &mut Loaded, task: TaskLayout) -> Result<String> {
@@ -131,7 +136,11 @@ fn fork_and_exit(loaded: &mut Loaded, task: TaskLayout) -> Result<String> {
     let mut links = Vec::new();
     for (prog, tp) in PROCESS_TRACEPOINTS {
         let p: &mut RawTracePoint = ebpf.program_mut(prog).unwrap().try_into()?;
-        links.push((prog, p.attach(tp).with_context(|| format!("cannot attach to {tp}"))?));
+        links.push((
+            prog,
+            p.attach(tp)
+                .with_context(|| format!("cannot attach to {tp}"))?,
+        ));
     }
     let tracked = |ebpf: &aya::Ebpf, pid: u32| -> Result<bool> {
         let m = HashMap::<_, u32, u8>::try_from(ebpf.map("TRACKED").context("no TRACKED map")?)?;

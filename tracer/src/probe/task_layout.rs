@@ -127,16 +127,16 @@ impl<'a> Btf<'a> {
 /// Bytes that follow the 12-byte `struct btf_type` for each kind.
 fn extra_bytes(kind: u32, vlen: usize) -> Result<usize> {
     Ok(match kind {
-        1 => 4,                       // INT
-        3 => 12,                      // ARRAY
-        4 | 5 => 12 * vlen,           // STRUCT, UNION
-        6 => 8 * vlen,                // ENUM
-        13 => 8 * vlen,               // FUNC_PROTO
-        14 => 4,                      // VAR
-        15 => 12 * vlen,              // DATASEC
-        17 => 4,                      // DECL_TAG
-        19 => 12 * vlen,              // ENUM64
-        2 | 7..=12 | 16 | 18 => 0,    // PTR, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FLOAT, TYPE_TAG
+        1 => 4,                    // INT
+        3 => 12,                   // ARRAY
+        4 | 5 => 12 * vlen,        // STRUCT, UNION
+        6 => 8 * vlen,             // ENUM
+        13 => 8 * vlen,            // FUNC_PROTO
+        14 => 4,                   // VAR
+        15 => 12 * vlen,           // DATASEC
+        17 => 4,                   // DECL_TAG
+        19 => 12 * vlen,           // ENUM64
+        2 | 7..=12 | 16 | 18 => 0, // PTR, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FLOAT, TYPE_TAG
         other => bail!("unknown BTF kind {other}"),
     })
 }
