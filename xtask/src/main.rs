@@ -76,6 +76,107 @@ fn build() -> Result<()> {
     )
 }
 
+/// Builds tracer the way a user does, in a CARGO_HOME and target directory of its own: stable
+/// Rust alone, no bpf-linker reachable (rustup puts $CARGO_HOME/bin on PATH, so the usual one
+/// would be), the eBPF object the checked-in one. Then the binary must embed exactly that
+/// object and pass doctor's self-test of the programs.
+fn stable_only_build() -> Result<()> {
+    let home = root().join("target/stable-only/cargo-home");
+    let target = root().join("target/stable-only");
+    std::fs::create_dir_all(home.join("bin"))?;
+    let path = path_without("bpf-linker", &root().join("target/stable-only/bin"))?;
+    let env = |c: &mut Command| {
+        c.current_dir(root())
+            .env("PATH", &path)
+            .env("CARGO_HOME", &home)
+            .env("CARGO_TARGET_DIR", &target)
+            .env_remove("RUSTUP_TOOLCHAIN");
+    };
+    let mut vv = Command::new("rustc");
+    env(&mut vv);
+    let rustc = toolchain::output(vv.arg("-vV"))?;
+    let release = rustc
+        .lines()
+        .find_map(|l| l.strip_prefix("release: "))
+        .unwrap_or("?");
+    if release.contains("nightly") {
+        bail!("the user build must use stable Rust, not {release} (see rust-toolchain.toml)");
+    }
+    let mut which = Command::new("sh");
+    env(&mut which);
+    if which
+        .args(["-c", "command -v bpf-linker"])
+        .output()?
+        .status
+        .success()
+    {
+        bail!("bpf-linker is still reachable for the stable-only build");
+    }
+    eprintln!(
+        "\x1b[1m==> stable-only build: rustc {release}, fresh CARGO_HOME, no bpf-linker\x1b[0m"
+    );
+    let mut build = Command::new("cargo");
+    env(&mut build);
+    status(build.args(["build", "--release", "-p", "tracer"]))?;
+    let binary_path = target.join("release/tracer");
+    let object = std::fs::read(root().join(inputs::OBJECT))?;
+    let binary = std::fs::read(&binary_path)?;
+    let head = &object[..64];
+    let embedded = binary
+        .windows(head.len())
+        .enumerate()
+        .filter(|(_, w)| *w == head)
+        .any(|(at, _)| binary.get(at..at + object.len()) == Some(&object[..]));
+    if !embedded {
+        bail!(
+            "{} does not embed {}",
+            binary_path.display(),
+            inputs::OBJECT
+        );
+    }
+    let ttnn = toolchain::output(Command::new(python("0.81.1")).args([
+        "-c",
+        "import importlib.util as u; print(u.find_spec('ttnn').submodule_search_locations[0])",
+    ]))?;
+    let lib = Path::new(ttnn.trim()).join("build/lib/libtt_metal.so");
+    let out = toolchain::output(
+        Command::new(&binary_path)
+            .arg("doctor")
+            .arg("--lib")
+            .arg(lib),
+    )?;
+    if !out.contains("Self-test") || out.contains("FAIL") {
+        bail!("the stable-only binary's doctor failed:\n{out}");
+    }
+    eprintln!(
+        "ok: the stable-only binary embeds {} and its self-test passes",
+        inputs::OBJECT
+    );
+    Ok(())
+}
+
+/// PATH with every directory that holds `tool` replaced by `shim`, which gets links to the
+/// rustup proxies of that directory (a build needs cargo and rustc, not the rest).
+fn path_without(tool: &str, shim: &Path) -> Result<std::ffi::OsString> {
+    std::fs::create_dir_all(shim)?;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs = Vec::new();
+    for dir in std::env::split_paths(&path) {
+        if !dir.join(tool).exists() {
+            dirs.push(dir);
+            continue;
+        }
+        for proxy in ["cargo", "rustc", "rustup", "rustdoc"] {
+            let (from, to) = (dir.join(proxy), shim.join(proxy));
+            if from.exists() && !to.exists() {
+                std::os::unix::fs::symlink(&from, &to)?;
+            }
+        }
+        dirs.push(shim.to_path_buf());
+    }
+    Ok(std::env::join_paths(dirs)?)
+}
+
 fn tracer() -> PathBuf {
     root().join("target/release/tracer")
 }
@@ -110,6 +211,7 @@ fn test() -> Result<()> {
     toolchain::drift()?;
     eprintln!("\x1b[1m==> the embedded eBPF object is what the pinned toolchain builds\x1b[0m");
     ebpf::ebpf(true)?;
+    stable_only_build()?;
     status(
         Command::new("cargo")
             .current_dir(root())
@@ -143,6 +245,8 @@ fn test() -> Result<()> {
                 "-p",
                 "tracer-common",
                 "-p",
+                "xtask",
+                "-p",
                 "tracer-tests",
             ])
             .args(["--", "--test-threads=1"]),
@@ -173,9 +277,10 @@ fn main() -> ExitCode {
             setup("--ebpf").and_then(|()| ebpf::ebpf(args.iter().any(|a| a == "--check")))
         }
         Some("toolchain-check") => toolchain::drift(),
+        Some("stable-build") => stable_only_build(),
         _ => {
             eprintln!(
-                "usage: cargo xtask demo | test | bench [ARGS] | setup [--ebpf|--all] | ebpf [--check] | toolchain-check"
+                "usage: cargo xtask demo | test | bench [ARGS] | setup [--ebpf|--all] | ebpf [--check] | toolchain-check | stable-build"
             );
             return ExitCode::from(2);
         }

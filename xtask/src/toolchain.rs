@@ -65,17 +65,8 @@ pub fn bpf_linker_version() -> Result<String> {
 fn bpf_linker_llvm_major() -> Result<u32> {
     let exe = bpf_linker()?;
     let bytes = std::fs::read(&exe).with_context(|| format!("cannot read {}", exe.display()))?;
-    for pat in [&b"libLLVM.so."[..], &b"libLLVM-"[..]] {
-        if let Some(at) = bytes.windows(pat.len()).position(|w| w == pat) {
-            let digits: String = bytes[at + pat.len()..]
-                .iter()
-                .take_while(|b| b.is_ascii_digit())
-                .map(|&b| b as char)
-                .collect();
-            if let Ok(n) = digits.parse() {
-                return Ok(n);
-            }
-        }
+    if let Some(n) = linked_llvm_major(&bytes) {
+        return Ok(n);
     }
     let home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
@@ -98,18 +89,42 @@ fn bpf_linker_llvm_major() -> Result<u32> {
     )
 }
 
+/// The major of the libLLVM an executable links, from its dynamic section's names.
+fn linked_llvm_major(bytes: &[u8]) -> Option<u32> {
+    for pat in [&b"libLLVM.so."[..], &b"libLLVM-"[..]] {
+        if let Some(at) = bytes.windows(pat.len()).position(|w| w == pat) {
+            let digits: String = bytes[at + pat.len()..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .map(|&b| b as char)
+                .collect();
+            if let Ok(n) = digits.parse() {
+                return Some(n);
+            }
+        }
+    }
+    None
+}
+
+/// The one-sentence explanation of an LLVM mismatch, with the fix.
+fn mismatch(pin: &str, rustc: u32, linker: u32) -> Option<String> {
+    (rustc != linker).then(|| {
+        format!(
+            "{pin} uses LLVM {rustc} but bpf-linker was built with LLVM {linker}: they must match \
+             (fix: pin a nightly with LLVM {linker} in {}, or rebuild bpf-linker with \
+             --features llvm-{rustc})",
+            inputs::TOOLCHAIN_FILE
+        )
+    })
+}
+
 /// The pin is installed and its LLVM matches bpf-linker's; returns the pin.
 pub fn check() -> Result<String> {
     let pin = pinned()?;
     let rustc = nightly_llvm_major(&pin)?;
     let linker = bpf_linker_llvm_major()?;
-    if rustc != linker {
-        bail!(
-            "{pin} uses LLVM {rustc} but bpf-linker was built with LLVM {linker}: they must match \
-             (fix: pin a nightly with LLVM {linker} in {}, or rebuild bpf-linker with \
-             --features llvm-{rustc})",
-            inputs::TOOLCHAIN_FILE
-        );
+    if let Some(why) = mismatch(&pin, rustc, linker) {
+        bail!(why);
     }
     Ok(pin)
 }
@@ -182,5 +197,37 @@ fn scan(path: &std::path::Path, out: &mut Vec<String>) {
         if undated.iter().any(|p| line.contains(p)) {
             out.push(format!("{}:{}", path.display(), n + 1));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn llvm_major_from_the_linked_library_name() {
+        assert_eq!(
+            linked_llvm_major(b"\0libc.so.6\0libLLVM.so.22.1\0"),
+            Some(22)
+        );
+        assert_eq!(linked_llvm_major(b"\0libLLVM-23.so\0"), Some(23));
+        assert_eq!(linked_llvm_major(b"statically linked"), None);
+    }
+
+    #[test]
+    fn a_mismatch_is_one_sentence_with_the_fix() {
+        assert_eq!(mismatch("nightly-2026-05-20", 22, 22), None);
+        let why = mismatch("nightly-2026-11-30", 23, 22).unwrap();
+        assert!(why.contains("LLVM 23") && why.contains("LLVM 22"), "{why}");
+        assert!(
+            why.contains("fix:") && why.contains("rust-toolchain.toml"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn the_pin_is_a_dated_nightly() {
+        let pin = pinned().unwrap();
+        assert!(pin.starts_with("nightly-20"), "{pin}");
     }
 }
