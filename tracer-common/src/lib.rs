@@ -134,6 +134,9 @@ pub struct RawEvent {
 
 /// Slot number used in `RawEvent.slot` for process exits (values[0] = exit status).
 pub const SLOT_PROCESS_EXIT: u32 = 0xffff;
+/// Slot number of the dynamic linker's hook: the process (stopped) may have mapped or unmapped
+/// libraries; userspace looks and continues it.
+pub const SLOT_LIBRARY_CHANGE: u32 = 0xfffc;
 
 #[cfg(feature = "user")]
 mod user {

@@ -18,7 +18,7 @@ use tracer_common::{
     FieldPath, RawDevice, RawEvent, SlotSpec, ARG_WINDOW, CFG_DEVICE_ID_OFF, CFG_FLAGS, CFG_LEN,
     CFG_MESH_ADD, CFG_MESH_HOP0, CFG_MESH_HOPS, CFG_TASK_TGID_OFF, FLAG_ALL_PROCESSES, MAX_MESH,
     MAX_SLOTS, MAX_STEPS, MAX_VALUES, MESH_MAX_HOPS, SLOT_DEVICE, SLOT_FORGETS_DEVICE,
-    SLOT_PROCESS_EXIT, WINDOW_BYTES,
+    SLOT_LIBRARY_CHANGE, SLOT_PROCESS_EXIT, WINDOW_BYTES,
 };
 
 #[map]
@@ -355,6 +355,42 @@ fn emit_lifecycle(slot: u32, pid: u32, a: u64, b: u64) {
         (*ev).valid = 3;
     }
     entry.submit(wakeup_flags());
+}
+
+/// The dynamic linker calls `_dl_debug_state` (its debugger hook, `r_brk`) before and after
+/// every change to the list of loaded objects: at start-up, and at each dlopen. A traced
+/// process is stopped there, so userspace can see what it mapped and attach probes to a newly
+/// loaded runtime before any of its code runs; userspace continues the process.
+#[uprobe]
+pub fn tracer_loader(_ctx: ProbeContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if unsafe { TRACKED.get(&tgid) }.is_none() {
+        return 0;
+    }
+    let Some(mut entry) = EVENTS.reserve::<RawEvent>(0) else {
+        // No record, no stop: nobody would know to continue the process.
+        bump(&LOST, 0);
+        return 0;
+    };
+    let ev = entry.as_mut_ptr();
+    for i in 0..MAX_VALUES {
+        unsafe { (*ev).values[i] = 0 };
+    }
+    unsafe {
+        (*ev).slot = SLOT_LIBRARY_CHANGE;
+        (*ev).pid = tgid;
+        (*ev).tid = pid_tgid as u32;
+        (*ev).ts_ns = bpf_ktime_get_ns();
+        (*ev).nvalues = 0;
+        (*ev).valid = 0;
+    }
+    // The process waits for userspace: wake it now rather than on its drain timer.
+    const BPF_RB_FORCE_WAKEUP: u64 = 2;
+    entry.submit(BPF_RB_FORCE_WAKEUP);
+    const SIGSTOP: u32 = 19;
+    unsafe { aya_ebpf::helpers::generated::bpf_send_signal(SIGSTOP) };
+    0
 }
 
 /// A `pid_t` of a `task_struct`, at the offset userspace read from the kernel's BTF.

@@ -8,8 +8,9 @@ use super::{TraceOpts, EXIT_LOST_EVENTS};
 use crate::{
     ledger::{Event, EventKind, Ledger},
     live::{metrics::Metrics, top},
-    probe::{decode::Decoder, Probes, Raw},
+    probe::{decode::Decoder, loader_watch::LoaderWatch, Loaded, Probes, Raw, Scope},
     report::{self, SessionInfo},
+    runtime::{self, discover, dynamic_linker},
     session::writer::{live_header, Recorder},
 };
 
@@ -41,6 +42,9 @@ pub struct LiveSession {
     raced: std::collections::BTreeMap<u32, u64>,
     /// Called about every `TICK` while running (`attach --all` looks for new libraries).
     pub tick: Option<Tick>,
+    /// `run`: the launched tree is stopped at each library load, so a runtime library it maps
+    /// (one nothing named up front, or a second one) gets probes before it runs.
+    pub loader: Option<LoaderWatch>,
 }
 
 /// Periodic work done inside the event loop.
@@ -90,6 +94,7 @@ impl LiveSession {
             seed_cutoffs: Default::default(),
             raced: Default::default(),
             tick: None,
+            loader: None,
             start_ns: monotonic_ns(),
             recorder: None,
         }
@@ -243,6 +248,50 @@ impl LiveSession {
         }
     }
 
+    /// `pid` is stopped at the dynamic linker's hook: probe any runtime library it maps that no
+    /// probe set covers yet, then let it go on.
+    fn library_change(&mut self, pid: u32) {
+        let mapped = dynamic_linker::mapped_libraries(pid).unwrap_or_default();
+        for (lib, _) in mapped {
+            if let Err(e) = self.probe_library(pid, &lib) {
+                eprintln!(
+                    "tracer: warning: PID {pid} loaded {}, which cannot be traced: {e:#}",
+                    lib.display()
+                );
+            }
+        }
+        if let Some(w) = &mut self.loader {
+            w.resume(pid);
+        }
+    }
+
+    fn probe_library(&mut self, pid: u32, lib: &std::path::Path) -> Result<()> {
+        let id = discover::file_id(lib)?;
+        let plans =
+            std::iter::once(self.decoder.plan()).chain(self.extra.iter().map(|(_, d)| d.plan()));
+        if let Some(i) = plans
+            .map(|p| discover::file_id(&p.library).ok())
+            .position(|known| known == Some(id))
+        {
+            // Known library; a process of the tree not yet followed by that set is added.
+            let probes = if i == 0 {
+                &mut self.probes
+            } else {
+                &mut self.extra[i - 1].0
+            };
+            return probes.track(pid);
+        }
+        let plan = runtime::plan_for(lib)?;
+        for w in &plan.warnings {
+            eprintln!("tracer: warning: {}: {w}", lib.display());
+        }
+        let mut probes = Loaded::new()?.attach(&plan, Scope::Tracked)?;
+        probes.track(pid)?;
+        eprintln!("tracer: PID {pid} loaded {}: probed", lib.display());
+        self.extra.push((probes, Decoder::new(plan)));
+        Ok(())
+    }
+
     /// Takes what the extra probe sets have collected.
     fn drain_extra(&mut self) {
         for i in 0..self.extra.len() {
@@ -306,6 +355,11 @@ impl LiveSession {
             let mut raws = Vec::new();
             tokio::select! {
                 r = self.probes.next_batch(|r| raws.push(r)) => { r?; }
+                stops = next_stops(&mut self.loader) => {
+                    for pid in stops? {
+                        self.library_change(pid);
+                    }
+                }
                 _ = flush_timer.tick() => {}
                 code = &mut done => break Stop::ChildExited(code),
                 _ = int.recv() => break Stop::Signal(libc::SIGINT),
@@ -418,6 +472,14 @@ impl LiveSession {
             return Ok(EXIT_LOST_EVENTS);
         }
         Ok(0)
+    }
+}
+
+/// The loader watch's next stops; never, without one.
+async fn next_stops(watch: &mut Option<LoaderWatch>) -> Result<Vec<u32>> {
+    match watch {
+        Some(w) => w.next_stops().await,
+        None => std::future::pending().await,
     }
 }
 

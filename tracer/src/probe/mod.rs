@@ -2,6 +2,7 @@
 //! attach the uprobes and the process tracepoints, and stream raw events out of the ring
 //! buffer.
 pub mod decode;
+pub mod loader_watch;
 pub mod self_test;
 pub mod task_layout;
 

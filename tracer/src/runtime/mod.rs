@@ -5,6 +5,7 @@ pub mod calibrate;
 pub mod devices;
 pub mod disasm;
 pub mod discover;
+pub mod dynamic_linker;
 pub mod elf;
 pub mod lifecycle;
 pub mod oom;

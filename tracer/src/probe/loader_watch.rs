@@ -1,0 +1,140 @@
+//! Watching a launched process tree for the moment it maps a runtime library.
+//!
+//! A probe on the dynamic linker's debugger hook stops a traced process at each change of its
+//! loaded objects (see `tracer_loader` in tracer-ebpf); userspace looks at its maps, attaches
+//! probes to a newly mapped `libtt_metal.so`, then continues it, so no allocation is missed
+//! even when nothing on the command line names the library.
+use std::path::Path;
+
+use anyhow::{anyhow, Context, Result};
+use aya::{
+    maps::{Array, HashMap, MapData, RingBuf},
+    programs::{RawTracePoint, UProbe},
+    Ebpf,
+};
+use nix::{sys::signal::Signal, unistd::Pid};
+use tokio::io::unix::AsyncFd;
+use tracer_common::{RawEvent, CFG_TASK_TGID_OFF, SLOT_LIBRARY_CHANGE};
+
+use super::{task_layout::TaskLayout, PROCESS_TRACEPOINTS};
+use crate::runtime::dynamic_linker;
+
+pub struct LoaderWatch {
+    ebpf: Ebpf,
+    ring: AsyncFd<RingBuf<MapData>>,
+    /// Processes stopped at the hook and not yet continued.
+    stopped: Vec<u32>,
+    /// Hook hits so far (each one stopped a process once).
+    pub hits: u64,
+}
+
+impl LoaderWatch {
+    /// Probes `linker`'s hook for the processes given to [`Self::track`] and their descendants.
+    pub fn attach(linker: &Path) -> Result<Self> {
+        let mut ebpf =
+            super::load_object().map_err(|e| anyhow!("cannot load the eBPF programs: {e}"))?;
+        let task = TaskLayout::of_running_kernel()?;
+        Array::<_, u64>::try_from(ebpf.map_mut("CONFIG").context("no CONFIG map")?)?.set(
+            CFG_TASK_TGID_OFF,
+            u64::from(task.tgid),
+            0,
+        )?;
+        for (prog, tp) in PROCESS_TRACEPOINTS {
+            let p: &mut RawTracePoint = ebpf.program_mut(prog).unwrap().try_into()?;
+            p.load().with_context(|| format!("loading {prog}"))?;
+            p.attach(tp)
+                .with_context(|| format!("cannot attach to the raw tracepoint {tp}"))?;
+        }
+        let hook: &mut UProbe = ebpf.program_mut("tracer_loader").unwrap().try_into()?;
+        hook.load()
+            .context("the kernel rejected the dynamic linker hook program")?;
+        hook.attach(
+            dynamic_linker::HOOK,
+            linker,
+            aya::programs::uprobe::UProbeScope::AllProcesses,
+        )
+        .with_context(|| {
+            format!(
+                "cannot attach a uprobe to {} in {}",
+                dynamic_linker::HOOK,
+                linker.display()
+            )
+        })?;
+        let ring = RingBuf::try_from(ebpf.take_map("EVENTS").unwrap())?;
+        // SAFETY: the ring buffer owns its descriptor and lives exactly as long as the AsyncFd.
+        let ring = unsafe { AsyncFd::register(ring) }
+            .map_err(|e| anyhow!("cannot poll the loader ring buffer: {e}"))?;
+        Ok(Self {
+            ebpf,
+            ring,
+            stopped: Vec::new(),
+            hits: 0,
+        })
+    }
+
+    pub fn track(&mut self, pid: u32) -> Result<()> {
+        let mut m: HashMap<_, u32, u8> = HashMap::try_from(self.ebpf.map_mut("TRACKED").unwrap())?;
+        m.insert(pid, 1, 0)
+            .with_context(|| format!("cannot watch PID {pid}"))?;
+        Ok(())
+    }
+
+    /// Waits until some process stopped at the hook; returns them (to look at, then
+    /// [`Self::resume`]).
+    pub async fn next_stops(&mut self) -> Result<Vec<u32>> {
+        loop {
+            let mut guard = self.ring.readable_mut().await?;
+            let ring = guard.get_inner_mut();
+            let mut stopped = Vec::new();
+            while let Some(item) = ring.next() {
+                let ev = super::read_pod(&item, RawEvent::default());
+                if ev.slot == SLOT_LIBRARY_CHANGE && !stopped.contains(&ev.pid) {
+                    stopped.push(ev.pid);
+                }
+            }
+            guard.clear_ready();
+            if !stopped.is_empty() {
+                self.hits += stopped.len() as u64;
+                self.stopped.extend(&stopped);
+                return Ok(stopped);
+            }
+        }
+    }
+
+    /// Continues a process stopped at the hook.
+    pub fn resume(&mut self, pid: u32) {
+        self.stopped.retain(|p| *p != pid);
+        // Gone already is fine: a SIGKILL'ed process needs no continuing.
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGCONT);
+    }
+
+    /// Continues every process still stopped, and any whose stop is still in the ring buffer.
+    pub fn resume_all(&mut self) {
+        let ring = self.ring.get_mut();
+        while let Some(item) = ring.next() {
+            let ev = super::read_pod(&item, RawEvent::default());
+            if ev.slot == SLOT_LIBRARY_CHANGE {
+                self.stopped.push(ev.pid);
+            }
+        }
+        for pid in std::mem::take(&mut self.stopped) {
+            self.resume(pid);
+        }
+    }
+}
+
+impl Drop for LoaderWatch {
+    /// Never leave a process stopped behind: the hook goes with our descriptors, the stops
+    /// already delivered are undone here.
+    fn drop(&mut self) {
+        // The hook first, so nothing stops between the resumes and the unload.
+        if let Some(Ok(hook)) = self
+            .ebpf
+            .program_mut("tracer_loader")
+            .map(<&mut UProbe>::try_from)
+        {
+            let _ = hook.unload();
+        }
+        self.resume_all();
+    }
+}
