@@ -10,6 +10,8 @@ use std::{
 use tracer_tests::*;
 
 const ERA: &str = "0.81.1";
+/// Bytes of a chunk's frame before its payload.
+const FRAME: usize = 24;
 
 /// `tracer run -o FILE` of seed_scenario: the live run, its recording.
 fn record(args: &[&str]) -> (Traced, PathBuf) {
@@ -293,6 +295,150 @@ fn a_cut_recording_reports_its_complete_chunks_and_says_truncated() {
         assert_eq!(d["allocations"], PAIRS + 10, "chip {chip}");
         assert_eq!(d["deallocations"], PAIRS + 10, "chip {chip}");
     }
+}
+
+type Counts = (std::collections::BTreeMap<i64, (u64, u64)>, u64, u64);
+
+/// Per chip: (allocations, deallocations) of the only process (none yet: no chips); its
+/// unknown frees; the events read.
+fn counts(doc: &Value) -> Counts {
+    let procs = doc["processes"].as_array().unwrap();
+    assert!(procs.len() <= 1, "one process: {doc}");
+    let Some(p) = procs.first() else {
+        return (
+            Default::default(),
+            0,
+            doc["recording"]["events"].as_u64().unwrap(),
+        );
+    };
+    let chips = devices(p)
+        .into_iter()
+        .map(|(chip, d)| {
+            let n = |k: &str| d[k].as_u64().unwrap();
+            (chip, (n("allocations"), n("deallocations")))
+        })
+        .collect();
+    (
+        chips,
+        p["unknown_frees"].as_u64().unwrap(),
+        doc["recording"]["events"].as_u64().unwrap(),
+    )
+}
+
+/// One chunk damaged in the middle of a real recording: `report` skips it and reads on. It
+/// exits 0, as for a truncated file (the loss is reported, not an error), says which bytes and
+/// how many chunks were lost, and counts the events of every other chunk: the lost chunk's
+/// share is measured on the undamaged file, cut just before and just after that chunk.
+#[test]
+fn a_damaged_chunk_in_the_middle_is_skipped_and_the_loss_reported() {
+    let file = long_recording(PAIRS);
+    let data = std::fs::read(&file).unwrap();
+    let ends = chunk_ends(&data);
+    assert!(
+        ends.len() >= 3,
+        "chunks on both sides of a middle one: {ends:?}"
+    );
+    let k = ends.len() / 2;
+    let (start, end) = (ends[k - 1], ends[k]);
+    let dir = file.parent().unwrap();
+    let cut = |at: usize| {
+        let f = dir.join(format!("upto-{at}.trec"));
+        std::fs::write(&f, &data[..at]).unwrap();
+        counts(&report_json(&f, &[]).0)
+    };
+    let (before, through) = (cut(start), cut(end));
+    let (full_doc, _) = report_json(&file, &[]);
+    let full = counts(&full_doc);
+    assert_eq!(full.1, 0, "traced from the start: no unknown frees");
+
+    let bad = dir.join("damaged.trec");
+    let mut damaged = data.clone();
+    damaged[(start + FRAME + end) / 2] ^= 0xff;
+    std::fs::write(&bad, &damaged).unwrap();
+    let range = format!(
+        "recording damaged: bytes {start}-{} ({} bytes) unreadable, 1 chunk lost",
+        end - 1,
+        end - start
+    );
+
+    let out = report(&bad, &["--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "a damaged file is reported: {stderr}");
+    assert!(stderr.contains(&range), "stderr: {stderr}");
+    assert!(stderr.contains("everything else was read"), "{stderr}");
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rec = &doc["recording"];
+    assert_eq!(rec["damaged"], true);
+    assert_eq!(
+        rec["damage"],
+        serde_json::json!([{
+            "start": start, "end": end, "bytes": end - start,
+            "chunks_lost": 1, "chunks_lost_exact": true,
+        }])
+    );
+    assert_eq!(rec["chunks_lost"], 1);
+    assert!(rec["damage_note"].as_str().unwrap().starts_with(&range));
+    assert_eq!(rec["chunks"], ends.len() as u64 - 1, "every other chunk");
+    assert_eq!(rec["truncated"], false, "the trailer was read");
+    assert_eq!(full_doc["recording"]["damaged"], false);
+
+    // Every event of the other chunks: allocations exactly so; a free whose allocation was in
+    // the lost chunk counts as an unknown free instead of a deallocation.
+    let got = counts(&doc);
+    assert_eq!(
+        got.2,
+        full.2 - (through.2 - before.2),
+        "events == undamaged - the lost chunk's"
+    );
+    assert_eq!(got.0.len(), 8, "all 8 chips");
+    assert_eq!(
+        got.0.keys().collect::<Vec<_>>(),
+        full.0.keys().collect::<Vec<_>>()
+    );
+    let of = |c: &Counts, chip: &i64| c.0.get(chip).copied().unwrap_or_default();
+    for (chip, (allocs, frees)) in &got.0 {
+        let (full_allocs, full_frees) = of(&full, chip);
+        let (lost_allocs, lost_frees) = {
+            let (b, t) = (of(&before, chip), of(&through, chip));
+            (t.0 - b.0, t.1 - b.1)
+        };
+        assert!(
+            lost_allocs > 0,
+            "chip {chip}: the lost chunk held allocations"
+        );
+        assert_eq!(
+            *allocs,
+            full_allocs - lost_allocs,
+            "chip {chip}: allocations == undamaged - the lost chunk's"
+        );
+        assert_eq!(
+            frees + got.1,
+            full_frees - lost_frees,
+            "chip {chip}: deallocations (+ unknown frees) == undamaged - the lost chunk's"
+        );
+    }
+
+    let out = report(&bad, &[]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    assert!(
+        lines.next().unwrap().starts_with("recording of `"),
+        "{text}"
+    );
+    let warning = lines.next().unwrap();
+    assert!(warning.starts_with(&format!("WARNING: {range}")), "{text}");
+    assert!(
+        text.contains("NOTE: the recording is damaged: the summary above lacks 1 chunk"),
+        "{text}"
+    );
+    // The exports read past the damage too.
+    let csv = std::fs::read_to_string(export(&bad, "csv")).unwrap();
+    assert_eq!(
+        csv.lines().count() as u64 - 1,
+        got.2,
+        "one CSV row per event read"
+    );
 }
 
 /// Processes whose parent is `pid` (from /proc/N/stat; any thread of `pid` may have forked).

@@ -1,5 +1,9 @@
-//! Reads a recording without ever panicking: every defect is an error naming what is wrong and
-//! at which byte, and a file cut short is read up to its last complete chunk.
+//! Reads a recording without ever panicking. A file cut short is read up to its last complete
+//! chunk; bytes in the middle that fail the frame checks (magic, lengths, checksum) are skipped
+//! up to the next chunk that passes them and reported as [`Damage`], so one bad sector or a
+//! flipped bit costs the events of its chunk, not the rest of the session. What cannot be
+//! skipped (the header, a chunk whose checksum holds but whose content does not decode) is an
+//! error naming what is wrong and at which byte.
 use std::ops::ControlFlow;
 
 use anyhow::{bail, Context, Result};
@@ -49,6 +53,9 @@ pub struct Scan<'a> {
     pub chunks: Vec<Chunk<'a>>,
     pub trailer: Option<Trailer>,
     pub truncated: Option<Truncation>,
+    /// Unreadable stretches skipped, in file order.
+    pub damaged: Vec<Damage>,
+    pub file_bytes: u64,
 }
 
 /// A recording in memory, its header checked.
@@ -67,13 +74,17 @@ pub struct Replayed {
     pub trailer: Option<Trailer>,
     /// Set when the file ends without a trailer: where the complete chunks end, and why.
     pub truncated: Option<Truncation>,
+    /// Unreadable stretches skipped, in file order; their chunks' events were not delivered.
+    pub damaged: Vec<Damage>,
+    pub file_bytes: u64,
     /// The timestamp of the last event delivered.
     pub last_ns: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Truncation {
-    /// Bytes of the file that hold complete chunks (header included).
+    /// Where the incomplete last chunk starts: the bytes before it hold the header and the
+    /// complete chunks (and any damage skipped on the way).
     pub valid_bytes: u64,
     pub file_bytes: u64,
 }
@@ -88,6 +99,211 @@ impl Truncation {
             self.valid_bytes
         )
     }
+}
+
+/// Bytes `start..end` of the file that failed the frame checks, skipped up to the next chunk
+/// that passes them (or to the end of the file).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Damage {
+    pub start: u64,
+    pub end: u64,
+    /// Chunk frames that started in these bytes, found by following their length fields.
+    pub chunks_lost: u64,
+    /// False when a frame's magic or length was itself damaged: past it, frames were found by
+    /// their magic alone and each stretch long enough for a frame counted as one chunk, so the
+    /// count is an estimate.
+    pub exact: bool,
+}
+
+fn plural(n: u64, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
+impl Damage {
+    pub fn describe(&self) -> String {
+        let lost = match (self.chunks_lost, self.exact) {
+            (0, _) => "too short to have held a whole chunk".to_string(),
+            (n, true) => format!("{} lost", plural(n, "chunk")),
+            (n, false) => format!(
+                "about {} lost (a frame header was damaged too)",
+                plural(n, "chunk")
+            ),
+        };
+        format!(
+            "bytes {}-{} ({}) unreadable, {lost}",
+            self.start,
+            self.end.saturating_sub(1),
+            plural(self.end - self.start, "byte"),
+        )
+    }
+}
+
+impl Replayed {
+    /// What the damage cost, in one sentence for the reader of a report; None if nothing was
+    /// skipped.
+    pub fn damage_note(&self) -> Option<String> {
+        if self.damaged.is_empty() {
+            return None;
+        }
+        let ranges: Vec<String> = self.damaged.iter().map(Damage::describe).collect();
+        let at_end = self
+            .damaged
+            .last()
+            .is_some_and(|d| d.end == self.file_bytes);
+        let tail = if at_end && self.trailer.is_none() {
+            " (up to the end of the file: no trailer was read)"
+        } else {
+            ""
+        };
+        Some(format!(
+            "recording damaged: {}{tail}; everything else was read. The lost chunks' events \
+             are missing from the ledger: buffers freed in them still count as held, frees of \
+             buffers allocated in them count as frees of buffers allocated before tracing \
+             began, and what is recorded once (process start, allocator geometry, device \
+             opens) may be missing too",
+            ranges.join("; ")
+        ))
+    }
+
+    /// Chunks lost to damage, "about" when a count is an estimate.
+    pub fn chunks_lost_text(&self) -> String {
+        let n = plural(self.chunks_lost(), "chunk");
+        if self.damaged.iter().all(|d| d.exact) {
+            n
+        } else {
+            format!("about {n}")
+        }
+    }
+
+    pub fn chunks_lost(&self) -> u64 {
+        self.damaged.iter().map(|d| d.chunks_lost).sum()
+    }
+}
+
+/// A chunk frame as the bytes alone can judge it.
+enum Frame<'a> {
+    /// Magic, lengths and checksum hold.
+    Valid {
+        kind: u8,
+        count: usize,
+        raw_len: usize,
+        payload: &'a [u8],
+        end: usize,
+    },
+    /// A plausible frame that the file ends inside.
+    Incomplete,
+    Bad,
+}
+
+fn frame_at(d: &[u8], pos: usize) -> Frame<'_> {
+    let rest = d.len() - pos;
+    if rest < FRAME_LEN {
+        return if CHUNK_MAGIC.starts_with(&d[pos..pos + rest.min(4)]) {
+            Frame::Incomplete
+        } else {
+            Frame::Bad
+        };
+    }
+    if &d[pos..pos + 4] != CHUNK_MAGIC {
+        return Frame::Bad;
+    }
+    let count = u32_at(d, pos + 8) as usize;
+    let raw_len = u32_at(d, pos + 12) as usize;
+    let comp_len = u32_at(d, pos + 16) as usize;
+    if comp_len > MAX_COMPRESSED || raw_len > MAX_RAW {
+        return Frame::Bad;
+    }
+    let start = pos + FRAME_LEN;
+    if rest - FRAME_LEN < comp_len {
+        return Frame::Incomplete;
+    }
+    let payload = &d[start..start + comp_len];
+    if chunk_crc(&d[pos + 4..pos + 20], payload) != u32_at(d, pos + 20) {
+        return Frame::Bad;
+    }
+    Frame::Valid {
+        kind: d[pos + 4],
+        count,
+        raw_len,
+        payload,
+        end: start + comp_len,
+    }
+}
+
+fn find_magic(d: &[u8], from: usize, to: usize) -> Option<usize> {
+    if from >= to {
+        return None;
+    }
+    d[from..to]
+        .windows(CHUNK_MAGIC.len())
+        .position(|w| w == CHUNK_MAGIC)
+        .map(|i| from + i)
+}
+
+/// The first chunk after `pos` that passes every frame check. A checksum over the frame and
+/// payload is what makes a magic found in damaged bytes trustworthy.
+fn next_valid(d: &[u8], pos: usize) -> Option<usize> {
+    let mut at = pos + 1;
+    while let Some(q) = find_magic(d, at, d.len()) {
+        if matches!(frame_at(d, q), Frame::Valid { .. }) {
+            return Some(q);
+        }
+        at = q + 1;
+    }
+    None
+}
+
+/// Counts the chunk frames in the damaged bytes `from..to`. A chunk was due at `from`; while
+/// each frame's magic and length hold and its length lands on the next frame (the last one on
+/// `to`), the count is exact. Otherwise the chunk magics in the stretch are counted instead,
+/// an estimate. With `at_eof`, a plausible frame that the file ends inside is the incomplete
+/// chunk of a truncation, not damage: its offset is returned.
+fn lost_chunks(d: &[u8], from: usize, to: usize, at_eof: bool) -> (u64, bool, Option<usize>) {
+    let (mut p, mut n) = (from, 0u64);
+    loop {
+        if p == to {
+            return (n, true, None);
+        }
+        let rest = to - p;
+        if rest < FRAME_LEN {
+            if at_eof && CHUNK_MAGIC.starts_with(&d[p..p + rest.min(4)]) {
+                return (n, true, Some(p));
+            }
+            break;
+        }
+        if &d[p..p + 4] != CHUNK_MAGIC {
+            break;
+        }
+        let raw_len = u32_at(d, p + 12) as usize;
+        let comp_len = u32_at(d, p + 16) as usize;
+        if comp_len > MAX_COMPRESSED || raw_len > MAX_RAW {
+            break;
+        }
+        if rest - FRAME_LEN < comp_len {
+            if at_eof {
+                return (n, true, Some(p));
+            }
+            break;
+        }
+        n += 1;
+        p += FRAME_LEN + comp_len;
+    }
+    let mut n = 0;
+    let mut magic = find_magic(d, from, to);
+    // The chunk due at `from` lost its magic too, unless the stretch is too short to have held
+    // a frame (bytes inserted between two chunks, say).
+    if magic.unwrap_or(to) - from >= FRAME_LEN {
+        n += 1;
+    }
+    while let Some(q) = magic {
+        let next = find_magic(d, q + 1, to);
+        if at_eof && next.is_none() && matches!(frame_at(d, q), Frame::Incomplete) {
+            return (n, false, Some(q));
+        }
+        n += 1;
+        magic = next;
+    }
+    (n, false, None)
 }
 
 fn u16_at(d: &[u8], at: usize) -> u16 {
@@ -144,55 +360,77 @@ impl<'a> Recording<'a> {
         })
     }
 
-    /// Checks every frame (lengths, checksums) and lists the chunks; stops at the trailer,
-    /// the end of the file, or a truncation (reported, not an error). Corruption is an error.
+    /// Checks every frame (lengths, checksums) and lists the chunks; stops at the trailer or
+    /// the end of the file. Damaged bytes are skipped to the next valid chunk and a cut tail is
+    /// noted (both reported, not errors); a chunk that passes its checksum yet makes no sense
+    /// was written that way, and is an error.
     pub fn scan(&self) -> Result<Scan<'a>> {
         let d = self.data;
         let mut pos = self.body;
-        let mut out = Scan::default();
+        let mut out = Scan {
+            file_bytes: d.len() as u64,
+            ..Default::default()
+        };
         loop {
             let rest = d.len() - pos;
-            let chunk = out.chunks.len();
+            // The chunk's place in the file, lost ones counted, as the frames say it.
+            let chunk =
+                out.chunks.len() as u64 + out.damaged.iter().map(|x| x.chunks_lost).sum::<u64>();
             if rest == 0 && out.trailer.is_some() {
                 return Ok(out);
             }
             if out.trailer.is_some() {
                 bail!("{rest} unexpected byte(s) after the trailer at byte {pos}");
             }
-            let truncated = || Truncation {
-                valid_bytes: pos as u64,
-                file_bytes: d.len() as u64,
-            };
-            if rest < FRAME_LEN {
-                if !CHUNK_MAGIC.starts_with(&d[pos..pos + rest.min(4)]) {
-                    bail!("chunk {chunk} at byte {pos}: bad chunk magic (corrupt file)");
+            if rest == 0 {
+                // Complete chunks and no trailer: the tracer stopped between two chunks.
+                out.truncated = Some(Truncation {
+                    valid_bytes: pos as u64,
+                    file_bytes: d.len() as u64,
+                });
+                return Ok(out);
+            }
+            let (kind, count, raw_len, payload, end) = match frame_at(d, pos) {
+                Frame::Valid {
+                    kind,
+                    count,
+                    raw_len,
+                    payload,
+                    end,
+                } => (kind, count, raw_len, payload, end),
+                Frame::Incomplete | Frame::Bad => {
+                    // An incomplete frame may be a damaged length in the middle: only the
+                    // lack of any valid chunk after it makes it a truncated tail.
+                    if let Some(next) = next_valid(d, pos) {
+                        let (lost, exact, _) = lost_chunks(d, pos, next, false);
+                        out.damaged.push(Damage {
+                            start: pos as u64,
+                            end: next as u64,
+                            chunks_lost: lost,
+                            exact,
+                        });
+                        pos = next;
+                        continue;
+                    }
+                    let (lost, exact, cut) = lost_chunks(d, pos, d.len(), true);
+                    let stop = cut.unwrap_or(d.len());
+                    if stop > pos {
+                        out.damaged.push(Damage {
+                            start: pos as u64,
+                            end: stop as u64,
+                            chunks_lost: lost,
+                            exact,
+                        });
+                    }
+                    if cut.is_some() {
+                        out.truncated = Some(Truncation {
+                            valid_bytes: stop as u64,
+                            file_bytes: d.len() as u64,
+                        });
+                    }
+                    return Ok(out);
                 }
-                out.truncated = Some(truncated());
-                return Ok(out);
-            }
-            if &d[pos..pos + 4] != CHUNK_MAGIC {
-                bail!("chunk {chunk} at byte {pos}: bad chunk magic (corrupt file)");
-            }
-            let kind = d[pos + 4];
-            let count = u32_at(d, pos + 8) as usize;
-            let raw_len = u32_at(d, pos + 12) as usize;
-            let comp_len = u32_at(d, pos + 16) as usize;
-            let crc = u32_at(d, pos + 20);
-            if comp_len > MAX_COMPRESSED || raw_len > MAX_RAW {
-                bail!(
-                    "chunk {chunk} at byte {pos}: lengths {comp_len}/{raw_len} exceed the limits \
-                     {MAX_COMPRESSED}/{MAX_RAW} (corrupt or hostile file)"
-                );
-            }
-            let start = pos + FRAME_LEN;
-            if d.len() - start < comp_len {
-                out.truncated = Some(truncated());
-                return Ok(out);
-            }
-            let payload = &d[start..start + comp_len];
-            if chunk_crc(&d[pos + 4..pos + 20], payload) != crc {
-                bail!("chunk {chunk} at byte {pos}: checksum mismatch (corrupt file)");
-            }
+            };
             match kind {
                 KIND_EVENTS => {
                     // Each record takes at least 3 bytes (delta, pid, variant).
@@ -200,7 +438,7 @@ impl<'a> Recording<'a> {
                         bail!("chunk {chunk} at byte {pos}: {count} records cannot fit in {raw_len} bytes");
                     }
                     out.chunks.push(Chunk {
-                        index: chunk,
+                        index: chunk as usize,
                         pos,
                         count,
                         raw_len,
@@ -216,7 +454,7 @@ impl<'a> Recording<'a> {
                     "chunk {chunk} at byte {pos}: unknown chunk kind {other} (written by a newer tracer?)"
                 ),
             }
-            pos = start + comp_len;
+            pos = end;
         }
     }
 
@@ -301,6 +539,8 @@ impl<'a> Recording<'a> {
         let mut out = Replayed {
             trailer: scan.trailer.clone(),
             truncated: scan.truncated.clone(),
+            damaged: scan.damaged.clone(),
+            file_bytes: scan.file_bytes,
             ..Default::default()
         };
         // Under the fuzzer, decode inline: LeakSanitizer reports glibc's per-thread exit

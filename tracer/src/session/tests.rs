@@ -1,8 +1,9 @@
-//! Round trips, truncation at every byte, corruption, hostile lengths and a bounded
-//! random-mutation fuzz of the reader (the `fuzz/` cargo-fuzz target drives the same code).
+//! Round trips, truncation at every byte, damage skipped to the next chunk (every bit of every
+//! chunk flipped), header damage, hostile lengths and a bounded random-mutation fuzz of the
+//! reader (the `fuzz/` cargo-fuzz target drives the same code).
 use super::{
     format::{chunk_crc, frame, Header, CHUNK_MAGIC, KIND_EVENTS, PREAMBLE_LEN},
-    reader::{read_all, Recording},
+    reader::{read_all, Damage, Recording},
     writer::Recorder,
 };
 use crate::ledger::{BufferInfo, BufferType, DeviceRef, Event, EventKind};
@@ -205,18 +206,8 @@ fn expect_err(data: &[u8], what: &str) -> String {
 }
 
 #[test]
-fn corruption_is_an_error_that_says_what_and_where() {
-    let (data, ends, _) = recording(7);
-    let mut bad = data.clone();
-    bad[ends[1] + 30] ^= 0x40;
-    let msg = expect_err(&bad, "checksum mismatch");
-    assert!(
-        msg.contains(&format!("chunk 2 at byte {}", ends[1])),
-        "{msg}"
-    );
-    let mut bad = data.clone();
-    bad[ends[0]] = b'X';
-    expect_err(&bad, "bad chunk magic");
+fn a_damaged_header_or_a_junk_tail_is_an_error_that_says_what_and_where() {
+    let (data, _, _) = recording(7);
     let mut bad = data.clone();
     bad[0] = b'Z';
     expect_err(&bad, "not a tracer recording");
@@ -231,16 +222,295 @@ fn corruption_is_an_error_that_says_what_and_where() {
     expect_err(&extra, "after the trailer");
 }
 
+/// Where the first chunk starts (after the preamble, the header JSON and its checksum).
+fn body(data: &[u8]) -> usize {
+    PREAMBLE_LEN + u32::from_le_bytes(data[12..16].try_into().unwrap()) as usize + 4
+}
+
+type Range = std::ops::Range<usize>;
+
+/// Each chunk of events of `recording()`: its bytes and its events (indices into `events()`).
+fn chunk_spans(data: &[u8], ends: &[usize], events_before: &[usize]) -> Vec<(Range, Range)> {
+    let mut out = Vec::new();
+    let (mut pos, mut ev) = (body(data), 0);
+    for (end, n) in ends.iter().zip(events_before) {
+        out.push((pos..*end, ev..*n));
+        (pos, ev) = (*end, *n);
+    }
+    out
+}
+
+/// The events written, less those of the chunks numbered in `lost`.
+fn events_without(spans: &[(Range, Range)], lost: &[usize]) -> Vec<Event> {
+    let all = events();
+    let mut out = Vec::new();
+    for (k, (_, evs)) in spans.iter().enumerate() {
+        if !lost.contains(&k) {
+            out.extend_from_slice(&all[evs.clone()]);
+        }
+    }
+    out
+}
+
+fn damage(start: usize, end: usize, chunks_lost: u64, exact: bool) -> Damage {
+    Damage {
+        start: start as u64,
+        end: end as u64,
+        chunks_lost,
+        exact,
+    }
+}
+
+/// Every single-bit flip anywhere in chunk k costs chunk k and nothing else, and says so: the
+/// exact bytes, one chunk, and an exact count unless the flip hit the magic or a length.
+#[test]
+fn a_flipped_bit_anywhere_in_a_chunk_loses_that_chunk_only() {
+    let (data, ends, events_before) = recording(7);
+    let spans = chunk_spans(&data, &ends, &events_before);
+    assert!(spans.len() > 3, "several chunks");
+    for (k, (bytes, _)) in spans.iter().enumerate() {
+        let expect = events_without(&spans, &[k]);
+        for at in bytes.clone() {
+            for bit in [0, 3, 7] {
+                let mut bad = data.clone();
+                bad[at] ^= 1 << bit;
+                let offset = at - bytes.start;
+                let what = format!("chunk {k}, byte {at} (+{offset}), bit {bit}");
+                let (_, evs, read) = read_all(&bad).unwrap_or_else(|e| panic!("{what}: {e:#}"));
+                assert_eq!(evs, expect, "{what}: the other chunks' events");
+                assert_eq!(read.damaged.len(), 1, "{what}: {:?}", read.damaged);
+                let d = &read.damaged[0];
+                assert_eq!(
+                    (d.start as usize, d.end as usize, d.chunks_lost),
+                    (bytes.start, bytes.end, 1),
+                    "{what}"
+                );
+                let in_magic_or_lengths = offset < 4 || (12..20).contains(&offset);
+                if !in_magic_or_lengths {
+                    assert!(d.exact, "{what}: an intact frame gives an exact count");
+                }
+                assert_eq!(read.chunks as usize, spans.len() - 1, "{what}");
+                assert!(read.trailer.is_some() && read.truncated.is_none(), "{what}");
+                assert_eq!(read.chunks_lost(), 1);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_damage_note_names_the_bytes_and_the_chunks_lost() {
+    let (data, ends, events_before) = recording(7);
+    let spans = chunk_spans(&data, &ends, &events_before);
+    let bytes = spans[2].0.clone();
+    let mut bad = data.clone();
+    bad[bytes.start + 30] ^= 0x40;
+    let (_, _, read) = read_all(&bad).unwrap();
+    let note = read.damage_note().expect("a note");
+    let range = format!(
+        "bytes {}-{} ({} bytes) unreadable, 1 chunk lost",
+        bytes.start,
+        bytes.end - 1,
+        bytes.len()
+    );
+    assert!(note.starts_with("recording damaged: "), "{note}");
+    assert!(note.contains(&range), "{note}");
+    assert!(note.contains("everything else was read"), "{note}");
+    assert!(!note.contains("no trailer"), "{note}");
+    assert_eq!(read.chunks_lost_text(), "1 chunk");
+    assert_eq!(read_all(&data).unwrap().2.damage_note(), None);
+}
+
+/// A chunk overwritten with garbage (its frame too): the other chunks are read, the exact
+/// bytes are reported, and the count of one chunk is an estimate (no frame to follow).
+#[test]
+fn a_chunk_overwritten_with_garbage_loses_that_chunk_only() {
+    let (data, ends, events_before) = recording(7);
+    let spans = chunk_spans(&data, &ends, &events_before);
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    for k in [0, spans.len() / 2, spans.len() - 1] {
+        let bytes = spans[k].0.clone();
+        let mut bad = data.clone();
+        for b in &mut bad[bytes.clone()] {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            *b = rng as u8;
+        }
+        assert!(!bad[bytes.clone()].windows(4).any(|w| w == CHUNK_MAGIC));
+        let (_, evs, read) = read_all(&bad).unwrap();
+        assert_eq!(evs, events_without(&spans, &[k]), "chunk {k}");
+        assert_eq!(
+            read.damaged,
+            vec![damage(bytes.start, bytes.end, 1, false)],
+            "chunk {k}"
+        );
+        let note = read.damage_note().unwrap();
+        assert!(note.contains("about 1 chunk lost"), "{note}");
+        assert!(read.trailer.is_some());
+    }
+}
+
+#[test]
+fn two_damaged_chunks_are_two_ranges_and_adjacent_ones_one() {
+    let (data, ends, events_before) = recording(7);
+    let spans = chunk_spans(&data, &ends, &events_before);
+    assert!(spans.len() > 4);
+    let mid = |k: usize| (spans[k].0.start + spans[k].0.end) / 2;
+    let mut bad = data.clone();
+    bad[mid(1)] ^= 0x10;
+    bad[mid(3)] ^= 0x01;
+    let (_, evs, read) = read_all(&bad).unwrap();
+    assert_eq!(evs, events_without(&spans, &[1, 3]));
+    assert_eq!(
+        read.damaged,
+        vec![
+            damage(spans[1].0.start, spans[1].0.end, 1, true),
+            damage(spans[3].0.start, spans[3].0.end, 1, true),
+        ]
+    );
+    assert_eq!(read.chunks as usize, spans.len() - 2);
+    let note = read.damage_note().unwrap();
+    assert_eq!(note.matches("1 chunk lost").count(), 2, "{note}");
+    // Neighbours: one stretch, two chunks, counted by following their intact frames.
+    let mut bad = data.clone();
+    bad[mid(1)] ^= 0x10;
+    bad[mid(2)] ^= 0x10;
+    let (_, evs, read) = read_all(&bad).unwrap();
+    assert_eq!(evs, events_without(&spans, &[1, 2]));
+    assert_eq!(
+        read.damaged,
+        vec![damage(spans[1].0.start, spans[2].0.end, 2, true)]
+    );
+    assert!(read.damage_note().unwrap().contains("2 chunks lost"));
+}
+
+#[test]
+fn bytes_inserted_between_chunks_are_skipped_and_lose_nothing() {
+    let (data, ends, _) = recording(7);
+    let mut bad = data.clone();
+    bad.splice(ends[1]..ends[1], *b"xyz");
+    let (_, evs, read) = read_all(&bad).unwrap();
+    assert_eq!(evs, events(), "every event");
+    assert_eq!(read.damaged, vec![damage(ends[1], ends[1] + 3, 0, false)]);
+    let note = read.damage_note().unwrap();
+    assert!(
+        note.contains("too short to have held a whole chunk"),
+        "{note}"
+    );
+}
+
+/// The trailer is a chunk like the others: damaged, every event is still read, the trailer's
+/// facts are unknown, and the note says the damage runs to the end of the file. A length made
+/// to point past the end is indistinguishable from a file cut inside the trailer: truncated.
+#[test]
+fn a_damaged_trailer_is_reported_and_every_event_read() {
+    let (data, ends, _) = recording(7);
+    let last = *ends.last().unwrap();
+    for at in last..data.len() {
+        let mut bad = data.clone();
+        bad[at] ^= 0x04;
+        let what = format!("trailer byte {at} (+{})", at - last);
+        let (_, evs, read) = read_all(&bad).unwrap_or_else(|e| panic!("{what}: {e:#}"));
+        assert_eq!(evs, events(), "{what}");
+        assert!(read.trailer.is_none(), "{what}");
+        if let Some(t) = &read.truncated {
+            assert!((16..20).contains(&(at - last)), "{what}: {t:?}");
+            assert_eq!(t.valid_bytes as usize, last, "{what}");
+            assert!(read.damaged.is_empty(), "{what}");
+            continue;
+        }
+        assert_eq!(
+            read.damaged
+                .iter()
+                .map(|d| (d.start as usize, d.end as usize, d.chunks_lost))
+                .collect::<Vec<_>>(),
+            vec![(last, data.len(), 1)],
+            "{what}"
+        );
+        let note = read.damage_note().unwrap();
+        assert!(note.contains("no trailer was read"), "{note}");
+    }
+}
+
+/// A flip anywhere in the preamble or header is an error saying where, never a panic (the
+/// reserved bytes 10..12 are not read, so a flip there changes nothing).
+#[test]
+fn a_damaged_header_at_any_byte_is_a_clear_error() {
+    let (data, _, _) = recording(7);
+    for at in 0..body(&data) {
+        let mut bad = data.clone();
+        bad[at] ^= 0x20;
+        match read_all(&bad) {
+            Ok((_, evs, read)) => {
+                assert!((10..12).contains(&at), "byte {at}: read as valid");
+                assert_eq!(evs, events());
+                assert!(read.damaged.is_empty());
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                assert!(
+                    msg.contains("byte") || msg.contains("truncated"),
+                    "byte {at}: {msg}"
+                );
+            }
+        }
+    }
+}
+
+/// Damage early and a cut late: both are reported, and the chunks between them read.
+#[test]
+fn damage_and_truncation_together() {
+    let (data, ends, events_before) = recording(7);
+    let spans = chunk_spans(&data, &ends, &events_before);
+    let n = spans.len();
+    let cut = spans[n - 1].0.start + 10;
+    let mut bad = data[..cut].to_vec();
+    bad[spans[1].0.start + 28] ^= 0x80;
+    let (_, evs, read) = read_all(&bad).unwrap();
+    assert_eq!(evs, events_without(&spans, &[1, n - 1]));
+    assert_eq!(
+        read.damaged,
+        vec![damage(spans[1].0.start, spans[1].0.end, 1, true)]
+    );
+    let t = read.truncated.expect("says truncated");
+    assert_eq!(
+        (t.valid_bytes as usize, t.file_bytes as usize),
+        (spans[n - 1].0.start, cut)
+    );
+    // The last chunk of events damaged and the file cut inside the trailer.
+    let cut = data.len() - 3;
+    let mut bad = data[..cut].to_vec();
+    bad[spans[n - 1].0.start + 30] ^= 0x80;
+    let (_, evs, read) = read_all(&bad).unwrap();
+    assert_eq!(evs, events_without(&spans, &[n - 1]));
+    assert_eq!(
+        read.damaged,
+        vec![damage(spans[n - 1].0.start, spans[n - 1].0.end, 1, true)]
+    );
+    assert_eq!(
+        read.truncated.map(|t| t.valid_bytes as usize),
+        Some(spans[n - 1].0.end)
+    );
+}
+
 #[test]
 fn hostile_lengths_are_refused_before_allocating() {
-    let (data, ends, _) = recording(7);
+    let (data, ends, events_before) = recording(7);
     let mut bad = data.clone();
     bad[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
     expect_err(&bad, "exceeds");
+    // A chunk's lengths past the limits make its frame damaged: skipped, never allocated for.
+    let spans = chunk_spans(&data, &ends, &events_before);
     for field in [12usize, 16] {
         let mut bad = data.clone();
         bad[ends[0] + field..ends[0] + field + 4].copy_from_slice(&u32::MAX.to_le_bytes());
-        expect_err(&bad, "exceed the limits");
+        let (_, evs, read) = read_all(&bad).unwrap();
+        assert_eq!(evs, events_without(&spans, &[1]), "field {field}");
+        assert_eq!(
+            read.damaged,
+            vec![damage(spans[1].0.start, spans[1].0.end, 1, false)],
+            "field {field}"
+        );
     }
 }
 
@@ -274,6 +544,7 @@ fn an_event_kind_from_a_newer_tracer_is_a_clear_error() {
 #[test]
 fn random_mutations_never_panic() {
     let seeds = [recording(7).0, recording(1000).0];
+    let all = events();
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = move || {
         rng ^= rng << 13;
@@ -304,7 +575,22 @@ fn random_mutations_never_panic() {
             }
         }
         match read_all(&d) {
-            Ok(_) => ok += 1,
+            Ok((_, evs, read)) => {
+                // Only chunks that pass their checksum are read: what comes out is events
+                // that were written, in order, and the damage is disjoint stretches of the file.
+                let mut written = all.iter();
+                assert!(
+                    evs.iter().all(|e| written.any(|w| w == e)),
+                    "mutation {i}: events that were never written"
+                );
+                let mut at = 0;
+                for r in &read.damaged {
+                    assert!(at <= r.start && r.start < r.end, "mutation {i}: {read:?}");
+                    at = r.end;
+                }
+                assert!(at <= d.len() as u64, "mutation {i}: {read:?}");
+                ok += 1
+            }
             Err(e) => {
                 let msg = format!("{e:#}");
                 assert!(
