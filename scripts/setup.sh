@@ -93,6 +93,7 @@ if [ -n "$TESTS" ]; then
         command -v sqlite3
     apt_step "Prometheus server (the tests scrape tracer --metrics with it)" prometheus \
         command -v prometheus
+    apt_step "tmux (the tests read tracer top's screen from it)" tmux command -v tmux
 fi
 
 # ttnn wheels exist for CPython 3.10 and 3.12 only (0.75.0: 3.10 only).
