@@ -19,7 +19,10 @@ fn python_value(expr: &str) -> String {
 /// workload did and what `get_memory_view` said.
 fn check_exact_from_the_start(p: &Value, truth: &Value) {
     let devs = devices(p);
-    assert_eq!(devs.keys().copied().collect::<Vec<_>>(), sorted_chips(truth));
+    assert_eq!(
+        devs.keys().copied().collect::<Vec<_>>(),
+        sorted_chips(truth)
+    );
     assert_eq!(devs.len(), 8, "{p}");
     for (chip, d) in &devs {
         assert_eq!(d["allocations"], truth["allocations"], "chip {chip}");
@@ -76,9 +79,9 @@ fn native_program_embedding_python_is_traced_from_the_first_allocation() {
         .unwrap();
     assert!(flags.status.success(), "{}", config.display());
     let flags = String::from_utf8(flags.stdout).unwrap();
-    let exe = dir.join("embed_python");
+    let exe = dir.join("embed_venv_in_code");
     let cc = Command::new("cc")
-        .arg(root().join("tests/programs/embed_python.c"))
+        .arg(root().join("tests/programs/embed_venv_in_code.c"))
         .arg(format!("-DVENV_SITE=\"{site}\""))
         .arg(format!("-DPYTHON_HOME=\"{base}\""))
         .args(flags.split_whitespace())
@@ -86,7 +89,11 @@ fn native_program_embedding_python_is_traced_from_the_first_allocation() {
         .arg(&exe)
         .output()
         .unwrap();
-    assert!(cc.status.success(), "{}", String::from_utf8_lossy(&cc.stderr));
+    assert!(
+        cc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
     let script = workload("seed_scenario.py");
     let (stderr, summary, truth) = run_traced(
         &[
@@ -100,7 +107,10 @@ fn native_program_embedding_python_is_traced_from_the_first_allocation() {
         &dir.join("truth.json"),
     );
     // Nothing named the library: it was caught when the program loaded it.
-    assert!(stderr.contains("watching the command for the moment it loads"), "{stderr}");
+    assert!(
+        stderr.contains("watching the command for the moment it loads"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains(&format!("loaded {}", library(ERA).display())),
         "{stderr}"
@@ -117,8 +127,11 @@ fn library_loaded_from_a_copy_is_the_one_traced() {
     std::fs::create_dir_all(&copy).unwrap();
     let original = library(ERA);
     let bundled = original.parent().unwrap().join("../../../ttnn.libs");
-    std::os::unix::fs::symlink(std::fs::canonicalize(bundled).unwrap(), dir.join("ttnn.libs"))
-        .unwrap();
+    std::os::unix::fs::symlink(
+        std::fs::canonicalize(bundled).unwrap(),
+        dir.join("ttnn.libs"),
+    )
+    .unwrap();
     for entry in std::fs::read_dir(original.parent().unwrap()).unwrap() {
         let path = entry.unwrap().path();
         let target = copy.join(path.file_name().unwrap());

@@ -385,11 +385,14 @@ pub fn tracer_loader(_ctx: ProbeContext) -> u32 {
         (*ev).nvalues = 0;
         (*ev).valid = 0;
     }
+    // The stop is queued before userspace can see the record: its SIGCONT then either
+    // discards the pending stop or ends it; never the other way round (a stop after the
+    // continue would never end).
+    const SIGSTOP: u32 = 19;
+    unsafe { aya_ebpf::helpers::generated::bpf_send_signal(SIGSTOP) };
     // The process waits for userspace: wake it now rather than on its drain timer.
     const BPF_RB_FORCE_WAKEUP: u64 = 2;
     entry.submit(BPF_RB_FORCE_WAKEUP);
-    const SIGSTOP: u32 = 19;
-    unsafe { aya_ebpf::helpers::generated::bpf_send_signal(SIGSTOP) };
     0
 }
 

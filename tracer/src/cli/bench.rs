@@ -125,7 +125,7 @@ fn traced(
         shape.1.to_string(),
         out_file.display().to_string(),
     ];
-    let mut child = super::launch::spawn_gated(&argv)?;
+    let mut child = super::launch::spawn_gated(&argv, None)?;
     let probes = match Probes::attach(plan, Scope::Tracked) {
         Ok(p) => p,
         Err(e) => {

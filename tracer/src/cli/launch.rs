@@ -83,14 +83,24 @@ pub fn check_command(program: &str) -> Result<std::path::PathBuf> {
     })
 }
 
-/// Forks `argv`; the child waits for [`Gated::release`] before exec.
-pub fn spawn_gated(argv: &[String]) -> Result<Gated> {
+/// Forks `argv`; the child waits for [`Gated::release`] before exec. With `log`, the command
+/// reads /dev/null and writes its stdout and stderr to `log`: `tracer top` draws its table on
+/// the terminal and reads keys from it, so the command may neither print over the one nor
+/// take the other.
+pub fn spawn_gated(argv: &[String], log: Option<&std::fs::File>) -> Result<Gated> {
     let program = argv.first().context("no command given")?;
     check_command(program)?;
     let cargs: Vec<CString> = argv
         .iter()
         .map(|a| CString::new(a.as_bytes()).context("argument contains a NUL byte"))
         .collect::<Result<_>>()?;
+    let redirect = match log {
+        Some(log) => {
+            let null = std::fs::File::open("/dev/null").context("cannot open /dev/null")?;
+            Some((null, log))
+        }
+        None => None,
+    };
     let (gate_r, gate_w) = pipe()?;
     let (err_r, err_w) = pipe2_cloexec()?;
     let ids = ids_from_sudo();
@@ -103,6 +113,19 @@ pub fn spawn_gated(argv: &[String]) -> Result<Gated> {
             let _ = nix::unistd::read(gate_r.as_raw_fd(), &mut b);
             if b[0] != b'g' {
                 unsafe { libc::_exit(126) };
+            }
+            // dup2 clears close-on-exec on the copies: the command keeps them, tracer's own
+            // descriptors of the files still close at exec.
+            if let Some((null, log)) = &redirect {
+                for (from, to) in [
+                    (null.as_raw_fd(), libc::STDIN_FILENO),
+                    (log.as_raw_fd(), libc::STDOUT_FILENO),
+                    (log.as_raw_fd(), libc::STDERR_FILENO),
+                ] {
+                    if nix::unistd::dup2(from, to).is_err() {
+                        unsafe { libc::_exit(126) };
+                    }
+                }
             }
             if let Some((uid, gid)) = ids {
                 let _ = nix::unistd::setgroups(&[gid]);

@@ -169,17 +169,28 @@ pub fn main() -> Result<i32> {
             all,
             cmd,
         } => {
-            opts.top = Some(if batch {
-                crate::live::top::TopMode::Batch(std::time::Duration::from_secs_f64(
-                    interval.max(0.05),
-                ))
+            use crate::live::top::{ChildOutput, TopMode};
+            let launching = !all && pid.is_empty() && !cmd.is_empty();
+            let child_output = if launching && !batch {
+                let out = ChildOutput::create(&child_log_dir(&opts), &cmd)?;
+                launch::give_to_invoker(&out.path);
+                Some(out)
             } else {
-                crate::live::top::TopMode::Screen
+                None
+            };
+            opts.top = Some(if batch {
+                TopMode::Batch(std::time::Duration::from_secs_f64(interval.max(0.05)))
+            } else {
+                TopMode::Screen(child_output.clone())
             });
             if all || !pid.is_empty() {
                 attach::attach(opts, pid, all)
-            } else if !cmd.is_empty() {
-                run::run(opts, cmd)
+            } else if launching {
+                let result = run::run(opts, cmd);
+                if let Some(out) = child_output {
+                    out.finish(result.is_ok());
+                }
+                result
             } else {
                 anyhow::bail!("tracer top: give --pid PID..., --all, or -- CMD [ARGS...]")
             }
@@ -214,6 +225,18 @@ pub fn main() -> Result<i32> {
             attach_rounds,
             attach_only,
         }),
+    }
+}
+
+/// Where `tracer top -- CMD` puts the command's output: next to the recording if there is
+/// one (the user chose that place to keep things), else the temp dir.
+fn child_log_dir(opts: &TraceOpts) -> PathBuf {
+    match &opts.output {
+        Some(output) => std::path::absolute(output)
+            .ok()
+            .and_then(|o| o.parent().map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(".")),
+        None => std::env::temp_dir(),
     }
 }
 

@@ -45,6 +45,8 @@ pub struct LiveSession {
     /// `run`: the launched tree is stopped at each library load, so a runtime library it maps
     /// (one nothing named up front, or a second one) gets probes before it runs.
     pub loader: Option<LoaderWatch>,
+    /// Which probe set's library each process ran on.
+    libraries: std::collections::BTreeMap<u32, String>,
 }
 
 /// Periodic work done inside the event loop.
@@ -95,6 +97,7 @@ impl LiveSession {
             raced: Default::default(),
             tick: None,
             loader: None,
+            libraries: Default::default(),
             start_ns: monotonic_ns(),
             recorder: None,
         }
@@ -231,7 +234,20 @@ impl LiveSession {
     fn handle_raw(&mut self, raw: Raw) {
         let events = decode(&mut self.decoder, raw);
         for ev in events {
+            self.note_library(ev.pid, 0);
             self.apply(&ev);
+        }
+    }
+
+    /// Remembers that `pid`'s events come from probe set `set` (0: the first).
+    fn note_library(&mut self, pid: u32, set: usize) {
+        if !self.libraries.contains_key(&pid) {
+            let plan = match set {
+                0 => self.decoder.plan(),
+                i => self.extra[i - 1].1.plan(),
+            };
+            self.libraries
+                .insert(pid, plan.library.display().to_string());
         }
     }
 
@@ -300,6 +316,7 @@ impl LiveSession {
             for r in raws {
                 let events = decode(&mut self.extra[i].1, r);
                 for ev in events {
+                    self.note_library(ev.pid, i + 1);
                     self.apply(&ev);
                 }
             }
@@ -414,6 +431,7 @@ impl LiveSession {
             layout: plan.layout.describe(),
             lost_events: lost,
             call_stacks: plan.call_stacks.clone(),
+            process_libraries: std::mem::take(&mut self.libraries),
         };
         // The trailer marks a clean end; without it `report` says the file was truncated
         // (still readable), so a failure here is a warning, not a lost summary.

@@ -1,6 +1,12 @@
 //! `tracer top`: a live view of device memory per chip and per process, redrawn while the
 //! session runs (a full-screen table), or printed as plain snapshots with `--batch`.
-use std::{fmt::Write as _, io::Stdout, time::Duration};
+use std::{
+    fmt::Write as _,
+    io::Stdout,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use anyhow::{Context, Result};
 use ratatui::{
@@ -177,21 +183,27 @@ pub fn snapshot(ledger: &Ledger, status: &Status) -> String {
     s
 }
 
-/// Draws the screen onto any backend (the terminal, or a test buffer).
+/// Draws the screen onto any backend (the terminal, or a test buffer); `footer` goes on the
+/// last line.
 pub fn draw<B: Backend>(
     terminal: &mut Terminal<B>,
     ledger: &Ledger,
     status: &Status,
+    footer: Option<&str>,
 ) -> Result<()> {
     let chips = chip_rows(ledger);
     let procs = process_rows(ledger);
     terminal.draw(|f| {
-        let [top, middle, bottom] = Layout::vertical([
+        let [top, middle, bottom, last] = Layout::vertical([
             Constraint::Length(1),
             Constraint::Length(chips.len() as u16 + 3),
             Constraint::Min(3),
+            Constraint::Length(footer.is_some().into()),
         ])
         .areas(f.area());
+        if let Some(footer) = footer {
+            f.render_widget(Paragraph::new(Line::from(footer)), last);
+        }
         f.render_widget(
             Paragraph::new(Line::from(format!("{}   (q: quit)", header(status)))),
             top,
@@ -256,12 +268,97 @@ fn table<'a>(
 }
 
 /// How `tracer top` shows the ledger.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub enum TopMode {
-    /// Full-screen table, redrawn a few times a second.
-    Screen,
+    /// Full-screen table, redrawn a few times a second; with the log that a command launched
+    /// by `tracer top -- CMD` writes to instead of the screen.
+    Screen(Option<ChildOutput>),
     /// Plain-text snapshots to stdout every interval.
     Batch(Duration),
+}
+
+impl TopMode {
+    /// The log the launched command's stdout and stderr must go to, if any.
+    pub fn child_output(&self) -> Option<&ChildOutput> {
+        match self {
+            TopMode::Screen(out) => out.as_ref(),
+            TopMode::Batch(_) => None,
+        }
+    }
+}
+
+/// The file a command launched under the full-screen table writes its output to: anything it
+/// printed on the terminal would land in the middle of the table.
+#[derive(Clone, Debug)]
+pub struct ChildOutput {
+    pub command: Vec<String>,
+    pub path: PathBuf,
+    pub file: Arc<std::fs::File>,
+}
+
+impl ChildOutput {
+    /// Creates `tracer-top-<tracer's pid>.log` in `dir` (`-N` added if taken). Never opens an
+    /// existing file: the temp dir is shared, and tracer runs as root.
+    pub fn create(dir: &Path, command: &[String]) -> Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let pid = std::process::id();
+        for n in 0..100 {
+            let name = match n {
+                0 => format!("tracer-top-{pid}.log"),
+                n => format!("tracer-top-{pid}-{n}.log"),
+            };
+            let path = dir.join(name);
+            match std::fs::OpenOptions::new()
+                .append(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
+                Ok(file) => {
+                    return Ok(Self {
+                        command: command.to_vec(),
+                        path,
+                        file: Arc::new(file),
+                    })
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("cannot create a log for the command in {}", dir.display())
+                    })
+                }
+            }
+        }
+        anyhow::bail!(
+            "cannot create a log for the command in {}: tracer-top-{pid}*.log all taken",
+            dir.display()
+        )
+    }
+
+    /// The footer line; arguments that are paths shortened to their file names, so the log's
+    /// path fits on the line.
+    fn footer(&self) -> String {
+        let short: Vec<&str> = self
+            .command
+            .iter()
+            .map(|a| a.rsplit('/').next().unwrap_or(a))
+            .collect();
+        format!("output of {}: {}", short.join(" "), self.path.display())
+    }
+
+    /// Tells the user where the command's output went, once the terminal is theirs again; a
+    /// log the command never wrote to, because the session failed first, is removed instead.
+    pub fn finish(&self, session_ok: bool) {
+        if !session_ok && self.file.metadata().is_ok_and(|m| m.len() == 0) {
+            let _ = std::fs::remove_file(&self.path);
+            return;
+        }
+        eprintln!(
+            "tracer: output of {}: {}",
+            self.command.join(" "),
+            self.path.display()
+        );
+    }
 }
 
 /// The `top` view of a running session: the screen or the snapshot printer, and its pace.
@@ -274,7 +371,10 @@ pub struct View {
 impl View {
     pub fn open(mode: TopMode) -> Result<Self> {
         let (screen, every) = match mode {
-            TopMode::Screen => (Some(Screen::open()?), Duration::from_millis(250)),
+            TopMode::Screen(out) => (
+                Some(Screen::open(out.as_ref().map(ChildOutput::footer))?),
+                Duration::from_millis(250),
+            ),
             TopMode::Batch(every) => (None, every),
         };
         Ok(Self {
@@ -314,19 +414,20 @@ impl View {
 /// The full-screen terminal; restored on drop, whatever ends the session.
 pub struct Screen {
     terminal: Terminal<CrosstermBackend<Stdout>>,
+    footer: Option<String>,
 }
 
 impl Screen {
-    pub fn open() -> Result<Self> {
+    pub fn open(footer: Option<String>) -> Result<Self> {
         enable_raw_mode().context("tracer top needs a terminal (use --batch otherwise)")?;
         let mut out = std::io::stdout();
         execute!(out, EnterAlternateScreen)?;
         let terminal = Terminal::new(CrosstermBackend::new(out))?;
-        Ok(Self { terminal })
+        Ok(Self { terminal, footer })
     }
 
     pub fn draw(&mut self, ledger: &Ledger, status: &Status) -> Result<()> {
-        draw(&mut self.terminal, ledger, status)
+        draw(&mut self.terminal, ledger, status, self.footer.as_deref())
     }
 
     /// True once the user pressed q, Esc or Ctrl-C (raw mode turns Ctrl-C into a key).
@@ -418,7 +519,13 @@ mod tests {
             ..Default::default()
         };
         let mut t = Terminal::new(TestBackend::new(110, 20)).unwrap();
-        draw(&mut t, &l, &status).unwrap();
+        draw(
+            &mut t,
+            &l,
+            &status,
+            Some("output of python job.py: /tmp/x.log"),
+        )
+        .unwrap();
         let screen: String = t
             .backend()
             .buffer()
@@ -435,5 +542,24 @@ mod tests {
             assert!(screen.contains(needle), "{needle} not on screen");
             assert!(text.contains(needle), "{needle} not in snapshot");
         }
+        assert!(screen.contains("output of python job.py: /tmp/x.log"));
+    }
+
+    #[test]
+    fn child_logs_never_reuse_a_file() {
+        let dir = std::env::temp_dir().join(format!("tracer-top-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cmd = ["/venv/bin/python".to_string(), "work/job.py".to_string()];
+        let a = ChildOutput::create(&dir, &cmd).unwrap();
+        let b = ChildOutput::create(&dir, &cmd).unwrap();
+        assert_ne!(a.path, b.path);
+        assert_eq!(
+            a.footer(),
+            format!("output of python job.py: {}", a.path.display())
+        );
+        // Empty after a failed session: nothing to read, so no file left behind.
+        a.finish(false);
+        assert!(!a.path.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -19,6 +19,21 @@ use tracer_common::{RawEvent, CFG_TASK_TGID_OFF, SLOT_LIBRARY_CHANGE};
 use super::{task_layout::TaskLayout, PROCESS_TRACEPOINTS};
 use crate::runtime::dynamic_linker;
 
+/// The longest a stop can go unseen if a wake-up is missed.
+const RECHECK: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// The processes whose stops are in the ring buffer.
+fn drain(ring: &mut RingBuf<MapData>) -> Vec<u32> {
+    let mut out = Vec::new();
+    while let Some(item) = ring.next() {
+        let ev = super::read_pod(&item, RawEvent::default());
+        if ev.slot == SLOT_LIBRARY_CHANGE && !out.contains(&ev.pid) {
+            out.push(ev.pid);
+        }
+    }
+    out
+}
+
 pub struct LoaderWatch {
     ebpf: Ebpf,
     ring: AsyncFd<RingBuf<MapData>>,
@@ -83,22 +98,37 @@ impl LoaderWatch {
     /// [`Self::resume`]).
     pub async fn next_stops(&mut self) -> Result<Vec<u32>> {
         loop {
-            let mut guard = self.ring.readable_mut().await?;
-            let ring = guard.get_inner_mut();
-            let mut stopped = Vec::new();
-            while let Some(item) = ring.next() {
-                let ev = super::read_pod(&item, RawEvent::default());
-                if ev.slot == SLOT_LIBRARY_CHANGE && !stopped.contains(&ev.pid) {
-                    stopped.push(ev.pid);
+            // Readiness is an edge: a record that lands between the last read and clearing it
+            // would wake nobody, and its process would stay stopped. So read again after
+            // clearing, and never wait longer than a short timer.
+            tokio::select! {
+                guard = self.ring.readable_mut() => {
+                    let mut guard = guard?;
+                    let mut stopped = drain(guard.get_inner_mut());
+                    guard.clear_ready();
+                    stopped.extend(drain(self.ring.get_mut()));
+                    if let Some(s) = self.took(stopped) {
+                        return Ok(s);
+                    }
+                }
+                _ = tokio::time::sleep(RECHECK) => {
+                    let stopped = drain(self.ring.get_mut());
+                    if let Some(s) = self.took(stopped) {
+                        return Ok(s);
+                    }
                 }
             }
-            guard.clear_ready();
-            if !stopped.is_empty() {
-                self.hits += stopped.len() as u64;
-                self.stopped.extend(&stopped);
-                return Ok(stopped);
-            }
         }
+    }
+
+    fn took(&mut self, mut stopped: Vec<u32>) -> Option<Vec<u32>> {
+        stopped.dedup();
+        if stopped.is_empty() {
+            return None;
+        }
+        self.hits += stopped.len() as u64;
+        self.stopped.extend(&stopped);
+        Some(stopped)
     }
 
     /// Continues a process stopped at the hook.
@@ -110,13 +140,8 @@ impl LoaderWatch {
 
     /// Continues every process still stopped, and any whose stop is still in the ring buffer.
     pub fn resume_all(&mut self) {
-        let ring = self.ring.get_mut();
-        while let Some(item) = ring.next() {
-            let ev = super::read_pod(&item, RawEvent::default());
-            if ev.slot == SLOT_LIBRARY_CHANGE {
-                self.stopped.push(ev.pid);
-            }
-        }
+        let pending = drain(self.ring.get_mut());
+        self.stopped.extend(pending);
         for pid in std::mem::take(&mut self.stopped) {
             self.resume(pid);
         }

@@ -148,6 +148,7 @@ pub fn summary(ledger: &Ledger, info: &SessionInfo) -> Value {
                 "pid": p.pid,
                 "command": p.command,
                 "exit_code": p.exit_code,
+                "library": info.process_libraries.get(&p.pid),
                 // Seen to end while traced (its exit code is known only for the launched command).
                 "exited": p.exited,
                 "devices": devices,

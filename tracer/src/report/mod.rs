@@ -18,6 +18,9 @@ pub struct SessionInfo {
     pub lost_events: u64,
     /// Why allocation call stacks are (not) part of the report.
     pub call_stacks: String,
+    /// The runtime library each process' events came from, where several were probed (a
+    /// process may run on a copy loaded from elsewhere); empty when not known (recordings).
+    pub process_libraries: std::collections::BTreeMap<u32, String>,
 }
 
 /// Bytes for people: `4 MiB`, `19.53 KiB`, `512 B`.

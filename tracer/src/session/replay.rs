@@ -52,6 +52,7 @@ impl Replay {
             layout: h.layout.clone(),
             lost_events: read.trailer.as_ref().map_or(0, |t| t.lost_events),
             call_stacks: h.call_stacks.clone(),
+            process_libraries: Default::default(),
         };
         Ok(Self {
             ledger,

@@ -1,7 +1,7 @@
 /* A native program that embeds CPython and imports ttnn from a virtualenv named only here, in
  * its own code (VENV_SITE, set at compile time): nothing on its command line or in its ELF
  * names libtt_metal.so, which arrives by dlopen when ttnn is imported.
- * Usage: embed_python SCRIPT [ARGS...]  runs SCRIPT with sys.argv = [SCRIPT, ARGS...]. */
+ * Usage: embed_venv_in_code SCRIPT [ARGS...]  runs SCRIPT with sys.argv = [SCRIPT, ARGS...]. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdio.h>
@@ -20,6 +20,8 @@ int main(int argc, char **argv) {
     }
     PyConfig config;
     PyConfig_InitPythonConfig(&config);
+    /* argv is the script's, not options for the interpreter. */
+    config.parse_argv = 0;
     /* argv is the script's, not options for the interpreter. */
     config.parse_argv = 0;
     PyStatus status = PyConfig_SetBytesString(&config, &config.home, PYTHON_HOME);
