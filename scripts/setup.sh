@@ -94,6 +94,8 @@ if [ -n "$TESTS" ]; then
     apt_step "Prometheus server (the tests scrape tracer --metrics with it)" prometheus \
         command -v prometheus
     apt_step "tmux (the tests read tracer top's screen from it)" tmux command -v tmux
+    apt_step "patchelf (the source-build layout test sets extension-module RPATHs)" patchelf \
+        command -v patchelf
 fi
 
 # ttnn wheels exist for CPython 3.10 and 3.12 only (0.75.0: 3.10 only).

@@ -78,7 +78,9 @@ fn checks() -> Vec<Check> {
     v
 }
 
-pub fn doctor(lib: Option<PathBuf>, pid: Option<u32>) -> Result<i32> {
+/// `cmd`: the command whose runtime library to find (as `tracer run -- CMD` would) and
+/// calibrate; empty for the runtime of this environment.
+pub fn doctor(lib: Option<PathBuf>, pid: Option<u32>, cmd: Vec<String>) -> Result<i32> {
     let mut failed = 0;
     println!("System:");
     let root = nix::unistd::geteuid().is_root();
@@ -119,12 +121,22 @@ pub fn doctor(lib: Option<PathBuf>, pid: Option<u32>) -> Result<i32> {
                 discover::LIB_NAME
             ),
         },
-        // No target named: the runtime this environment would load (active virtualenv,
-        // python3 on PATH, TT_METAL_HOME, the linker cache).
-        (None, None) => match discover::library_for_command(None, &[]) {
+        // A command: the library it would load, found as `tracer run` finds it. None: the
+        // runtime of this environment (active virtualenv, python3 on PATH, TT_METAL_HOME, the
+        // loader cache).
+        (None, None) => match discover::find_for_command(None, &cmd) {
             Ok(found) => {
-                println!("found the runtime of this environment (--lib or --pid choose another)");
-                Some(found)
+                if cmd.is_empty() {
+                    println!(
+                        "found the runtime of this environment (--lib, --pid or -- CMD choose another)"
+                    );
+                } else {
+                    println!("`{}` would load the runtime found this way:", cmd.join(" "));
+                }
+                for step in &found.how {
+                    println!("  {step}");
+                }
+                Some(found.path)
             }
             Err(e) => {
                 println!("Runtime library:\n  [FAIL] {e:#}");

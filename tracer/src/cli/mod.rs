@@ -124,6 +124,9 @@ enum Command {
         /// A running process whose runtime library to calibrate.
         #[arg(long)]
         pid: Option<u32>,
+        /// A command (after `--`): which runtime library it would load, and how that was found.
+        #[arg(last = true, conflicts_with_all = ["lib", "pid"])]
+        cmd: Vec<String>,
     },
 }
 
@@ -202,7 +205,7 @@ pub fn main() -> Result<i32> {
             format,
             output,
         } => export::export(&file, format, &output),
-        Command::Doctor { lib, pid } => doctor::doctor(lib, pid),
+        Command::Doctor { lib, pid, cmd } => doctor::doctor(lib, pid, cmd),
         Command::Bench {
             python,
             pairs,

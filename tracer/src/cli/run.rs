@@ -51,7 +51,12 @@ pub fn run(opts: TraceOpts, cmd: Vec<String>) -> Result<i32> {
         Ok(lib) => Some(lib),
         Err(e) if opts.lib.is_some() => return Err(e),
         Err(e) => {
-            eprintln!("tracer: {e:#}");
+            // What was followed is long; doctor shows it.
+            let text = format!("{e:#}");
+            eprintln!(
+                "tracer: {} (`tracer doctor -- CMD` shows what was followed)",
+                text.lines().next().unwrap_or_default()
+            );
             eprintln!(
                 "tracer: watching the command for the moment it loads {}",
                 discover::LIB_NAME

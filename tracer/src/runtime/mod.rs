@@ -8,6 +8,7 @@ pub mod discover;
 pub mod dynamic_linker;
 pub mod elf;
 pub mod lifecycle;
+pub mod loader;
 pub mod oom;
 pub mod plan;
 pub mod shm;
