@@ -55,15 +55,15 @@ pub type Tick = Box<dyn FnMut(&mut LiveSession)>;
 /// How often the event loop looks for events the kernel dropped (to warn while it happens).
 const LOST_CHECK: Duration = Duration::from_secs(1);
 
-/// Test hook: `TRACER_TEST_STALL_MS` makes the collector fall behind once, at the start, so
-/// tests can fill the ring buffer with real runtime events and check how losses are reported.
-fn stall_for_tests() {
-    if let Some(ms) = std::env::var("TRACER_TEST_STALL_MS")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        std::thread::sleep(Duration::from_millis(ms));
-    }
+/// Test hook: `TRACER_TEST_STALL_MS` makes the collector stop draining the ring buffer for a
+/// while at the start, so tests can fill it with real runtime events and check how losses are
+/// reported. Library-load stops are still served (the traced process would wait otherwise).
+fn stall_for_tests() -> Option<std::time::Instant> {
+    let ms = std::env::var("TRACER_TEST_STALL_MS")
+        .ok()?
+        .parse::<u64>()
+        .ok()?;
+    Some(std::time::Instant::now() + Duration::from_millis(ms))
 }
 
 /// How often [`LiveSession::tick`] runs.
@@ -356,8 +356,9 @@ impl LiveSession {
         let mut flush_timer = tokio::time::interval(Duration::from_millis(100));
         let mut last_tick = std::time::Instant::now();
         let (mut lost_seen, mut lost_checked) = (0u64, None::<std::time::Instant>);
-        stall_for_tests();
+        let stall_until = stall_for_tests();
         let stop = loop {
+            let stalled = stall_until.is_some_and(|t| std::time::Instant::now() < t);
             if lost_checked.is_none_or(|t| t.elapsed() >= LOST_CHECK) {
                 lost_checked = Some(std::time::Instant::now());
                 let lost = lost(&self.probes, &self.extra);
@@ -371,7 +372,8 @@ impl LiveSession {
             }
             let mut raws = Vec::new();
             tokio::select! {
-                r = self.probes.next_batch(|r| raws.push(r)) => { r?; }
+                r = self.probes.next_batch(|r| raws.push(r)), if !stalled => { r?; }
+                _ = tokio::time::sleep(Duration::from_millis(20)), if stalled => {}
                 stops = next_stops(&mut self.loader) => {
                     for pid in stops? {
                         self.library_change(pid);
@@ -386,7 +388,9 @@ impl LiveSession {
             for r in raws {
                 self.handle_raw(r);
             }
-            self.drain_extra();
+            if !stalled {
+                self.drain_extra();
+            }
             self.drop_geometry_probes();
             if last_tick.elapsed() >= TICK {
                 last_tick = std::time::Instant::now();
