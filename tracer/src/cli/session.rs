@@ -435,7 +435,16 @@ impl LiveSession {
             layout: plan.layout.describe(),
             lost_events: lost,
             call_stacks: plan.call_stacks.clone(),
-            process_libraries: std::mem::take(&mut self.libraries),
+            process_libraries: {
+                // Processes seen only by their start or exit ran on the first library, as a
+                // replay of the recording (which names that one) says too.
+                let mut libs = std::mem::take(&mut self.libraries);
+                for pid in self.ledger.processes.keys() {
+                    libs.entry(*pid)
+                        .or_insert_with(|| plan.library.display().to_string());
+                }
+                libs
+            },
         };
         // The trailer marks a clean end; without it `report` says the file was truncated
         // (still readable), so a failure here is a warning, not a lost summary.

@@ -52,7 +52,12 @@ impl Replay {
             layout: h.layout.clone(),
             lost_events: read.trailer.as_ref().map_or(0, |t| t.lost_events),
             call_stacks: h.call_stacks.clone(),
-            process_libraries: Default::default(),
+            // The header names the one library the recorded session probed.
+            process_libraries: ledger
+                .processes
+                .keys()
+                .map(|pid| (*pid, h.library.clone()))
+                .collect(),
         };
         Ok(Self {
             ledger,
