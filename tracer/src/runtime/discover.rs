@@ -478,36 +478,9 @@ pub fn checked(lib: &Path) -> Result<PathBuf> {
 
 /// Where `pid` has the runtime mapped: (path as seen from here, load base).
 pub fn library_in_process(pid: u32) -> Result<Option<(PathBuf, u64)>> {
-    let path = format!("/proc/{pid}/maps");
-    let maps = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => anyhow::anyhow!("no process with PID {pid}"),
-        std::io::ErrorKind::PermissionDenied => anyhow::anyhow!(
-            "cannot read {path}: permission denied (tracer needs root; a process of another \
-             PID namespace or under a stricter ptrace policy cannot be inspected)"
-        ),
-        _ => anyhow::Error::new(e).context(format!("cannot read {path}")),
-    })?;
-    for line in maps.lines() {
-        let mut f = line.split_whitespace();
-        let (Some(range), _, Some(offset), _, _, Some(path)) =
-            (f.next(), f.next(), f.next(), f.next(), f.next(), f.next())
-        else {
-            continue;
-        };
-        if !path.ends_with(LIB_NAME) || u64::from_str_radix(offset, 16).ok() != Some(0) {
-            continue;
-        }
-        let start = u64::from_str_radix(range.split('-').next().unwrap_or("0"), 16)?;
-        // A process in a container sees its own root; reach the file through it.
-        let via_root = PathBuf::from(format!("/proc/{pid}/root{path}"));
-        let path = if Path::new(path).exists() {
-            PathBuf::from(path)
-        } else {
-            via_root
-        };
-        return Ok(Some((path, start)));
-    }
-    Ok(None)
+    Ok(super::dynamic_linker::mapped_libraries(pid)?
+        .into_iter()
+        .next())
 }
 
 /// The file identity (device, inode) of a library: uprobes attach to the inode, so two paths

@@ -3,7 +3,7 @@
 //! on the command line names: an embedded interpreter, `ctypes.CDLL`, a plugin's dlopen).
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use object::{Object, ObjectSegment};
 
 use super::discover::LIB_NAME;
@@ -63,11 +63,23 @@ fn interp_of(exe: &Path, hops: u32) -> Option<PathBuf> {
     interp.or_else(|| Some(PathBuf::from(DEFAULT)))
 }
 
+/// `/proc/PID/maps`, with errors that say what is wrong with the PID.
+fn read_maps(pid: u32) -> Result<String> {
+    let path = format!("/proc/{pid}/maps");
+    std::fs::read_to_string(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => anyhow::anyhow!("no process with PID {pid}"),
+        std::io::ErrorKind::PermissionDenied => anyhow::anyhow!(
+            "cannot read {path}: permission denied (tracer needs root; a process of another \
+             PID namespace or under a stricter ptrace policy cannot be inspected)"
+        ),
+        _ => anyhow::Error::new(e).context(format!("cannot read {path}")),
+    })
+}
+
 /// Every runtime library file `pid` maps now (as reachable from here) with its load base,
 /// in map order, each file once.
 pub fn mapped_libraries(pid: u32) -> Result<Vec<(PathBuf, u64)>> {
-    let path = format!("/proc/{pid}/maps");
-    let maps = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    let maps = read_maps(pid)?;
     let mut out: Vec<(PathBuf, u64)> = Vec::new();
     for line in maps.lines() {
         // range perms offset dev inode path: the path is the rest of the line and may hold spaces.
