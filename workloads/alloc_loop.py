@@ -17,6 +17,8 @@ shape = ttnn.Shape([1, 1, 32, 32])
 # Warm up (first allocations build caches).
 for _ in range(10):
     ttnn.deallocate(ttnn.allocate_tensor_on_device(shape, ttnn.bfloat16, ttnn.TILE_LAYOUT, mesh, ttnn.DRAM_MEMORY_CONFIG))
+# On stderr, so the timing line stays the last line of stdout (the loss test waits for it).
+print("alloc_loop: timed loop starts", file=sys.stderr, flush=True)
 start = time.perf_counter()
 for _ in range(n):
     t = ttnn.allocate_tensor_on_device(shape, ttnn.bfloat16, ttnn.TILE_LAYOUT, mesh, ttnn.DRAM_MEMORY_CONFIG)

@@ -699,18 +699,27 @@ fn ttnn_sleeper() -> Child {
     child
 }
 
+/// The target exits between the moment tracer found it and the moment the probes are live.
+/// Tracer opens the runtime library to calibrate it right after finding the target, and
+/// calibrating takes far longer than a signal: the test stops the tracer (SIGSTOP) when the
+/// library is opened (inotify), kills the target, then lets the tracer go on. Nothing in
+/// tracer knows it is being tested.
 #[test]
 fn attach_to_a_pid_that_exits_during_attach() {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
     let mut target = ttnn_sleeper();
     let pid = target.id();
-    // The test hook holds the tracer between finding the target and attaching.
-    let mut t = Tracer::start(
-        &["attach", "--quiet", "--pid", &pid.to_string()],
-        &[("TRACER_TEST_ATTACH_PAUSE_MS", "3000")],
-    );
-    t.wait_line("tracer: attaching to PID");
+    let watch = Inotify::init(InitFlags::empty()).unwrap();
+    watch
+        .add_watch(&library(ERA), AddWatchFlags::IN_OPEN)
+        .unwrap();
+    let mut t = Tracer::start(&["attach", "--quiet", "--pid", &pid.to_string()], &[]);
+    watch.read_events().unwrap();
+    let tracer_pid = nix::unistd::Pid::from_raw(t.child.id() as i32);
+    nix::sys::signal::kill(tracer_pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
     target.kill().unwrap();
     target.wait().unwrap();
+    nix::sys::signal::kill(tracer_pid, nix::sys::signal::Signal::SIGCONT).unwrap();
     let code = t.wait_exit(60);
     assert_eq!(code, 6, "{}", t.stderr());
     assert!(

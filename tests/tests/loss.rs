@@ -1,42 +1,112 @@
 //! A full ring buffer: lost events are counted, reported, and fail `--strict`.
 //!
 //! The real runtime produces events far slower than tracer drains them, so the test makes the
-//! collector fall behind (`TRACER_TEST_STALL_MS`, a test hook that sleeps once before the event
-//! loop) while `alloc_loop.py` emits ~120k events into the 4 MiB ring buffer.
+//! collector fall behind from outside: it stops the tracer process (SIGSTOP) once
+//! `alloc_loop.py`'s timed loop starts, lets the loop emit ~120k events into a 64 KiB ring
+//! buffer (`--ring-buffer`), and continues the tracer once the workload has exited (a zombie
+//! the stopped tracer cannot reap yet). Nothing in tracer knows it is being tested.
+use std::{
+    io::{BufRead, BufReader},
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
 use tracer_tests::*;
 
 const PAIRS: u64 = 60_000;
 /// The loop's warm-up pairs.
 const WARMUP: u64 = 10;
 
-fn stalled_run(extra: &[&str]) -> (std::process::Output, Value) {
+/// A process's state letter in /proc/PID/stat (None: gone).
+fn state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.chars().next()
+}
+
+fn kill(pid: u32, sig: &str) {
+    std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+}
+
+struct Stalled {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+fn stalled_run(extra: &[&str]) -> (Stalled, Value) {
     let dir = tempdir();
     let summary = dir.join("summary.json");
-    let out = tracer()
-        .args(["run", "--quiet", "--summary-json"])
+    let mut child = tracer()
+        .args(["run", "--quiet", "--ring-buffer", "64KiB", "--summary-json"])
         .arg(&summary)
         .args(extra)
         .arg("--")
         .arg(python("0.81.1"))
         .arg(workload("alloc_loop.py"))
         .arg(PAIRS.to_string())
-        .env("TRACER_TEST_STALL_MS", "4000")
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    let tracer_pid = child.id();
+    let stdout = child.stdout.take().unwrap();
+    let out = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap());
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let (mut stderr, mut line, mut workload_pid) = (String::new(), String::new(), None);
+    loop {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "tracer ended before the loop:\n{stderr}"
+        );
+        stderr.push_str(&line);
+        if let Some(rest) = line.strip_prefix("tracer: tracing PID ") {
+            workload_pid = rest.split(' ').next().and_then(|p| p.parse::<u32>().ok());
+        }
+        if line.starts_with("alloc_loop: timed loop starts") {
+            break;
+        }
+    }
+    let pid = workload_pid.expect("tracer names the workload's PID");
+    kill(tracer_pid, "-STOP");
+    // The loop runs against a stopped collector; its exit leaves a zombie the stopped tracer
+    // cannot reap. A stop at a library load would wait for the tracer: continue it then too.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut stopped_since = None;
+    while Instant::now() < deadline {
+        match state(pid) {
+            Some('Z') | None => break,
+            Some('t' | 'T') => {
+                let since = *stopped_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_secs(1) {
+                    break;
+                }
+            }
+            _ => stopped_since = None,
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    kill(tracer_pid, "-CONT");
+    let rest = std::io::read_to_string(err).unwrap();
+    stderr.push_str(&rest);
+    let status = child.wait().unwrap();
+    let run = Stalled {
+        code: status.code(),
+        stdout: out.join().unwrap(),
+        stderr,
+    };
     let summary = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
-    (out, summary)
+    (run, summary)
 }
 
 #[test]
 fn lost_events_are_counted_reported_and_fail_strict() {
     let (out, summary) = stalled_run(&["--strict"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "--strict exit code; stderr:\n{stderr}"
-    );
+    let (stderr, stdout) = (&out.stderr, &out.stdout);
+    assert_eq!(out.code, Some(3), "--strict exit code; stderr:\n{stderr}");
     assert!(stderr.contains("lost and --strict is set"), "{stderr}");
     assert!(
         stderr.contains("the kernel dropped"),
@@ -75,7 +145,7 @@ fn lost_events_are_counted_reported_and_fail_strict() {
 #[test]
 fn without_strict_the_command_exit_code_wins_and_the_loss_is_still_said() {
     let (out, summary) = stalled_run(&[]);
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(summary["lost_events"].as_u64().unwrap() > 0);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("event(s) lost (ring buffer full)"));
+    assert!(out.stdout.contains("event(s) lost (ring buffer full)"));
 }

@@ -111,10 +111,16 @@ pub const CFG_MESH_HOPS: u32 = 5;
 pub const CFG_MESH_HOP0: u32 = 6;
 pub const CFG_MESH_ADD: u32 = 10;
 pub const MESH_MAX_HOPS: u32 = 4;
+/// Bytes waiting in the ring buffer past which a record wakes the collector (a quarter of
+/// the ring buffer's size, which userspace chooses at load time).
+pub const CFG_WAKEUP_BYTES: u32 = 11;
 pub const CFG_LEN: u32 = 16;
 
 /// `CFG_FLAGS` bit: trace every process, not only those in the TRACKED map.
 pub const FLAG_ALL_PROCESSES: u64 = 1;
+/// `CFG_FLAGS` bit: log why a probe could not read a value or emit a record (aya-log, drained
+/// by userspace with `--debug-probes`); off, the programs log nothing.
+pub const FLAG_DEBUG: u64 = 2;
 
 /// One probe hit, as it leaves the kernel.
 #[repr(C)]

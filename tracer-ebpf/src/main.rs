@@ -14,11 +14,12 @@ use aya_ebpf::{
     programs::{ProbeContext, RawTracePointContext},
     EbpfContext,
 };
+use aya_log_ebpf::warn;
 use tracer_common::{
     FieldPath, RawDevice, RawEvent, SlotSpec, ARG_WINDOW, CFG_DEVICE_ID_OFF, CFG_FLAGS, CFG_LEN,
-    CFG_MESH_ADD, CFG_MESH_HOP0, CFG_MESH_HOPS, CFG_TASK_TGID_OFF, FLAG_ALL_PROCESSES, MAX_MESH,
-    MAX_SLOTS, MAX_STEPS, MAX_VALUES, MESH_MAX_HOPS, SLOT_DEVICE, SLOT_FORGETS_DEVICE,
-    SLOT_LIBRARY_CHANGE, SLOT_PROCESS_EXIT, WINDOW_BYTES,
+    CFG_MESH_ADD, CFG_MESH_HOP0, CFG_MESH_HOPS, CFG_TASK_TGID_OFF, CFG_WAKEUP_BYTES,
+    FLAG_ALL_PROCESSES, FLAG_DEBUG, MAX_MESH, MAX_SLOTS, MAX_STEPS, MAX_VALUES, MESH_MAX_HOPS,
+    SLOT_DEVICE, SLOT_FORGETS_DEVICE, SLOT_LIBRARY_CHANGE, SLOT_PROCESS_EXIT, WINDOW_BYTES,
 };
 
 #[map]
@@ -56,10 +57,6 @@ static WINDOW: PerCpuArray<[u8; WINDOW_BYTES + 8]> = PerCpuArray::with_max_entri
 #[map]
 static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
-/// Probe hits per slot, per CPU (the benchmark counts traps with it).
-#[map]
-static HITS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_SLOTS + 1, 0);
-
 /// x86-64 `struct pt_regs` is 21 words; `FieldPath::arg` indexes it (userspace maps argument
 /// registers to words).
 const PT_REGS_WORDS: usize = 21;
@@ -71,7 +68,11 @@ fn wakeup_flags() -> u64 {
     const BPF_RB_NO_WAKEUP: u64 = 1;
     const BPF_RB_FORCE_WAKEUP: u64 = 2;
     const BPF_RB_AVAIL_DATA: u64 = 0;
-    if EVENTS.query(BPF_RB_AVAIL_DATA) > RING_BYTES / 4 {
+    let mut threshold = config(CFG_WAKEUP_BYTES);
+    if threshold == 0 {
+        threshold = RING_BYTES / 4;
+    }
+    if EVENTS.query(BPF_RB_AVAIL_DATA) > threshold {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP
@@ -157,7 +158,6 @@ pub fn tracer_probe(ctx: ProbeContext) -> u32 {
         return 0;
     }
     let slot = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
-    bump(&HITS, slot.min(MAX_SLOTS));
     let Some(spec) = SLOTS.get(slot) else {
         return 0;
     };
@@ -182,6 +182,12 @@ pub fn tracer_probe(ctx: ProbeContext) -> u32 {
     }
     let Some(mut entry) = EVENTS.reserve::<RawEvent>(0) else {
         bump(&LOST, 0);
+        if debugging() {
+            warn!(
+                &ctx,
+                "slot {}, pid {}: ring buffer full, event lost", slot, tgid
+            );
+        }
         return 0;
     };
     let ev = entry.as_mut_ptr();
@@ -206,7 +212,24 @@ pub fn tracer_probe(ctx: ProbeContext) -> u32 {
         (*ev).valid = valid;
     }
     entry.submit(wakeup_flags());
+    let wanted = (1u32 << spec.nfields.min(MAX_VALUES as u32)) - 1;
+    if u32::from(valid) != wanted && debugging() {
+        warn!(
+            &ctx,
+            "slot {}, pid {}: values {:x} of {} unreadable (a load on the calibrated path faulted)",
+            slot,
+            tgid,
+            wanted & !u32::from(valid),
+            spec.nfields
+        );
+    }
     0
+}
+
+/// `--debug-probes`: the programs say why a read or a record failed.
+#[inline(always)]
+fn debugging() -> bool {
+    config(CFG_FLAGS) & FLAG_DEBUG != 0
 }
 
 /// Copies the slot's window of user memory into this CPU's scratch, in one read.
@@ -328,7 +351,6 @@ fn describe_device(tgid: u32, handle: u64) -> bool {
 /// Does nothing: the benchmark attaches it beside `probe` to measure the bare trap cost.
 #[uprobe]
 pub fn tracer_bare(_ctx: ProbeContext) -> u32 {
-    bump(&HITS, MAX_SLOTS);
     0
 }
 

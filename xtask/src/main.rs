@@ -7,6 +7,7 @@ mod ebpf;
 #[path = "../../tracer-ebpf/inputs.rs"]
 #[allow(dead_code)] // `watched` is build.rs's
 mod inputs;
+mod layers;
 mod toolchain;
 
 use std::{
@@ -211,6 +212,8 @@ fn test() -> Result<()> {
     toolchain::drift()?;
     eprintln!("\x1b[1m==> the embedded eBPF object is what the pinned toolchain builds\x1b[0m");
     ebpf::ebpf(true)?;
+    eprintln!("\x1b[1m==> the stages import one way only\x1b[0m");
+    layers::check(&root().join("tracer/src"))?;
     stable_only_build()?;
     status(
         Command::new("cargo")
@@ -253,13 +256,24 @@ fn test() -> Result<()> {
     )
 }
 
+/// The benchmark lives in the tests crate (tests/src/bin/bench/), not in the shipped binary;
+/// it measures the library and runs the built tracer.
 fn bench(args: &[String]) -> Result<()> {
     setup("")?;
     build()?;
     status(
-        mock_env(&mut Command::new(tracer()))
+        mock_env(&mut Command::new("cargo"))
             .current_dir(root())
-            .arg("bench")
+            .args([
+                "run",
+                "--quiet",
+                "--release",
+                "-p",
+                "tracer-tests",
+                "--bin",
+                "bench",
+                "--",
+            ])
             .arg("--python")
             .arg(python("0.81.1"))
             .args(args),
@@ -272,6 +286,7 @@ fn main() -> ExitCode {
         Some("demo") => demo(),
         Some("test") => test(),
         Some("bench") => bench(&args[1..]),
+        Some("layers") => layers::check(&root().join("tracer/src")),
         Some("setup") => setup(args.get(1).map_or("", String::as_str)),
         Some("ebpf") => {
             setup("--ebpf").and_then(|()| ebpf::ebpf(args.iter().any(|a| a == "--check")))
@@ -280,7 +295,7 @@ fn main() -> ExitCode {
         Some("stable-build") => stable_only_build(),
         _ => {
             eprintln!(
-                "usage: cargo xtask demo | test | bench [ARGS] | setup [--ebpf|--all] | ebpf [--check] | toolchain-check | stable-build"
+                "usage: cargo xtask demo | test | bench [ARGS] | setup [--ebpf|--all] | ebpf [--check] | toolchain-check | stable-build | layers"
             );
             return ExitCode::from(2);
         }

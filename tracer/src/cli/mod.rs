@@ -1,21 +1,14 @@
-//! Command-line interface: clap definitions and the wiring of the stages.
-mod attach;
-mod attach_all;
-mod bench;
-mod bench_attach;
-mod bench_recording;
-mod doctor;
-mod export;
-mod launch;
-mod report;
-mod run;
-mod seed;
-mod session;
-
+//! The command line: clap definitions, and which stage each command runs. Nothing else lives
+//! here: the modes are in the library (`session`, `report::offline`, `doctor`).
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
+use tracer::{
+    doctor,
+    report::offline::{self, ExportFormat},
+    session::{self, Options},
+};
 
 #[derive(Parser)]
 #[command(
@@ -52,7 +45,7 @@ enum Command {
     Export {
         file: PathBuf,
         #[arg(long, value_enum)]
-        format: export::Format,
+        format: Format,
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
     },
@@ -89,32 +82,6 @@ enum Command {
         /// Every process that maps the runtime library, now or later.
         #[arg(long)]
         all: bool,
-    },
-    /// Measure overhead side by side: untraced, bare uprobe, tracer, tt-metal's SHM tracker.
-    Bench {
-        /// Python with ttnn installed.
-        #[arg(long)]
-        python: PathBuf,
-        /// Allocate+deallocate pairs per configuration.
-        #[arg(long, default_value_t = 20000)]
-        pairs: u64,
-        #[arg(long, default_value_t = 3)]
-        rounds: usize,
-        /// Instead: bytes per event of a real recording (PAIRS pairs) and `report` throughput
-        /// on a synthesized stand-in recording of EVENTS events.
-        #[arg(long)]
-        recording: bool,
-        #[arg(long, default_value_t = bench_recording::STAND_IN_EVENTS)]
-        events: u64,
-        /// Keep the stand-in recording at FILE (to profile `tracer report FILE`).
-        #[arg(long, value_name = "FILE")]
-        stand_in: Option<PathBuf>,
-        /// Attaches to a live ttnn process, timing command start to `attached:`.
-        #[arg(long, default_value_t = 5)]
-        attach_rounds: usize,
-        /// Only the attach latency (skip the overhead loops).
-        #[arg(long)]
-        attach_only: bool,
     },
     /// Check kernel, permissions and the runtime library; print the probe plan and layout.
     Doctor {
@@ -155,128 +122,79 @@ pub struct TraceOpts {
     /// Stop tracing after SECS seconds.
     #[arg(long)]
     pub duration: Option<f64>,
-    /// Set by `tracer top`: show the live table instead of event lines.
-    #[arg(skip)]
-    pub top: Option<crate::live::top::TopMode>,
+    /// The event ring buffer's size (power of two, 4KiB..1GiB; default 4MiB): bigger absorbs
+    /// longer bursts, smaller loses events sooner.
+    #[arg(long, value_name = "SIZE", value_parser = tracer::probe::ring_bytes)]
+    pub ring_buffer: Option<u32>,
+    /// The eBPF programs say on stderr why a read or a record failed.
+    #[arg(long)]
+    pub debug_probes: bool,
+}
+
+impl From<TraceOpts> for Options {
+    fn from(o: TraceOpts) -> Self {
+        Options {
+            output: o.output,
+            summary_json: o.summary_json,
+            lib: o.lib,
+            quiet: o.quiet,
+            strict: o.strict,
+            metrics: o.metrics,
+            duration: o.duration,
+            top: None,
+            probes: tracer::probe::Settings {
+                ring_bytes: o.ring_buffer,
+                debug: o.debug_probes,
+            },
+        }
+    }
+}
+
+/// `tracer export --format`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Format {
+    Chrome,
+    Csv,
+    Sqlite,
+}
+
+impl From<Format> for ExportFormat {
+    fn from(f: Format) -> Self {
+        match f {
+            Format::Chrome => ExportFormat::Chrome,
+            Format::Csv => ExportFormat::Csv,
+            Format::Sqlite => ExportFormat::Sqlite,
+        }
+    }
 }
 
 pub fn main() -> Result<i32> {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Run { opts, cmd } => run::run(opts, cmd),
+    match Cli::parse().command {
+        Command::Run { opts, cmd } => session::run::run(opts.into(), cmd),
         Command::Top {
-            mut opts,
+            opts,
             batch,
             interval,
             pid,
             all,
             cmd,
-        } => {
-            use crate::live::top::{ChildOutput, TopMode};
-            let launching = !all && pid.is_empty() && !cmd.is_empty();
-            let child_output = if launching && !batch {
-                let out = ChildOutput::create(&child_log_dir(&opts), &cmd)?;
-                launch::give_to_invoker(&out.path);
-                Some(out)
-            } else {
-                None
-            };
-            opts.top = Some(if batch {
-                TopMode::Batch(std::time::Duration::from_secs_f64(interval.max(0.05)))
-            } else {
-                TopMode::Screen(child_output.clone())
-            });
-            if all || !pid.is_empty() {
-                attach::attach(opts, pid, all)
-            } else if launching {
-                let result = run::run(opts, cmd);
-                if let Some(out) = child_output {
-                    out.finish(result.is_ok());
-                }
-                result
-            } else {
-                anyhow::bail!("tracer top: give --pid PID..., --all, or -- CMD [ARGS...]")
-            }
-        }
-        Command::Attach { opts, pid, all } => attach::attach(opts, pid, all),
-        Command::Report { file, json, at } => report::report(&file, json, at),
+        } => session::top::top(
+            opts.into(),
+            session::top::Target {
+                batch,
+                interval,
+                pids: pid,
+                all,
+                cmd,
+            },
+        ),
+        Command::Attach { opts, pid, all } => session::attach::attach(opts.into(), pid, all),
+        Command::Report { file, json, at } => offline::report(&file, json, at),
         Command::Export {
             file,
             format,
             output,
-        } => export::export(&file, format, &output),
+        } => offline::export(&file, format.into(), &output),
         Command::Doctor { lib, pid, cmd } => doctor::doctor(lib, pid, cmd),
-        Command::Bench {
-            python,
-            pairs,
-            recording: true,
-            events,
-            stand_in,
-            ..
-        } => bench_recording::bench_recording(&python, pairs, events, stand_in),
-        Command::Bench {
-            python,
-            pairs,
-            rounds,
-            attach_rounds,
-            attach_only,
-            ..
-        } => bench::bench(bench::BenchOpts {
-            python,
-            pairs,
-            rounds,
-            attach_rounds,
-            attach_only,
-        }),
     }
-}
-
-/// Where `tracer top -- CMD` puts the command's output: next to the recording if there is
-/// one (the user chose that place to keep things), else the temp dir.
-fn child_log_dir(opts: &TraceOpts) -> PathBuf {
-    match &opts.output {
-        Some(output) => std::path::absolute(output)
-            .ok()
-            .and_then(|o| o.parent().map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from(".")),
-        None => std::env::temp_dir(),
-    }
-}
-
-/// Exit code when `--strict` finds lost events.
-pub const EXIT_LOST_EVENTS: i32 = 3;
-/// `attach`: no process has that PID.
-pub const EXIT_NO_SUCH_PROCESS: i32 = 4;
-/// `attach`: the process does not map the runtime library.
-pub const EXIT_NOT_TT_METAL: i32 = 5;
-/// `attach`: the process exited before the probes were live.
-pub const EXIT_TARGET_GONE: i32 = 6;
-
-/// An error that ends tracer with its own exit code (bad input, as opposed to failures).
-#[derive(Debug)]
-pub struct Failure {
-    pub code: i32,
-    pub message: String,
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for Failure {}
-
-pub fn fail(code: i32, message: String) -> anyhow::Error {
-    Failure { code, message }.into()
-}
-
-pub fn require_root() -> Result<()> {
-    if !nix::unistd::geteuid().is_root() {
-        anyhow::bail!(
-            "tracer needs root to load eBPF programs and attach uprobes; run it with sudo \
-             (the traced command still runs as you)"
-        );
-    }
-    Ok(())
 }

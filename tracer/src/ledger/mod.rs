@@ -2,7 +2,6 @@
 //!
 //! No I/O happens here; live tracing and offline `report` feed the same code.
 mod account;
-pub mod event;
 mod history;
 #[cfg(test)]
 mod tests;
@@ -12,8 +11,8 @@ use std::{
     hash::{BuildHasherDefault, Hasher},
 };
 
+pub use crate::model::{BufferInfo, BufferType, DeviceRef, Event, EventKind, Geometry, Refusal};
 pub use account::{Amounts, DeviceAccount};
-pub use event::{BufferInfo, BufferType, DeviceRef, Event, EventKind, Refusal};
 pub use history::{Lifecycle, OomRecord, Peak};
 
 /// Why a buffer was still held at the end.
@@ -61,16 +60,6 @@ pub struct Outstanding {
     pub held: HeldBuffer,
     pub outcome: Outcome,
     pub at_ns: u64,
-}
-
-/// Allocator geometry for one buffer type, learned from the runtime.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Geometry {
-    pub banks: u32,
-    /// Each page is padded to this.
-    pub alignment: u32,
-    /// Each bank's share is rounded up to this (the allocator's minimum block).
-    pub granularity: u32,
 }
 
 #[derive(Clone, Debug, Default)]

@@ -1,13 +1,11 @@
 //! Raw probe values -> ledger events, using the probe plan to give values their meaning.
 use tracer_common::{RawDevice, RawEvent, SLOT_PROCESS_EXIT};
 
+use super::devices::{DeviceResolver, Vptrs};
 use crate::{
-    ledger::{BufferInfo, BufferType, DeviceRef, Event, EventKind, Refusal},
-    runtime::{
-        allocator::{geometry_from, probe_chains},
-        devices::{DeviceResolver, Vptrs},
-        plan::{field, ProbePlan, Role, GEOMETRY_TYPES},
-    },
+    model::{BufferInfo, BufferType, DeviceRef, Event, EventKind, Refusal},
+    plan::{field, ProbePlan, Role, GEOMETRY_TYPES},
+    runtime::allocator::{geometry_from, probe_chains},
 };
 
 pub struct Decoder {
@@ -25,12 +23,14 @@ pub struct Decoder {
     geometry_wanted: std::collections::HashSet<u32>,
     /// Why the geometry of a process attached mid-run is not known (for the summary).
     pub geometry_notes: Vec<String>,
+    /// Records received per slot: one per probe hit that reached userspace (what the
+    /// benchmark counts traps with).
+    records: Vec<u64>,
 }
 
 impl Decoder {
     pub fn new(plan: ProbePlan) -> Self {
         Self {
-            plan,
             resolver: DeviceResolver::default(),
             seen: Default::default(),
             undecodable: 0,
@@ -38,7 +38,20 @@ impl Decoder {
             sharded_allocations: 0,
             geometry_wanted: Default::default(),
             geometry_notes: Vec::new(),
+            records: vec![0; plan.probes.len()],
+            plan,
         }
+    }
+
+    /// Records received from the probes of `role`.
+    pub fn records_of(&self, role: Role) -> u64 {
+        self.plan
+            .probes
+            .iter()
+            .zip(&self.records)
+            .filter(|(p, _)| p.role == role)
+            .map(|(_, n)| n)
+            .sum()
     }
 
     pub fn plan(&self) -> &ProbePlan {
@@ -139,6 +152,9 @@ impl Decoder {
     /// Decodes one raw event into ledger events: the event itself, preceded by a
     /// `ProcessStart` the first time a process shows up.
     pub fn decode(&mut self, raw: &RawEvent) -> Vec<Event> {
+        if let Some(n) = self.records.get_mut(raw.slot as usize) {
+            *n += 1;
+        }
         if self.plan.role(raw.slot) == Some(Role::AllocatorGeometry) {
             return self.geometry(raw);
         }
@@ -150,8 +166,9 @@ impl Decoder {
             out.push(Event {
                 ts_ns: ev.ts_ns,
                 pid: ev.pid,
+                // The command line is read by whoever does I/O (the session); decoding is pure.
                 kind: EventKind::ProcessStart {
-                    command: command_line(ev.pid),
+                    command: String::new(),
                 },
             });
         }
@@ -221,7 +238,7 @@ impl Decoder {
                     granularity: v[4] as u32,
                 },
                 Role::DeviceOpen => {
-                    use crate::runtime::lifecycle::field as f;
+                    use crate::plan::lifecycle::field as f;
                     let device = self.device(raw.pid, v[f::DEVICE]);
                     EventKind::DeviceOpen {
                         device,
@@ -229,7 +246,7 @@ impl Decoder {
                     }
                 }
                 Role::MeshOpen => {
-                    use crate::runtime::lifecycle::field as f;
+                    use crate::plan::lifecycle::field as f;
                     let device = self.device(raw.pid, v[f::DEVICE]);
                     let shape = (raw.nvalues as usize > f::COLS && has(f::ROWS) && has(f::COLS))
                         .then(|| (v[f::ROWS] as u32, v[f::COLS] as u32));
@@ -238,7 +255,7 @@ impl Decoder {
                 // Decoded in `decode` (several events per hit).
                 Role::AllocatorGeometry => return None,
                 Role::OutOfMemory => {
-                    use crate::runtime::oom::field as f;
+                    use crate::plan::oom::field as f;
                     let len = (v[f::TYPE_LEN] as usize).min(8);
                     let chars = v[f::TYPE_CHARS].to_le_bytes();
                     let name = String::from_utf8_lossy(&chars[..len]).into_owned();
@@ -273,17 +290,4 @@ impl Decoder {
             kind,
         })
     }
-}
-
-/// `/proc/PID/cmdline` as one line ("" when the process is gone).
-pub fn command_line(pid: u32) -> String {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| {
-            b.split(|c| *c == 0)
-                .filter(|a| !a.is_empty())
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default()
 }

@@ -2,6 +2,7 @@
 //! attach the uprobes and the process tracepoints, and stream raw events out of the ring
 //! buffer.
 pub mod decode;
+pub mod devices;
 pub mod loader_watch;
 pub mod self_test;
 pub mod task_layout;
@@ -18,10 +19,11 @@ use aya::{
 use tokio::io::unix::AsyncFd;
 use tracer_common::{
     RawDevice, RawEvent, CFG_DEVICE_ID_OFF, CFG_FLAGS, CFG_MESH_ADD, CFG_MESH_HOP0, CFG_MESH_HOPS,
-    CFG_TASK_TGID_OFF, FLAG_ALL_PROCESSES, MAX_SLOTS, MESH_MAX_HOPS, SLOT_DEVICE,
+    CFG_TASK_TGID_OFF, CFG_WAKEUP_BYTES, FLAG_ALL_PROCESSES, FLAG_DEBUG, MAX_SLOTS, MESH_MAX_HOPS,
+    SLOT_DEVICE,
 };
 
-use crate::runtime::plan::ProbePlan;
+use crate::plan::{ProbePlan, Role};
 
 /// How often the collector drains the ring buffer when the kernel does not wake it.
 const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
@@ -30,15 +32,80 @@ const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 /// Rust alone; build.rs refuses an object older than its sources.
 static OBJECT: &[u8] = aya::include_bytes_aligned!("../../../tracer-ebpf/built/tracer.bpf.o");
 
+/// How the probes of this tracer process are loaded (set once, before any probe is).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Settings {
+    /// The event ring buffer's size in bytes (a power of two, at least a page); default 4 MiB.
+    pub ring_bytes: Option<u32>,
+    /// The programs log why a read or a record failed (aya-log), printed on stderr.
+    pub debug: bool,
+}
+
+static SETTINGS: std::sync::OnceLock<Settings> = std::sync::OnceLock::new();
+
+/// Sets how probes load; the first call wins (a session sets it once at its start).
+pub fn configure(s: Settings) {
+    let _ = SETTINGS.set(s);
+}
+
+fn settings() -> Settings {
+    SETTINGS.get().copied().unwrap_or_default()
+}
+
+/// The ring buffer size the user asked for, checked: the kernel wants a power of two, a
+/// multiple of the page size.
+pub fn ring_bytes(spec: &str) -> Result<u32> {
+    let s = spec.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, ""),
+    };
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        _ => bail!("--ring-buffer {spec:?}: expected bytes, KiB or MiB (e.g. 64KiB, 4MiB)"),
+    };
+    let bytes = num
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .with_context(|| format!("--ring-buffer {spec:?}: not a size"))?;
+    let page = 4096u64;
+    if !bytes.is_power_of_two() || bytes < page || bytes > 1 << 30 {
+        bail!("--ring-buffer {spec:?}: the size must be a power of two from 4KiB to 1GiB");
+    }
+    Ok(bytes as u32)
+}
+
 /// Loads the object without kernel BTF relocations (the programs read kernel memory only at
 /// offsets userspace found in the kernel's BTF, see [`task_layout`]) and without verifier
 /// logs: relocating against vmlinux BTF and logging the verifier's work took most of the
 /// attach latency.
 fn load_object() -> Result<Ebpf, aya::EbpfError> {
-    aya::EbpfLoader::new()
+    let mut loader = aya::EbpfLoader::new();
+    loader
         .btf(None)
-        .verifier_log_level(aya::VerifierLogLevel::DISABLE)
-        .load(OBJECT)
+        .verifier_log_level(aya::VerifierLogLevel::DISABLE);
+    if let Some(bytes) = settings().ring_bytes {
+        loader.map_max_entries("EVENTS", bytes);
+    }
+    loader.load(OBJECT)
+}
+
+/// Prints the programs' log records (`--debug-probes`) on stderr.
+struct ProbeLog;
+
+impl log::Log for ProbeLog {
+    fn enabled(&self, _: &log::Metadata) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record) {
+        eprintln!("tracer: probe: {}", record.args());
+    }
+
+    fn flush(&self) {}
 }
 
 /// Which processes the probes report.
@@ -53,6 +120,8 @@ pub enum Scope {
 pub struct Probes {
     ebpf: Ebpf,
     ring: AsyncFd<RingBuf<MapData>>,
+    /// `--debug-probes`: the programs' log records.
+    log: Option<aya_log::EbpfLogger<ProbeLog>>,
     /// The allocator geometry probes (mid-run attach only), removed once not needed.
     geometry_links: Vec<aya::programs::uprobe::UProbeLinkId>,
 }
@@ -116,12 +185,17 @@ impl Loaded {
         }
         {
             let mut config: Array<_, u64> = Array::try_from(ebpf.map_mut("CONFIG").unwrap())?;
-            let flags = if scope == Scope::All {
+            let mut flags = if scope == Scope::All {
                 FLAG_ALL_PROCESSES
             } else {
                 0
             };
+            if settings().debug {
+                flags |= FLAG_DEBUG;
+            }
             config.set(CFG_FLAGS, flags, 0)?;
+            let ring = settings().ring_bytes.map_or(4 << 20, u64::from);
+            config.set(CFG_WAKEUP_BYTES, ring / 4, 0)?;
             let task = task_layout::TaskLayout::of_running_kernel()?;
             config.set(CFG_TASK_TGID_OFF, u64::from(task.tgid), 0)?;
             config.set(
@@ -153,7 +227,7 @@ impl Loaded {
         {
             let probe: &mut UProbe = ebpf.program_mut("tracer_probe").unwrap().try_into()?;
             for (slot, p) in plan.probes.iter().enumerate() {
-                let geometry = p.role == crate::runtime::plan::Role::AllocatorGeometry;
+                let geometry = p.role == Role::AllocatorGeometry;
                 if geometry && !plan.mid_run {
                     continue;
                 }
@@ -175,6 +249,14 @@ impl Loaded {
                 }
             }
         }
+        let log = if settings().debug {
+            Some(
+                aya_log::EbpfLogger::init_with_logger(&mut ebpf, ProbeLog)
+                    .map_err(|e| anyhow!("--debug-probes: cannot read the programs' log: {e}"))?,
+            )
+        } else {
+            None
+        };
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").unwrap())?;
         // SAFETY: the ring buffer owns its descriptor and lives exactly as long as the AsyncFd.
         let ring = unsafe { AsyncFd::register(ring) }
@@ -182,6 +264,7 @@ impl Loaded {
         Ok(Probes {
             ebpf,
             ring,
+            log,
             geometry_links,
         })
     }
@@ -195,10 +278,7 @@ impl Probes {
 
     /// Only the do-nothing program, on the functions of `roles` (the benchmark's baseline:
     /// the cost of the trap itself).
-    pub fn attach_bare_only(
-        plan: &ProbePlan,
-        roles: &[crate::runtime::plan::Role],
-    ) -> Result<Ebpf> {
+    pub fn attach_bare_only(plan: &ProbePlan, roles: &[Role]) -> Result<Ebpf> {
         let mut ebpf = load_object()?;
         let bare: &mut UProbe = ebpf.program_mut("tracer_bare").unwrap().try_into()?;
         bare.load()?;
@@ -252,17 +332,12 @@ impl Probes {
         run_stats(&self.ebpf, program)
     }
 
-    /// Probe hits per slot; the last entry counts the bare program.
-    pub fn hits(&self) -> Result<Vec<u64>> {
-        let m: PerCpuArray<_, u64> = PerCpuArray::try_from(self.ebpf.map("HITS").unwrap())?;
-        (0..=MAX_SLOTS)
-            .map(|i| Ok(m.get(&i, 0)?.iter().sum()))
-            .collect()
-    }
-
     /// Waits for events (woken when the ring buffer fills, or after `DRAIN_EVERY`) and hands
     /// each to `f`; returns after one batch.
     pub async fn next_batch(&mut self, mut f: impl FnMut(Raw)) -> Result<()> {
+        if let Some(log) = &mut self.log {
+            log.flush();
+        }
         tokio::select! {
             guard = self.ring.readable_mut() => {
                 let mut guard = guard?;
@@ -279,6 +354,9 @@ impl Probes {
 
     /// Takes whatever is already in the ring buffer without waiting.
     pub fn drain(&mut self, mut f: impl FnMut(Raw)) {
+        if let Some(log) = &mut self.log {
+            log.flush();
+        }
         let ring = self.ring.get_mut();
         while let Some(item) = ring.next() {
             f(parse(&item));
@@ -317,4 +395,10 @@ pub type RunStats = Option<(u64, std::time::Duration)>;
 pub fn run_stats(ebpf: &Ebpf, program: &str) -> RunStats {
     let info = ebpf.program(program)?.info().ok()?;
     Some((info.run_count(), info.run_time()))
+}
+
+/// CLOCK_MONOTONIC, the clock of `bpf_ktime_get_ns` and so of every event.
+pub fn monotonic_ns() -> u64 {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
+    t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
 }

@@ -9,10 +9,8 @@ use serde_json::json;
 use super::chips::ChipTotals;
 use crate::{
     ledger::EventKind,
-    session::{
-        reader::{Recording, Replayed},
-        replay::Replay,
-    },
+    recording::reader::{Recording, Replayed},
+    report::replay::Replay,
 };
 
 /// The pseudo-process that holds the counter tracks: above Linux's largest pid_max (2^22), so

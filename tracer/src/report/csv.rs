@@ -5,10 +5,8 @@ use anyhow::{Context, Result};
 
 use crate::{
     ledger::EventKind,
-    session::{
-        reader::{Recording, Replayed},
-        replay::Replay,
-    },
+    recording::reader::{Recording, Replayed},
+    report::replay::Replay,
 };
 
 pub const COLUMNS: &str = "seq,ts_ns,t_s,pid,event,device_handle,mesh,chips,buffer_id,unique_id,type,requested,page_size,reserved,detail";

@@ -6,6 +6,8 @@ pub mod csv;
 pub mod explain;
 pub mod json;
 pub mod lines;
+pub mod offline;
+pub mod replay;
 pub mod sqlite;
 pub mod text;
 

@@ -9,10 +9,8 @@ use rusqlite::{params, Connection};
 use super::{chips::ChipTotals, csv::snake};
 use crate::{
     ledger::{EventKind, Outcome},
-    session::{
-        reader::{Recording, Replayed},
-        replay::Replay,
-    },
+    recording::reader::{Recording, Replayed},
+    report::replay::Replay,
 };
 
 const SCHEMA: &str = "

@@ -21,7 +21,7 @@ use super::{
     elf::{demangle, parameters, Library},
     symbols as sym,
 };
-use crate::ledger::{BufferType, Geometry};
+use crate::model::{BufferType, Geometry};
 
 /// Where the geometry of each buffer type lives, from an `AllocatorImpl*`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 
 use super::loader::{self, Env, Search};
 
-pub const LIB_NAME: &str = "libtt_metal.so";
+pub use super::LIB_NAME;
 
 /// The runtime library a command will load, and how it was found.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use object::{Object, ObjectSegment};
 
-use super::discover::LIB_NAME;
+use super::LIB_NAME;
 
 /// The linker's debugger hook (`r_debug.r_brk`): called before and after every change to the
 /// list of loaded objects, at start-up and at each dlopen. glibc exports it from ld.so.

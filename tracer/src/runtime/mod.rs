@@ -1,27 +1,14 @@
-//! Runtime discovery: find libtt_metal.so, read its symbols, calibrate its layout, and turn
-//! that into a [`plan::ProbePlan`].
+//! Runtime discovery: find libtt_metal.so (in a command's environment or a running process),
+//! read its symbols, and calibrate its layout from its machine code.
 pub mod allocator;
 pub mod calibrate;
-pub mod devices;
 pub mod disasm;
 pub mod discover;
 pub mod dynamic_linker;
 pub mod elf;
-pub mod lifecycle;
 pub mod loader;
-pub mod oom;
-pub mod plan;
+pub mod process;
 pub mod shm;
 pub mod symbols;
-pub mod window;
 
-use std::path::Path;
-
-use anyhow::{Context, Result};
-
-/// Opens and calibrates a runtime library.
-pub fn plan_for(lib: &Path) -> Result<plan::ProbePlan> {
-    let library = elf::Library::open(lib)?;
-    plan::build(&library)
-        .with_context(|| format!("cannot build a probe plan for {}", lib.display()))
-}
+pub const LIB_NAME: &str = "libtt_metal.so";

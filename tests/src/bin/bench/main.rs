@@ -1,0 +1,58 @@
+//! `cargo xtask bench [ARGS]`: tracer's cost measured side by side in one run, on the real
+//! runtime (not part of the shipped binary).
+//!
+//! - default: one allocate/deallocate loop untraced, under a bare uprobe on the same two
+//!   functions, under tracer, and under tt-metal's SHM tracker; traps per mesh allocation;
+//!   attach latency.
+//! - `--recording`: bytes per event of a real recording, and `report` throughput on a
+//!   synthesized stand-in recording.
+mod attach;
+mod overhead;
+mod recording;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(name = "bench")]
+struct Args {
+    /// Python with ttnn installed.
+    #[arg(long)]
+    python: PathBuf,
+    /// Allocate+deallocate pairs per configuration.
+    #[arg(long, default_value_t = 20000)]
+    pairs: u64,
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Instead: bytes per event of a real recording (PAIRS pairs) and `report` throughput on a
+    /// synthesized stand-in recording of EVENTS events.
+    #[arg(long)]
+    recording: bool,
+    #[arg(long, default_value_t = recording::STAND_IN_EVENTS)]
+    events: u64,
+    /// Keep the stand-in recording at FILE (to profile `tracer report FILE`).
+    #[arg(long, value_name = "FILE")]
+    stand_in: Option<PathBuf>,
+    /// Attaches to a live ttnn process, timing command start to `attached:`.
+    #[arg(long, default_value_t = 5)]
+    attach_rounds: usize,
+    /// Only the attach latency (skip the overhead loops).
+    #[arg(long)]
+    attach_only: bool,
+}
+
+fn main() -> Result<()> {
+    let a = Args::parse();
+    if a.recording {
+        return recording::bench_recording(&a.python, a.pairs, a.events, a.stand_in);
+    }
+    overhead::bench(overhead::BenchOpts {
+        python: a.python,
+        pairs: a.pairs,
+        rounds: a.rounds,
+        attach_rounds: a.attach_rounds,
+        attach_only: a.attach_only,
+    })
+}

@@ -1,0 +1,282 @@
+//! Overhead measured side by side in one run, on the real runtime.
+//!
+//! Configurations, each timing the same allocate/deallocate loop (timed by the workload):
+//! untraced; a bare uprobe (empty eBPF program) on the same two functions; the full tracer;
+//! tt-metal's own SHM tracker. Also counts uprobe traps per mesh allocation and free.
+use std::{path::PathBuf, process::Command, time::Instant};
+
+use anyhow::{bail, Context, Result};
+
+use tracer::{
+    exit::require_root,
+    plan::{self, ProbePlan, Role},
+    probe::{decode::Decoder, Probes, RunStats, Scope},
+    runtime::discover,
+    session::{launch, Options, Session, Stop},
+};
+use tracer_tests::workload as script;
+
+pub struct BenchOpts {
+    pub python: PathBuf,
+    pub pairs: u64,
+    pub rounds: usize,
+    pub attach_rounds: usize,
+    pub attach_only: bool,
+}
+
+fn report_attach_latency(opts: &BenchOpts) -> Result<()> {
+    if opts.attach_rounds == 0 {
+        return Ok(());
+    }
+    let mut ms = super::attach::attach_latency(&opts.python, opts.attach_rounds)?;
+    ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "attach latency (command start to `attached:`), {} runs: min {:.0} ms, median {:.0} ms, max {:.0} ms (target < 250 ms; load average {})",
+        ms.len(),
+        ms[0],
+        ms[ms.len() / 2],
+        ms[ms.len() - 1],
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    );
+    Ok(())
+}
+
+fn workload(opts: &BenchOpts, pairs: u64, shape: (u32, u32), shm: bool) -> Command {
+    let mut c = Command::new(&opts.python);
+    c.arg(script("alloc_loop.py"))
+        .arg(pairs.to_string())
+        .arg(shape.0.to_string())
+        .arg(shape.1.to_string());
+    if !shm {
+        c.env("TT_METAL_SHM_TRACKING_DISABLED", "1");
+    }
+    c
+}
+
+fn loop_seconds(out: std::process::Output) -> Result<f64> {
+    if !out.status.success() {
+        bail!("workload failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .context("no timing line")?;
+    let v: serde_json::Value = serde_json::from_str(line)?;
+    v["seconds"].as_f64().context("no seconds")
+}
+
+fn quiet_opts() -> Options {
+    Options {
+        quiet: true,
+        ..Default::default()
+    }
+}
+
+/// Probe records of the workload's allocations and frees (one per uprobe trap).
+#[derive(Default, Clone, Copy)]
+struct Traps {
+    alloc: u64,
+    free: u64,
+}
+
+/// Program runs and in-kernel nanoseconds, summed over the runs of a configuration.
+#[derive(Default, Clone, Copy)]
+struct KernelTime {
+    runs: u64,
+    ns: u128,
+}
+
+impl KernelTime {
+    fn add(&mut self, s: RunStats) {
+        if let Some((runs, t)) = s {
+            self.runs += runs;
+            self.ns += t.as_nanos();
+        }
+    }
+
+    fn per_run(&self) -> f64 {
+        self.ns as f64 / self.runs.max(1) as f64
+    }
+}
+
+/// Runs the workload under the full tracer (only its own process); returns (loop seconds, hits per
+/// slot, the probe program's run statistics).
+fn traced(
+    opts: &BenchOpts,
+    plan: &ProbePlan,
+    pairs: u64,
+    shape: (u32, u32),
+) -> Result<(f64, Traps, RunStats)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let _g = rt.enter();
+    // Only the workload's own hits count: other ttnn processes on the machine hit the same
+    // probes. Like `tracer run`, it is held until the probes are attached.
+    let out_file = std::env::temp_dir().join(format!("tracer-bench-{}.json", std::process::id()));
+    let _ = std::fs::remove_file(&out_file);
+    let argv: Vec<String> = vec![
+        "sh".into(),
+        "-c".into(),
+        "TT_METAL_SHM_TRACKING_DISABLED=1 exec \"$0\" \"$@\" >/dev/null 2>&1".into(),
+        opts.python.display().to_string(),
+        script("alloc_loop.py").display().to_string(),
+        pairs.to_string(),
+        shape.0.to_string(),
+        shape.1.to_string(),
+        out_file.display().to_string(),
+    ];
+    let mut child = launch::spawn_gated(&argv, None)?;
+    let probes = match Probes::attach(plan, Scope::Tracked) {
+        Ok(p) => p,
+        Err(e) => {
+            child.abort();
+            return Err(e);
+        }
+    };
+    let mut session = Session::new(probes, Decoder::new(plan.clone()), quiet_opts());
+    let pid = child.pid;
+    session.source.primary_mut().probes.track(pid)?;
+    child.release("sh")?;
+    let code = rt.block_on(async {
+        let waiter = tokio::task::spawn_blocking(move || launch::wait_exit(pid));
+        session
+            .run_until(async move { waiter.await.unwrap_or(255) })
+            .await
+    })?;
+    if code != Stop::ChildExited(0) {
+        bail!("workload under tracer failed: {code:?}");
+    }
+    let timing = std::fs::read_to_string(&out_file)
+        .with_context(|| format!("workload wrote no timing to {}", out_file.display()))?;
+    let _ = std::fs::remove_file(&out_file);
+    let seconds = serde_json::from_str::<serde_json::Value>(&timing)?["seconds"]
+        .as_f64()
+        .context("no seconds in the workload's timing")?;
+    let first = session.source.primary();
+    let traps = Traps {
+        alloc: first.decoder.records_of(Role::Alloc),
+        free: first.decoder.records_of(Role::Free),
+    };
+    let stats = first.probes.run_stats("tracer_probe");
+    Ok((seconds, traps, stats))
+}
+
+fn bare(opts: &BenchOpts, plan: &ProbePlan, pairs: u64) -> Result<(f64, RunStats)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let _g = rt.enter();
+    let bare = Probes::attach_bare_only(plan, &[Role::Alloc, Role::Free])?;
+    let t = loop_seconds(workload(opts, pairs, (2, 4), false).output()?)?;
+    Ok((t, tracer::probe::run_stats(&bare, "tracer_bare")))
+}
+
+/// Best of the rounds: other load on the machine only ever adds time.
+fn best(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+pub fn bench(opts: BenchOpts) -> Result<()> {
+    require_root()?;
+    let lib = discover::library_for_command(None, &[opts.python.display().to_string()])?;
+    let plan = plan::for_library(&lib)?;
+    let started = Instant::now();
+    if opts.attach_only {
+        return report_attach_latency(&opts);
+    }
+    println!(
+        "benchmark: {} allocate+deallocate pairs of a 2x4-mesh DRAM tensor, {} rounds",
+        opts.pairs, opts.rounds
+    );
+    println!("runtime: {}", lib.display());
+    let (mut t_none, mut t_bare, mut t_tracer, mut t_shm) = (vec![], vec![], vec![], vec![]);
+    let (mut k_bare, mut k_tracer) = (KernelTime::default(), KernelTime::default());
+    let mut hits = Traps::default();
+    for round in 0..opts.rounds {
+        // Rotate the order so a drift in machine load does not favour one configuration.
+        for step in 0..4 {
+            match (step + round) % 4 {
+                0 => t_none.push(loop_seconds(
+                    workload(&opts, opts.pairs, (2, 4), false).output()?,
+                )?),
+                1 => t_bare.push(bare(&opts, &plan, opts.pairs)?.0),
+                2 => {
+                    let (t, h, _) = traced(&opts, &plan, opts.pairs, (2, 4))?;
+                    t_tracer.push(t);
+                    hits = h;
+                }
+                _ => t_shm.push(loop_seconds(
+                    workload(&opts, opts.pairs, (2, 4), true).output()?,
+                )?),
+            }
+        }
+        eprintln!(
+            "round {}: untraced {:.3}s, bare uprobe {:.3}s, tracer {:.3}s, SHM tracker {:.3}s",
+            round + 1,
+            t_none[round],
+            t_bare[round],
+            t_tracer[round],
+            t_shm[round]
+        );
+    }
+    // In-kernel time per hit, in a pass of its own: the kernel's run-time counters read the
+    // clock twice per program run, which would add the same cost to both timed configurations.
+    let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).ok();
+    let (_, k) = bare(&opts, &plan, opts.pairs)?;
+    k_bare.add(k);
+    let (_, _, k) = traced(&opts, &plan, opts.pairs, (2, 4))?;
+    k_tracer.add(k);
+    let per_pair = |t: f64| t / opts.pairs as f64 * 1e6;
+    let (none, bare_t, tracer_t, shm) =
+        (best(&t_none), best(&t_bare), best(&t_tracer), best(&t_shm));
+    // Warm-up allocations (10 pairs) happen inside the traced window too.
+    let traced_pairs = (opts.pairs + 10) as f64;
+    println!(
+        "per allocate+deallocate pair (best of {} rounds):",
+        opts.rounds
+    );
+    println!("  untraced            {:8.2} us", per_pair(none));
+    println!("  bare uprobe x2      {:8.2} us", per_pair(bare_t));
+    println!("  tracer              {:8.2} us", per_pair(tracer_t));
+    println!("  tt-metal SHM tracker{:8.2} us", per_pair(shm));
+    println!(
+        "uprobe traps per mesh tensor (8 chips): allocation {:.3}, free {:.3}",
+        hits.alloc as f64 / traced_pairs,
+        hits.free as f64 / traced_pairs
+    );
+    for shape in [(1, 1), (1, 2)] {
+        let (_, h, _) = traced(&opts, &plan, 200, shape)?;
+        println!(
+            "uprobe traps per mesh tensor ({}x{} mesh): allocation {:.3}, free {:.3}",
+            shape.0,
+            shape.1,
+            h.alloc as f64 / 210.0,
+            h.free as f64 / 210.0
+        );
+    }
+    let ratio = (tracer_t - none) / (bare_t - none);
+    println!("cost per tracked event, tracer / bare uprobe on the same functions: {ratio:.3} (target <= 1.15)");
+    println!(
+        "overhead vs untraced: tracer {:+.1}%, SHM tracker {:+.1}%; tracer cost / SHM tracker cost: {:.3}",
+        (tracer_t / none - 1.0) * 100.0,
+        (shm / none - 1.0) * 100.0,
+        (tracer_t - none) / (shm - none)
+    );
+    if stats.is_some() && k_bare.runs > 0 && k_tracer.runs > 0 {
+        let trap_ns = (bare_t - none) / opts.pairs as f64 / 2.0 * 1e9;
+        println!(
+            "per probe hit: bare uprobe {:.0} ns in all ({:.0} ns inside its eBPF program); \
+             tracer's eBPF program {:.0} ns",
+            trap_ns,
+            k_bare.per_run(),
+            k_tracer.per_run()
+        );
+    }
+    report_attach_latency(&opts)?;
+    println!("(benchmark took {:.0}s)", started.elapsed().as_secs_f64());
+    Ok(())
+}

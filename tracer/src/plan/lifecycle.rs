@@ -1,0 +1,162 @@
+//! Probes that fire rarely: device and mesh opens, and the allocator's out-of-memory throw.
+//! None of them is on the allocation hot path.
+use anyhow::Result;
+
+use super::{
+    oom,
+    slot::{device_spec, path, register},
+    types::{PlannedProbe, Role},
+};
+use crate::runtime::{
+    calibrate::pretty,
+    disasm::{sets_frame_pointer, tail_accessor, Chain},
+    elf::{parameters, Library},
+    symbols as sym,
+};
+
+/// Values of DeviceOpen / MeshOpen events.
+pub mod field {
+    /// The device object; its chips come from the probe's description of it.
+    pub const DEVICE: usize = 0;
+    /// MeshOpen: rows, then columns.
+    pub const ROWS: usize = 1;
+    pub const COLS: usize = 2;
+}
+
+/// A chain of tail-calling accessors, as one load chain from `this`.
+fn tail_chain(lib: &Library, names: &[&str]) -> Option<Chain> {
+    let mut functions = Vec::new();
+    for n in names {
+        let s = lib.symbol(n)?;
+        functions.push((lib.code(s, 256)?, s.address));
+    }
+    tail_accessor(&functions)
+}
+
+fn entry(lib: &Library, (mangled, demangled): (&str, &str)) -> Option<(String, u64)> {
+    let (m, _, s) = lib.find_demangled(mangled, demangled).into_iter().next()?;
+    Some((m, lib.file_offset(s.address)?))
+}
+
+/// The mesh-open function and the argument holding the `MeshDevice*` (0 = `this`):
+/// `MeshDeviceImpl::initialize_impl(MeshDevice*, ...)` where the release has it (the public
+/// `MeshDevice::initialize` is a wrapper `MeshDevice::create` does not call), else
+/// `MeshDevice::initialize`.
+fn mesh_open(lib: &Library) -> Option<(String, u64, u8)> {
+    let (mangled, demangled) = sym::MESH_DEVICE_INITIALIZE_IMPL;
+    if let Some((m, d, s)) = lib.find_demangled(mangled, demangled).into_iter().next() {
+        let arg = parameters(&d)
+            .iter()
+            .position(|p| p == "tt::tt_metal::distributed::MeshDevice*")
+            .map(|i| i as u8 + 1);
+        if let (Some(arg), Some(off)) = (arg, lib.file_offset(s.address)) {
+            return Some((m, off, arg));
+        }
+    }
+    entry(lib, sym::MESH_DEVICE_INITIALIZE).map(|(m, off)| (m, off, 0))
+}
+
+pub fn plan(
+    lib: &Library,
+    probes: &mut Vec<PlannedProbe>,
+    warnings: &mut Vec<String>,
+) -> Result<()> {
+    let this = register(0, 8)?;
+    match entry(lib, sym::DEVICE_INITIALIZE) {
+        Some((symbol, file_offset)) => probes.push(PlannedProbe {
+            role: Role::DeviceOpen,
+            symbol,
+            file_offset,
+            spec: device_spec(&[this], false),
+            detail: String::new(),
+        }),
+        None => warnings.push(format!(
+            "no `{}...)`: device opens are not shown",
+            sym::DEVICE_INITIALIZE.1
+        )),
+    }
+    let rows = tail_chain(lib, &sym::MESH_NUM_ROWS);
+    let cols = tail_chain(lib, &sym::MESH_NUM_COLS);
+    match mesh_open(lib) {
+        Some((symbol, file_offset, arg)) => {
+            let mut fields = vec![register(arg, 8)?];
+            let detail = match (&rows, &cols) {
+                (Some(r), Some(c)) => {
+                    fields.push(path(arg, r)?);
+                    fields.push(path(arg, c)?);
+                    format!(
+                        "shape rows {} cols {} (from {} and {})",
+                        r.describe(),
+                        c.describe(),
+                        pretty(sym::MESH_NUM_ROWS[0]),
+                        pretty(sym::MESH_NUM_COLS[0])
+                    )
+                }
+                _ => {
+                    warnings.push(format!(
+                        "mesh shape not calibrated (`{}` is not a chain of loads): mesh opens show chips only",
+                        pretty(sym::MESH_NUM_ROWS[0])
+                    ));
+                    String::new()
+                }
+            };
+            probes.push(PlannedProbe {
+                role: Role::MeshOpen,
+                symbol,
+                file_offset,
+                spec: device_spec(&fields, false),
+                detail,
+            });
+        }
+        None => warnings.push(format!(
+            "no `{}...)`: mesh opens are not shown",
+            sym::MESH_DEVICE_INITIALIZE.1
+        )),
+    }
+    match oom::sites(lib) {
+        Ok(sites) => {
+            for site in sites {
+                let Some(file_offset) = lib.file_offset(site.address) else {
+                    continue;
+                };
+                let mut spec = tracer_common::SlotSpec {
+                    nfields: site.fields.len() as u32,
+                    ..Default::default()
+                };
+                spec.fields[..site.fields.len()].copy_from_slice(&site.fields);
+                let short: String = site.message.chars().take(60).collect();
+                probes.push(PlannedProbe {
+                    role: Role::OutOfMemory,
+                    symbol: site.function.clone(),
+                    file_offset,
+                    spec,
+                    detail: format!(
+                        "+{:#x}: the tt_throw call of \"{short}...\" (arguments read at %rsp)",
+                        site.offset
+                    ),
+                });
+            }
+        }
+        Err(e) => warnings.push(format!("out-of-memory events unavailable: {e}")),
+    }
+    Ok(())
+}
+
+/// Whether a native call stack per allocation can be had cheaply from this build.
+pub fn call_stacks(lib: &Library) -> String {
+    let fp = lib
+        .symbol(sym::TRACK_ALLOCATE)
+        .and_then(|s| lib.code(s, 64).map(|c| sets_frame_pointer(c, s.address)));
+    match fp {
+        Some(false) => format!(
+            "not collected: {} has no frame pointer (no `mov %rsp,%rbp` in its prologue), so a \
+             kernel stack walk stops in the runtime; unwinding with DWARF CFI per allocation \
+             would cost more than the probe itself",
+            pretty(sym::TRACK_ALLOCATE)
+        ),
+        Some(true) => "not collected: frame pointers are present, but a stack per allocation \
+                       would double the probe's cost on the hot path"
+            .to_string(),
+        None => "not collected".to_string(),
+    }
+}

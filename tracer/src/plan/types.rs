@@ -1,0 +1,97 @@
+//! What a probe plan is: the probed functions, their roles, and where each value sits.
+use std::path::PathBuf;
+
+use tracer_common::{SlotSpec, MAX_VALUES};
+
+use crate::runtime::{allocator::AllocatorLayout, calibrate::Layout};
+
+/// What a probed function means to the ledger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// `GraphTracker::track_allocate(const Buffer*)`: a buffer got its address.
+    Alloc,
+    /// `GraphTracker::track_deallocate(Buffer*)`: a buffer is about to be freed.
+    Free,
+    /// `Device::close()`.
+    DeviceClose,
+    /// `MeshDevice::close()`.
+    MeshClose,
+    /// `BankManager(BufferType const&, std::vector<long> const& offsets, ..., alignment, ...)`.
+    BanksVector,
+    /// `BankManager(BufferType const&, std::unordered_map<..> const& offsets, ..., alignment, ...)`.
+    BanksMap,
+    /// `Device::initialize(...)`: a chip is being opened.
+    DeviceOpen,
+    /// `MeshDevice::initialize(...)`: a mesh is being opened (its chips are already known).
+    MeshOpen,
+    /// The `tt_throw` of "Out of Memory" inside `BankManager::allocate_buffer` (an
+    /// instruction, not a function entry): the allocator refused an allocation.
+    OutOfMemory,
+    /// `AllocatorImpl::allocate_buffer(Buffer*)`: reads the allocator's geometry per buffer
+    /// type (see runtime/allocator.rs). Attached only for processes attached mid-run, and
+    /// removed once they have reported.
+    AllocatorGeometry,
+}
+
+/// Buffer types whose geometry one [`Role::AllocatorGeometry`] hit reads (three values each).
+pub const GEOMETRY_TYPES: usize = MAX_VALUES / 3;
+
+/// Value positions in Alloc/Free events.
+pub mod field {
+    pub const DEVICE: usize = 0;
+    pub const ADDRESS: usize = 1;
+    pub const SIZE: usize = 2;
+    pub const PAGE_SIZE: usize = 3;
+    pub const KIND: usize = 4;
+    pub const UNIQUE_ID: usize = 5;
+    /// `TensorMemoryLayout`, where calibrated.
+    pub const MEMORY_LAYOUT: usize = 6;
+}
+
+#[derive(Clone, Debug)]
+pub struct PlannedProbe {
+    pub role: Role,
+    pub symbol: String,
+    pub file_offset: u64,
+    pub spec: SlotSpec,
+    /// Where inside `symbol` the probe sits and why (empty: at its entry).
+    pub detail: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct ProbePlan {
+    pub library: PathBuf,
+    pub build_id: Option<String>,
+    pub layout: Layout,
+    /// Slot number == index (the attach cookie).
+    pub probes: Vec<PlannedProbe>,
+    /// Link-time addresses of the objects' vtable pointers (vtable symbol + 16).
+    pub device_vptr: Option<u64>,
+    pub mesh_vptr: Option<u64>,
+    /// Things that work in a degraded way with this library.
+    pub warnings: Vec<String>,
+    /// Why allocation call stacks are (not) collected, as found in this library.
+    pub call_stacks: String,
+    /// Paths to the allocator geometry in a live process (read after a mid-run attach), or
+    /// which symbol or pattern failed to calibrate.
+    pub allocator: Result<AllocatorLayout, String>,
+    /// Set by `attach` before the probes go live: the processes may have opened their devices
+    /// already, so the [`Role::AllocatorGeometry`] probe is attached too.
+    pub mid_run: bool,
+}
+
+impl ProbePlan {
+    /// The library as reports and recordings name it.
+    pub fn traced(&self) -> crate::model::TracedLibrary {
+        crate::model::TracedLibrary {
+            library: self.library.display().to_string(),
+            build_id: self.build_id.clone(),
+            layout: self.layout.describe(),
+            call_stacks: self.call_stacks.clone(),
+        }
+    }
+
+    pub fn role(&self, slot: u32) -> Option<Role> {
+        self.probes.get(slot as usize).map(|p| p.role)
+    }
+}

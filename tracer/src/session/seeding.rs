@@ -1,0 +1,133 @@
+//! What a seed of a process attached mid-run already counts, so the event loop neither counts
+//! it twice nor loses what raced with the read.
+use std::collections::{BTreeMap, HashMap};
+
+use crate::{
+    model::{BufferType, Event, EventKind},
+    probe::monotonic_ns,
+    runtime::{process::command_line, shm},
+};
+
+/// Source name the ledger and the output use for seeded totals.
+pub const SHM_SOURCE: &str = "tt-metal SHM tracker";
+
+/// A process's opening events, read when tracer attached to it mid-run.
+pub struct Seed {
+    /// Its start, and what came before the attach: seeded from tt-metal's SHM tracker when the
+    /// process has one, else marked "since attach".
+    pub events: Vec<Event>,
+    /// CLOCK_MONOTONIC before and after the read (see [`SeedCutoffs`]).
+    pub read_between: Option<(u64, u64)>,
+    /// Which of the two, in words.
+    pub note: String,
+}
+
+/// Reads what `pid` held before the attach. The probes must be live already: calls whose probe
+/// fired before the read began have updated the tracker by the time it is read (the update
+/// follows the probe within microseconds).
+pub fn read(pid: u32) -> Seed {
+    let ts_ns = monotonic_ns();
+    let ev = |kind| Event { ts_ns, pid, kind };
+    let mut events = vec![ev(EventKind::ProcessStart {
+        command: command_line(pid),
+    })];
+    let t0 = monotonic_ns();
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    let read = shm::holdings(pid);
+    let t1 = monotonic_ns();
+    match read {
+        Ok(Some(h)) => {
+            for w in &h.warnings {
+                eprintln!("tracer: warning: {w}");
+            }
+            events.push(ev(EventKind::Attached {
+                seeded_from: Some(SHM_SOURCE.into()),
+            }));
+            for c in &h.chips {
+                for (kind, bytes) in [(BufferType::Dram, c.dram), (BufferType::L1, c.l1)] {
+                    events.push(ev(EventKind::Seed {
+                        chip: c.chip,
+                        kind,
+                        requested: bytes,
+                    }));
+                }
+            }
+            let per_chip: Vec<String> = h
+                .chips
+                .iter()
+                .map(|c| format!("chip {}: DRAM {} L1 {}", c.chip, c.dram, c.l1))
+                .collect();
+            Seed {
+                events,
+                read_between: Some((t0, t1)),
+                note: format!(
+                    "PID {pid}: live totals seeded from {SHM_SOURCE} ({})",
+                    per_chip.join(", ")
+                ),
+            }
+        }
+        other => {
+            let why = match other {
+                Err(e) => format!("the tt-metal SHM tracker cannot tell ({e:#})"),
+                _ => "no tt-metal SHM tracker in this process".to_string(),
+            };
+            events.push(ev(EventKind::Attached { seeded_from: None }));
+            Seed {
+                events,
+                read_between: None,
+                note: format!(
+                    "PID {pid}: {why}; counting since attach (frees of buffers allocated before \
+                     the attach are reported apart)"
+                ),
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct SeedCutoffs {
+    /// Per seeded process, (t0, t1) around reading the runtime's state: allocations, frees and
+    /// closes before t0 are already in the seed (dropped here); those between t0 and t1 may or
+    /// may not be (counted in `raced` and reported).
+    cutoffs: HashMap<u32, (u64, u64)>,
+    raced: BTreeMap<u32, u64>,
+}
+
+impl SeedCutoffs {
+    pub fn insert(&mut self, pid: u32, read_between: (u64, u64)) {
+        self.cutoffs.insert(pid, read_between);
+    }
+
+    /// Whether the ledger should apply `ev` (false: the seed already has it).
+    pub fn admit(&mut self, ev: &Event) -> bool {
+        let Some((t0, t1)) = self.cutoffs.get(&ev.pid) else {
+            return true;
+        };
+        if !matches!(
+            ev.kind,
+            EventKind::Alloc { .. } | EventKind::Free { .. } | EventKind::DeviceClose { .. }
+        ) {
+            return true;
+        }
+        if ev.ts_ns < *t0 {
+            return false;
+        }
+        if ev.ts_ns <= *t1 {
+            *self.raced.entry(ev.pid).or_default() += 1;
+        }
+        true
+    }
+
+    /// Warnings for the end of the session.
+    pub fn warnings(&self) -> Vec<String> {
+        self.raced
+            .iter()
+            .map(|(pid, n)| {
+                format!(
+                    "PID {pid}: {n} allocation/free event(s) happened while tracer read the SHM \
+                     tracker; the seeded totals may be off by their bytes"
+                )
+            })
+            .collect()
+    }
+}

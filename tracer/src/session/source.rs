@@ -1,0 +1,149 @@
+//! The session's one source of events: every probe set (one per runtime library file being
+//! traced), each with the decoder that gives its raw values their meaning.
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+
+use crate::{
+    model::{Event, EventKind},
+    plan::ProbePlan,
+    probe::{decode::Decoder, Loaded, Probes, Raw, Scope},
+    runtime::process,
+};
+
+/// The probes on one library file and their decoder.
+pub struct ProbeSet {
+    pub probes: Probes,
+    pub decoder: Decoder,
+}
+
+impl ProbeSet {
+    pub fn new(probes: Probes, decoder: Decoder) -> Self {
+        Self { probes, decoder }
+    }
+}
+
+/// A library file found after the session started (by the `--all` scan), calibrated and its
+/// programs verified off the event loop; the loop attaches it and opens the ledgers of the
+/// processes already using it.
+pub struct PreparedSet {
+    pub plan: ProbePlan,
+    pub loaded: Loaded,
+    pub scope: Scope,
+    /// Processes already using the library: attached mid-run.
+    pub users: Vec<u32>,
+}
+
+pub struct Source {
+    /// The first set is awaited (woken by its ring buffer); the others are drained with it.
+    sets: Vec<ProbeSet>,
+    /// Which set's library each process ran on.
+    libraries: BTreeMap<u32, String>,
+}
+
+impl Source {
+    pub fn new(first: ProbeSet) -> Self {
+        Self {
+            sets: vec![first],
+            libraries: BTreeMap::new(),
+        }
+    }
+
+    pub fn primary(&self) -> &ProbeSet {
+        &self.sets[0]
+    }
+
+    pub fn primary_mut(&mut self) -> &mut ProbeSet {
+        &mut self.sets[0]
+    }
+
+    pub fn sets(&self) -> &[ProbeSet] {
+        &self.sets
+    }
+
+    pub fn set_mut(&mut self, i: usize) -> &mut ProbeSet {
+        &mut self.sets[i]
+    }
+
+    pub fn add(&mut self, set: ProbeSet) {
+        self.sets.push(set);
+    }
+
+    /// Waits for the next batch of the first set (or its drain timer), then takes whatever
+    /// the others have; each raw record comes with the index of its set.
+    pub async fn next_batch(&mut self, out: &mut Vec<(usize, Raw)>) -> Result<()> {
+        self.sets[0].probes.next_batch(|r| out.push((0, r))).await?;
+        self.drain_others(out);
+        Ok(())
+    }
+
+    /// Takes what every set already holds, without waiting.
+    pub fn drain(&mut self, out: &mut Vec<(usize, Raw)>) {
+        self.sets[0].probes.drain(|r| out.push((0, r)));
+        self.drain_others(out);
+    }
+
+    fn drain_others(&mut self, out: &mut Vec<(usize, Raw)>) {
+        for (i, s) in self.sets.iter_mut().enumerate().skip(1) {
+            s.probes.drain(|r| out.push((i, r)));
+        }
+    }
+
+    /// Raw output of set `set` -> events, noting which library the process runs on. A new
+    /// process's command line is read here, not by the (pure) decoder.
+    pub fn decode(&mut self, set: usize, raw: Raw) -> Vec<Event> {
+        let decoder = &mut self.sets[set].decoder;
+        let mut events = match raw {
+            Raw::Event(e) => decoder.decode(&e),
+            Raw::Device(d) => {
+                decoder.describe(&d);
+                return Vec::new();
+            }
+        };
+        for ev in &mut events {
+            if let EventKind::ProcessStart { command } = &mut ev.kind {
+                if command.is_empty() {
+                    *command = process::command_line(ev.pid);
+                }
+            }
+            if !self.libraries.contains_key(&ev.pid) {
+                let lib = self.sets[set].decoder.plan().library.display().to_string();
+                self.libraries.insert(ev.pid, lib);
+            }
+        }
+        events
+    }
+
+    /// Events the kernel dropped so far, over every set.
+    pub fn lost(&self) -> u64 {
+        self.sets.iter().map(|s| s.probes.lost().unwrap_or(0)).sum()
+    }
+
+    /// Removes the allocator geometry probes of sets whose mid-run processes all reported
+    /// (each trap costs an allocation some microseconds).
+    pub fn drop_geometry_probes(&mut self) {
+        for s in &mut self.sets {
+            if s.decoder.geometry_done() {
+                s.probes.detach_geometry();
+            }
+        }
+    }
+
+    /// The set probing the library file with this identity.
+    pub fn set_of(&self, id: (u64, u64)) -> Option<usize> {
+        self.sets.iter().position(|s| {
+            crate::runtime::discover::file_id(&s.decoder.plan().library).ok() == Some(id)
+        })
+    }
+
+    /// The library each process ran on; processes seen only by their start or exit ran on
+    /// the first one (as a replay of the recording, which names that one, says too).
+    pub fn take_libraries(&mut self, pids: impl Iterator<Item = u32>) -> BTreeMap<u32, String> {
+        let first = self.sets[0].decoder.plan().library.display().to_string();
+        let mut libs = std::mem::take(&mut self.libraries);
+        for pid in pids {
+            libs.entry(pid).or_insert_with(|| first.clone());
+        }
+        libs
+    }
+}
