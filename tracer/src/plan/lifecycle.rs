@@ -3,8 +3,8 @@
 use anyhow::Result;
 
 use super::{
+    kinds::device,
     oom,
-    slot::{device_spec, path, register},
     types::{PlannedProbe, Role},
 };
 use crate::runtime::{
@@ -13,15 +13,6 @@ use crate::runtime::{
     elf::{parameters, Library},
     symbols as sym,
 };
-
-/// Values of DeviceOpen / MeshOpen events.
-pub mod field {
-    /// The device object; its chips come from the probe's description of it.
-    pub const DEVICE: usize = 0;
-    /// MeshOpen: rows, then columns.
-    pub const ROWS: usize = 1;
-    pub const COLS: usize = 2;
-}
 
 /// A chain of tail-calling accessors, as one load chain from `this`.
 fn tail_chain(lib: &Library, names: &[&str]) -> Option<Chain> {
@@ -61,13 +52,12 @@ pub fn plan(
     probes: &mut Vec<PlannedProbe>,
     warnings: &mut Vec<String>,
 ) -> Result<()> {
-    let this = register(0, 8)?;
     match entry(lib, sym::DEVICE_INITIALIZE) {
         Some((symbol, file_offset)) => probes.push(PlannedProbe {
             role: Role::DeviceOpen,
             symbol,
             file_offset,
-            spec: device_spec(&[this], false),
+            spec: device::open_device_spec()?,
             detail: String::new(),
         }),
         None => warnings.push(format!(
@@ -79,11 +69,9 @@ pub fn plan(
     let cols = tail_chain(lib, &sym::MESH_NUM_COLS);
     match mesh_open(lib) {
         Some((symbol, file_offset, arg)) => {
-            let mut fields = vec![register(arg, 8)?];
-            let detail = match (&rows, &cols) {
-                (Some(r), Some(c)) => {
-                    fields.push(path(arg, r)?);
-                    fields.push(path(arg, c)?);
+            let shape = rows.as_ref().zip(cols.as_ref());
+            let detail = match shape {
+                Some((r, c)) => {
                     format!(
                         "shape rows {} cols {} (from {} and {})",
                         r.describe(),
@@ -92,7 +80,7 @@ pub fn plan(
                         pretty(sym::MESH_NUM_COLS[0])
                     )
                 }
-                _ => {
+                None => {
                     warnings.push(format!(
                         "mesh shape not calibrated (`{}` is not a chain of loads): mesh opens show chips only",
                         pretty(sym::MESH_NUM_ROWS[0])
@@ -104,7 +92,7 @@ pub fn plan(
                 role: Role::MeshOpen,
                 symbol,
                 file_offset,
-                spec: device_spec(&fields, false),
+                spec: device::open_mesh_spec(arg, shape)?,
                 detail,
             });
         }

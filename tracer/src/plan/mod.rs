@@ -1,6 +1,7 @@
 //! The probe plan: which functions of the runtime library to probe, and what each probe reads
 //! (built from the layout that runtime/ calibrated).
 mod build;
+pub mod kinds;
 pub mod lifecycle;
 pub mod oom;
 pub mod slot;
@@ -12,7 +13,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 pub use build::build;
-pub use types::{field, PlannedProbe, ProbePlan, Role, GEOMETRY_TYPES};
+pub use types::{PlannedProbe, ProbePlan, Role};
 
 /// Opens and calibrates a runtime library, and plans its probes.
 pub fn for_library(lib: &Path) -> Result<ProbePlan> {

@@ -1,7 +1,7 @@
 //! What a probe plan is: the probed functions, their roles, and where each value sits.
 use std::path::PathBuf;
 
-use tracer_common::{SlotSpec, MAX_VALUES};
+use tracer_common::SlotSpec;
 
 use crate::runtime::{allocator::AllocatorLayout, calibrate::Layout};
 
@@ -31,21 +31,6 @@ pub enum Role {
     /// type (see runtime/allocator.rs). Attached only for processes attached mid-run, and
     /// removed once they have reported.
     AllocatorGeometry,
-}
-
-/// Buffer types whose geometry one [`Role::AllocatorGeometry`] hit reads (three values each).
-pub const GEOMETRY_TYPES: usize = MAX_VALUES / 3;
-
-/// Value positions in Alloc/Free events.
-pub mod field {
-    pub const DEVICE: usize = 0;
-    pub const ADDRESS: usize = 1;
-    pub const SIZE: usize = 2;
-    pub const PAGE_SIZE: usize = 3;
-    pub const KIND: usize = 4;
-    pub const UNIQUE_ID: usize = 5;
-    /// `TensorMemoryLayout`, where calibrated.
-    pub const MEMORY_LAYOUT: usize = 6;
 }
 
 #[derive(Clone, Debug)]

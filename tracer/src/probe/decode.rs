@@ -1,11 +1,14 @@
-//! Raw probe values -> ledger events, using the probe plan to give values their meaning.
+//! Raw probe records -> events: each probe kind (plan::kinds) says what its values mean; the
+//! decoder adds which chips a device object stands for and when a process first shows up.
 use tracer_common::{RawDevice, RawEvent, SLOT_PROCESS_EXIT};
 
 use super::devices::{DeviceResolver, Vptrs};
 use crate::{
-    model::{BufferInfo, BufferType, DeviceRef, Event, EventKind, Refusal},
-    plan::{field, ProbePlan, Role, GEOMETRY_TYPES},
-    runtime::allocator::{geometry_from, probe_chains},
+    model::{DeviceRef, Event, EventKind},
+    plan::{
+        kinds::{self, Hit, Values},
+        ProbePlan, Role,
+    },
 };
 
 pub struct Decoder {
@@ -115,40 +118,6 @@ impl Decoder {
         self.geometry_wanted.remove(&pid);
     }
 
-    /// The allocator geometry probe's values as `BankGeometry` events, for a process attached
-    /// mid-run that has not reported yet (once per process).
-    fn geometry(&mut self, raw: &RawEvent) -> Vec<Event> {
-        let Ok(layout) = &self.plan.allocator else {
-            return Vec::new();
-        };
-        if !self.geometry_wanted.contains(&raw.pid) {
-            return Vec::new();
-        }
-        let kinds: Vec<BufferType> = probe_chains(layout, GEOMETRY_TYPES)
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
-        let n = (raw.nvalues as usize).min(raw.values.len());
-        let found = geometry_from(&kinds, &raw.values[..n], raw.valid);
-        if found.is_empty() {
-            return Vec::new();
-        }
-        self.geometry_wanted.remove(&raw.pid);
-        found
-            .into_iter()
-            .map(|(kind, g)| Event {
-                ts_ns: raw.ts_ns,
-                pid: raw.pid,
-                kind: EventKind::BankGeometry {
-                    kind,
-                    banks: g.banks,
-                    alignment: g.alignment,
-                    granularity: g.granularity,
-                },
-            })
-            .collect()
-    }
-
     /// Decodes one raw event into ledger events: the event itself, preceded by a
     /// `ProcessStart` the first time a process shows up.
     pub fn decode(&mut self, raw: &RawEvent) -> Vec<Event> {
@@ -177,117 +146,95 @@ impl Decoder {
     }
 
     fn decode_one(&mut self, raw: &RawEvent) -> Option<Event> {
-        let v = &raw.values;
-        let has = |i: usize| raw.valid & (1 << i) != 0;
-        let kind = match raw.slot {
-            SLOT_PROCESS_EXIT => {
-                self.resolver.forget_process(raw.pid);
-                self.geometry_gone(raw.pid);
-                // Only processes that used the runtime have a ledger worth closing.
-                if !self.seen.contains(&raw.pid) {
-                    return None;
-                }
-                EventKind::ProcessExit { code: None }
-            }
-            slot => match self.plan.role(slot)? {
-                role @ (Role::Alloc | Role::Free) => {
-                    let needed = [
-                        field::DEVICE,
-                        field::ADDRESS,
-                        field::SIZE,
-                        field::KIND,
-                        field::UNIQUE_ID,
-                    ];
-                    let kind = BufferType::from_raw(v[field::KIND]);
-                    if !needed.iter().all(|i| has(*i)) || kind.is_none() {
-                        self.undecodable += 1;
-                        return None;
-                    }
-                    let device = self.device(raw.pid, v[field::DEVICE]);
-                    let buffer = BufferInfo {
-                        address: v[field::ADDRESS],
-                        size: v[field::SIZE],
-                        page_size: v[field::PAGE_SIZE],
-                        kind: kind?,
-                        unique_id: v[field::UNIQUE_ID],
-                    };
-                    // tt-metal's TensorMemoryLayout: INTERLEAVED = 0, (SINGLE_BANK = 1,) then
-                    // the sharded layouts.
-                    if role == Role::Alloc
-                        && has(field::MEMORY_LAYOUT)
-                        && raw.nvalues as usize > field::MEMORY_LAYOUT
-                        && v[field::MEMORY_LAYOUT] >= 2
-                    {
-                        self.sharded_allocations += 1;
-                    }
-                    if role == Role::Alloc {
-                        EventKind::Alloc { device, buffer }
-                    } else {
-                        EventKind::Free { device, buffer }
-                    }
-                }
-                Role::DeviceClose | Role::MeshClose => {
-                    let device = self.device(raw.pid, v[0]);
-                    self.resolver.forget(raw.pid, v[0]);
-                    EventKind::DeviceClose { device }
-                }
-                Role::BanksVector => EventKind::BankGeometry {
-                    kind: BufferType::from_raw(v[0])?,
-                    banks: (v[2].saturating_sub(v[1]) / 8) as u32,
-                    alignment: v[3] as u32,
-                    granularity: v[4] as u32,
-                },
-                Role::DeviceOpen => {
-                    use crate::plan::lifecycle::field as f;
-                    let device = self.device(raw.pid, v[f::DEVICE]);
-                    EventKind::DeviceOpen {
-                        device,
-                        shape: None,
-                    }
-                }
-                Role::MeshOpen => {
-                    use crate::plan::lifecycle::field as f;
-                    let device = self.device(raw.pid, v[f::DEVICE]);
-                    let shape = (raw.nvalues as usize > f::COLS && has(f::ROWS) && has(f::COLS))
-                        .then(|| (v[f::ROWS] as u32, v[f::COLS] as u32));
-                    EventKind::DeviceOpen { device, shape }
-                }
-                // Decoded in `decode` (several events per hit).
-                Role::AllocatorGeometry => return None,
-                Role::OutOfMemory => {
-                    use crate::plan::oom::field as f;
-                    let len = (v[f::TYPE_LEN] as usize).min(8);
-                    let chars = v[f::TYPE_CHARS].to_le_bytes();
-                    let name = String::from_utf8_lossy(&chars[..len]).into_owned();
-                    let Some(kind) = BufferType::from_name(&name) else {
-                        self.undecodable += 1;
-                        return None;
-                    };
-                    EventKind::OutOfMemory {
-                        refusal: Refusal {
-                            kind,
-                            requested: v[f::REQUESTED],
-                            banks: v[f::BANKS] as u32,
-                            per_bank: v[f::PER_BANK],
-                            bank_size: v[f::BANK_SIZE],
-                            allocated_per_bank: v[f::ALLOCATED],
-                            free_per_bank: v[f::FREE],
-                            largest_free: v[f::LARGEST_FREE],
-                        },
-                    }
-                }
-                Role::BanksMap => EventKind::BankGeometry {
-                    kind: BufferType::from_raw(v[0])?,
-                    banks: v[1] as u32,
-                    alignment: v[2] as u32,
-                    granularity: v[3] as u32,
-                },
-            },
-        };
-        Some(Event {
+        let event = |kind| Event {
             ts_ns: raw.ts_ns,
             pid: raw.pid,
             kind,
-        })
+        };
+        if raw.slot == SLOT_PROCESS_EXIT {
+            self.resolver.forget_process(raw.pid);
+            self.geometry_gone(raw.pid);
+            // Only processes that used the runtime have a ledger worth closing.
+            if !self.seen.contains(&raw.pid) {
+                return None;
+            }
+            return Some(event(EventKind::ProcessExit { code: None }));
+        }
+        let role = self.plan.role(raw.slot)?;
+        let values = Values::new(&raw.values, raw.nvalues as usize, raw.valid);
+        let kind = match kinds::decode(&self.plan, role, &values) {
+            Hit::Buffer {
+                alloc,
+                device,
+                buffer,
+                sharded,
+            } => {
+                let device = self.device(raw.pid, device);
+                if sharded {
+                    self.sharded_allocations += 1;
+                }
+                if alloc {
+                    EventKind::Alloc { device, buffer }
+                } else {
+                    EventKind::Free { device, buffer }
+                }
+            }
+            Hit::Close { device: handle } => {
+                let device = self.device(raw.pid, handle);
+                self.resolver.forget(raw.pid, handle);
+                EventKind::DeviceClose { device }
+            }
+            Hit::Open { device, shape } => EventKind::DeviceOpen {
+                device: self.device(raw.pid, device),
+                shape,
+            },
+            Hit::Banks { kind, geometry } => EventKind::BankGeometry {
+                kind,
+                banks: geometry.banks,
+                alignment: geometry.alignment,
+                granularity: geometry.granularity,
+            },
+            Hit::Refused(refusal) => EventKind::OutOfMemory { refusal },
+            // Several events per hit: decoded in `geometry`.
+            Hit::Geometry(_) => return None,
+            Hit::Unreadable => {
+                // Buffer events and refusals the ledger needed; the others are best effort.
+                if matches!(role, Role::Alloc | Role::Free | Role::OutOfMemory) {
+                    self.undecodable += 1;
+                }
+                return None;
+            }
+        };
+        Some(event(kind))
+    }
+
+    /// The allocator geometry probe's values as `BankGeometry` events, for a process attached
+    /// mid-run that has not reported yet (once per process).
+    fn geometry(&mut self, raw: &RawEvent) -> Vec<Event> {
+        if !self.geometry_wanted.contains(&raw.pid) {
+            return Vec::new();
+        }
+        let values = Values::new(&raw.values, raw.nvalues as usize, raw.valid);
+        let Hit::Geometry(found) = kinds::decode(&self.plan, Role::AllocatorGeometry, &values)
+        else {
+            return Vec::new();
+        };
+        if found.is_empty() {
+            return Vec::new();
+        }
+        self.geometry_wanted.remove(&raw.pid);
+        found
+            .into_iter()
+            .map(|(kind, g)| Event {
+                ts_ns: raw.ts_ns,
+                pid: raw.pid,
+                kind: EventKind::BankGeometry {
+                    kind,
+                    banks: g.banks,
+                    alignment: g.alignment,
+                    granularity: g.granularity,
+                },
+            })
+            .collect()
     }
 }

@@ -29,6 +29,7 @@ impl Sink for ExitReporter {
         if let Some(p) = ledger.processes.get(&a.ev.pid) {
             let mut out = self.out.borrow_mut();
             let _ = write!(out, "{}", text::process_summary(p, &self.call_stacks));
+            let _ = out.flush();
         }
     }
 }

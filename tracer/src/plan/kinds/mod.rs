@@ -1,0 +1,86 @@
+//! The kinds of probe. Each kind's file both builds its slot (what the eBPF program reads, in
+//! which order) and decodes a hit (what those values mean), with one set of named positions
+//! between the two: a value is never read back by a bare index.
+pub mod banks;
+pub mod buffer;
+pub mod device;
+pub mod geometry;
+
+use super::{oom, types::Role, ProbePlan};
+use crate::model::{BufferInfo, BufferType, Geometry, Refusal};
+
+/// The values one probe hit read, with which of them could be read.
+pub struct Values<'a> {
+    values: &'a [u64],
+    valid: u16,
+}
+
+impl<'a> Values<'a> {
+    /// `n`: how many values the slot reads (the rest of `values` is not the probe's).
+    pub fn new(values: &'a [u64], n: usize, valid: u16) -> Self {
+        Self {
+            values: &values[..n.min(values.len())],
+            valid,
+        }
+    }
+
+    /// Value `i`, if the probe read it.
+    pub fn get(&self, i: usize) -> Option<u64> {
+        (i < self.values.len() && self.valid & (1 << i) != 0).then(|| self.values[i])
+    }
+
+    pub fn all(&self) -> &[u64] {
+        self.values
+    }
+
+    pub fn valid(&self) -> u16 {
+        self.valid
+    }
+}
+
+/// What a probe hit means, before its device object is resolved to chips.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Hit {
+    /// A buffer got its address (`alloc`), or is about to be freed.
+    Buffer {
+        alloc: bool,
+        device: u64,
+        buffer: BufferInfo,
+        /// Its `TensorMemoryLayout` is one of the sharded ones.
+        sharded: bool,
+    },
+    /// A device or mesh object ends its life.
+    Close { device: u64 },
+    /// A device (`shape` None) or a mesh is being opened.
+    Open {
+        device: u64,
+        shape: Option<(u32, u32)>,
+    },
+    /// A bank manager was built: the geometry of one buffer type.
+    Banks {
+        kind: BufferType,
+        geometry: Geometry,
+    },
+    /// The allocator's geometry per buffer type, read from a live allocator.
+    Geometry(Vec<(BufferType, Geometry)>),
+    /// The allocator refused an allocation.
+    Refused(Refusal),
+    /// A value the kind needs was unreadable or makes no sense.
+    Unreadable,
+}
+
+/// Decodes a hit of a probe of `role`.
+pub fn decode(plan: &ProbePlan, role: Role, v: &Values) -> Hit {
+    let hit = match role {
+        Role::Alloc => buffer::decode(v, true),
+        Role::Free => buffer::decode(v, false),
+        Role::DeviceClose | Role::MeshClose => device::decode_close(v),
+        Role::DeviceOpen => device::decode_open(v),
+        Role::MeshOpen => device::decode_mesh_open(v),
+        Role::BanksVector => banks::decode_vector(v),
+        Role::BanksMap => banks::decode_map(v),
+        Role::OutOfMemory => oom::decode(v),
+        Role::AllocatorGeometry => plan.allocator.as_ref().ok().map(|a| geometry::decode(a, v)),
+    };
+    hit.unwrap_or(Hit::Unreadable)
+}
