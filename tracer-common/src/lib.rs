@@ -151,4 +151,15 @@ mod user {
     unsafe impl aya::Pod for SlotSpec {}
     unsafe impl aya::Pod for RawEvent {}
     unsafe impl aya::Pod for RawDevice {}
+
+    // The ring buffer's records: any bytes are a valid value, and there is no padding (checked
+    // below), so userspace copies them out with bytemuck instead of raw pointer copies.
+    // SAFETY: repr(C), integer fields only, size == sum of fields.
+    unsafe impl bytemuck::Zeroable for RawEvent {}
+    unsafe impl bytemuck::Pod for RawEvent {}
+    unsafe impl bytemuck::Zeroable for RawDevice {}
+    unsafe impl bytemuck::Pod for RawDevice {}
+    const _: () = assert!(core::mem::size_of::<RawEvent>() == 4 * 3 + 2 * 2 + 8 + 8 * MAX_VALUES);
+    const _: () =
+        assert!(core::mem::size_of::<RawDevice>() == 4 * 2 + 8 * 4 + (8 + 8 + 4) * MAX_MESH);
 }

@@ -6,10 +6,7 @@ mod history;
 #[cfg(test)]
 mod tests;
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    hash::{BuildHasherDefault, Hasher},
-};
+use std::collections::BTreeMap;
 
 pub use crate::model::{BufferInfo, BufferType, DeviceRef, Event, EventKind, Geometry, Refusal};
 pub use account::{Amounts, DeviceAccount};
@@ -95,36 +92,9 @@ pub struct ProcessLedger {
     pending_peaks: usize,
 }
 
-/// A multiply-rotate hasher (FxHash's) for the ledger's small integer keys: replaying a
-/// recording spends much of its time in these maps, and SipHash's resistance to hostile keys
-/// buys nothing for addresses and ids.
-#[derive(Clone, Copy, Default)]
-pub struct IntHasher(u64);
-
-impl Hasher for IntHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.write_u64(u64::from(*b));
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.write_u64(u64::from(n));
-    }
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(n as u64);
-    }
-    fn write_isize(&mut self, n: isize) {
-        self.write_u64(n as u64);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
+/// Replaying a recording spends much of its time in these maps; their keys are small integers
+/// (addresses, ids) where SipHash's resistance to hostile keys buys nothing.
+type FastMap<K, V> = rustc_hash::FxHashMap<K, V>;
 
 impl ProcessLedger {
     /// The live buffer of `device_handle` with `unique_id`, if the ledger holds it.

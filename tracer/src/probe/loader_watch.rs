@@ -26,7 +26,7 @@ const RECHECK: std::time::Duration = std::time::Duration::from_millis(10);
 fn drain(ring: &mut RingBuf<MapData>) -> Vec<u32> {
     let mut out = Vec::new();
     while let Some(item) = ring.next() {
-        let ev = super::read_pod(&item, RawEvent::default());
+        let ev: RawEvent = super::read_pod(&item);
         if ev.slot == SLOT_LIBRARY_CHANGE && !out.contains(&ev.pid) {
             out.push(ev.pid);
         }

@@ -371,21 +371,20 @@ pub enum Raw {
 }
 
 /// Copies a plain-data record out of ring buffer bytes (shorter input leaves zeros).
-fn read_pod<T: aya::Pod>(bytes: &[u8], mut out: T) -> T {
-    let n = bytes.len().min(std::mem::size_of::<T>());
-    // SAFETY: T is repr(C) plain data; we copy at most its size.
-    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), &mut out as *mut T as *mut u8, n) };
+fn read_pod<T: bytemuck::Pod>(bytes: &[u8]) -> T {
+    let mut out = T::zeroed();
+    let dst = bytemuck::bytes_of_mut(&mut out);
+    let n = bytes.len().min(dst.len());
+    dst[..n].copy_from_slice(&bytes[..n]);
     out
 }
 
 fn parse(bytes: &[u8]) -> Raw {
     let slot = u32::from_ne_bytes(bytes[..4].try_into().unwrap_or([0; 4]));
     if slot == SLOT_DEVICE && bytes.len() >= std::mem::size_of::<RawDevice>() {
-        // SAFETY: all-zero is a valid RawDevice.
-        let zero: RawDevice = unsafe { std::mem::zeroed() };
-        return Raw::Device(Box::new(read_pod(bytes, zero)));
+        return Raw::Device(Box::new(read_pod::<RawDevice>(bytes)));
     }
-    Raw::Event(read_pod(bytes, RawEvent::default()))
+    Raw::Event(read_pod::<RawEvent>(bytes))
 }
 
 /// A program's runs and its accumulated in-kernel time (None: statistics unavailable).

@@ -113,7 +113,7 @@ fn uprobe_round_trip(loaded: &mut Loaded) -> Result<String> {
     let mut ring = RingBuf::try_from(ebpf.map_mut("EVENTS").context("no EVENTS map")?)?;
     let mut seen = 0;
     while let Some(item) = ring.next() {
-        let ev = super::read_pod(&item, RawEvent::default());
+        let ev: RawEvent = super::read_pod(&item);
         if ev.pid == me && u64::from(ev.slot) == TEST_COOKIE {
             seen += 1;
         }

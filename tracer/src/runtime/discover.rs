@@ -493,62 +493,17 @@ pub fn file_id(path: &Path) -> Result<(u64, u64)> {
 
 /// Every process (but this one) that maps a runtime library now: (pid, library path).
 pub fn processes_with_library() -> Vec<(u32, PathBuf)> {
-    let me = std::process::id();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut out: Vec<(u32, PathBuf)> = dir
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| *pid != me)
+    let mut out: Vec<(u32, PathBuf)> = super::process::others()
+        .into_iter()
         .filter_map(|pid| Some((pid, library_in_process(pid).ok()??.0)))
         .collect();
     out.sort();
     out
 }
 
-/// The state letter of /proc/PID/stat (`Z` for a zombie), `None` when the process is gone.
-pub fn process_state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name is in parentheses and may itself contain ") ".
-    stat.rsplit_once(") ")?.1.chars().next()
-}
+pub use super::process::{descendants, state as process_state};
 
-/// Every live descendant of `pid` (children, their children, ...), from /proc/*/stat.
-pub fn descendants(pid: u32) -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let parent_of: Vec<(u32, u32)> = dir
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|p| {
-            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
-            let ppid = stat
-                .rsplit_once(") ")?
-                .1
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()?;
-            Some((p, ppid))
-        })
-        .collect();
-    let mut out = Vec::new();
-    let mut frontier = vec![pid];
-    while let Some(parent) = frontier.pop() {
-        for (child, _) in parent_of.iter().filter(|(_, pp)| *pp == parent) {
-            if !out.contains(child) {
-                out.push(*child);
-                frontier.push(*child);
-            }
-        }
-    }
-    out.sort_unstable();
-    out
-}
-
-/// Whether `pid` still runs (exists and is not a zombie).
+/// Whether `pid` is running (not gone, not a zombie).
 pub fn alive(pid: u32) -> bool {
     matches!(process_state(pid), Some(s) if s != 'Z' && s != 'X')
 }

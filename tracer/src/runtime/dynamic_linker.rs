@@ -63,48 +63,28 @@ fn interp_of(exe: &Path, hops: u32) -> Option<PathBuf> {
     interp.or_else(|| Some(PathBuf::from(DEFAULT)))
 }
 
-/// `/proc/PID/maps`, with errors that say what is wrong with the PID.
-fn read_maps(pid: u32) -> Result<String> {
-    let path = format!("/proc/{pid}/maps");
-    std::fs::read_to_string(&path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => anyhow::anyhow!("no process with PID {pid}"),
-        std::io::ErrorKind::PermissionDenied => anyhow::anyhow!(
-            "cannot read {path}: permission denied (tracer needs root; a process of another \
-             PID namespace or under a stricter ptrace policy cannot be inspected)"
-        ),
-        _ => anyhow::Error::new(e).context(format!("cannot read {path}")),
-    })
-}
-
 /// Every runtime library file `pid` maps now (as reachable from here) with its load base,
 /// in map order, each file once.
 pub fn mapped_libraries(pid: u32) -> Result<Vec<(PathBuf, u64)>> {
-    let maps = read_maps(pid)?;
     let mut out: Vec<(PathBuf, u64)> = Vec::new();
-    for line in maps.lines() {
-        // range perms offset dev inode path: the path is the rest of the line and may hold spaces.
-        let mut f = line.splitn(6, ' ');
-        let (Some(range), _, Some(offset), _, _, Some(rest)) =
-            (f.next(), f.next(), f.next(), f.next(), f.next(), f.next())
-        else {
+    for m in super::process::maps(pid)? {
+        let procfs::process::MMapPath::Path(file) = &m.pathname else {
             continue;
         };
-        let file = rest.trim_start();
-        let is_runtime = Path::new(file)
+        let is_runtime = file
             .file_name()
             .is_some_and(|n| n.to_string_lossy() == LIB_NAME);
-        if !is_runtime || u64::from_str_radix(offset, 16).ok() != Some(0) {
+        if !is_runtime || m.offset != 0 {
             continue;
         }
-        let start = u64::from_str_radix(range.split('-').next().unwrap_or("0"), 16)?;
         // A process in a container sees its own root; reach the file through it.
-        let path = if Path::new(file).exists() {
-            PathBuf::from(file)
+        let path = if file.exists() {
+            file.clone()
         } else {
-            PathBuf::from(format!("/proc/{pid}/root{file}"))
+            PathBuf::from(format!("/proc/{pid}/root{}", file.display()))
         };
         if !out.iter().any(|(p, _)| *p == path) {
-            out.push((path, start));
+            out.push((path, m.address.0));
         }
     }
     Ok(out)

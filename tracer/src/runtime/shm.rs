@@ -108,20 +108,21 @@ pub fn parse(bytes: &[u8], pid: u32, warnings: &mut Vec<String>) -> Result<Recor
 /// /proc/PID/map_files, because another process may have unlinked and recreated a region of
 /// the same name since this one mapped it (tt-metal cleans up regions it thinks are stale).
 pub fn regions_of(pid: u32) -> Result<Vec<PathBuf>> {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
-        .with_context(|| format!("cannot read /proc/{pid}/maps"))?;
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
-    for line in maps.lines() {
-        let mut f = line.split_whitespace();
-        let (Some(range), Some(path)) = (f.next(), f.nth(4)) else {
+    for m in super::process::maps(pid)? {
+        let procfs::process::MMapPath::Path(path) = &m.pathname else {
             continue;
         };
-        if !(path.starts_with("/dev/shm/tt_device_") && path.ends_with("_memory")) {
+        let name = path.to_string_lossy();
+        if !(name.starts_with("/dev/shm/tt_device_") && name.ends_with("_memory")) {
             continue;
         }
-        if seen.insert(path.to_string()) {
-            out.push(PathBuf::from(format!("/proc/{pid}/map_files/{range}")));
+        if seen.insert(path.clone()) {
+            let (start, end) = m.address;
+            out.push(PathBuf::from(format!(
+                "/proc/{pid}/map_files/{start:x}-{end:x}"
+            )));
         }
     }
     Ok(out)

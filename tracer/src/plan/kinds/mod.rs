@@ -5,8 +5,9 @@ pub mod banks;
 pub mod buffer;
 pub mod device;
 pub mod geometry;
+pub mod refusal;
 
-use super::{oom, types::Role, ProbePlan};
+use super::{types::Role, ProbePlan};
 use crate::model::{BufferInfo, BufferType, Geometry, Refusal};
 
 /// The values one probe hit read, with which of them could be read.
@@ -79,7 +80,7 @@ pub fn decode(plan: &ProbePlan, role: Role, v: &Values) -> Hit {
         Role::MeshOpen => device::decode_mesh_open(v),
         Role::BanksVector => banks::decode_vector(v),
         Role::BanksMap => banks::decode_map(v),
-        Role::OutOfMemory => oom::decode(v),
+        Role::OutOfMemory => refusal::decode(v),
         Role::AllocatorGeometry => plan.allocator.as_ref().ok().map(|a| geometry::decode(a, v)),
     };
     hit.unwrap_or(Hit::Unreadable)

@@ -1,9 +1,5 @@
 //! Finding what to attach to, and the pieces every attach shares.
-use std::{
-    os::fd::{FromRawFd, OwnedFd},
-    path::PathBuf,
-    time::Instant,
-};
+use std::{os::fd::OwnedFd, path::PathBuf, time::Instant};
 
 use anyhow::{Context, Result};
 use tokio::io::unix::AsyncFd;
@@ -47,20 +43,18 @@ pub fn library_of(pid: u32) -> Result<PathBuf> {
 /// Opens a pidfd: readable once the process has exited (works for processes that are not our
 /// children, unlike waitpid).
 pub fn pidfd(pid: u32) -> Result<AsyncFd<OwnedFd>> {
-    // SAFETY: plain syscall; a non-negative result is a new descriptor we own.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd < 0 {
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::ESRCH) {
+    let target = rustix::process::Pid::from_raw(pid as i32)
+        .with_context(|| format!("PID {pid} is not a process id"))?;
+    let fd = match rustix::process::pidfd_open(target, rustix::process::PidfdFlags::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::SRCH) => {
             return Err(fail(
                 TARGET_GONE,
                 format!("PID {pid} exited while tracer was attaching"),
-            ));
+            ))
         }
-        return Err(e).with_context(|| format!("pidfd_open({pid})"));
-    }
-    // SAFETY: fd is a fresh descriptor returned by pidfd_open.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        Err(e) => return Err(e).with_context(|| format!("pidfd_open({pid})")),
+    };
     // SAFETY: the AsyncFd owns the descriptor and deregisters it before closing it.
     Ok(unsafe { AsyncFd::register(fd) }?)
 }
