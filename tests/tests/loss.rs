@@ -143,9 +143,15 @@ fn lost_events_are_counted_reported_and_fail_strict() {
 }
 
 #[test]
-fn without_strict_the_command_exit_code_wins_and_the_loss_is_still_said() {
-    let (out, summary) = stalled_run(&[]);
+fn without_strict_the_command_exit_code_wins_and_the_loss_is_still_said_by_the_probes_too() {
+    let (out, summary) = stalled_run(&["--debug-probes"]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
+    // The eBPF programs' own log (aya-log) says which records they could not emit.
+    assert!(
+        out.stderr.contains("tracer: probe: slot ") && out.stderr.contains("ring buffer full"),
+        "{}",
+        out.stderr
+    );
     assert!(summary["lost_events"].as_u64().unwrap() > 0);
     assert!(out.stdout.contains("event(s) lost (ring buffer full)"));
 }
