@@ -14,6 +14,7 @@ pub mod plan;
 pub mod shm;
 pub mod symbols;
 pub mod window;
+pub mod x86;
 
 use std::path::Path;
 
