@@ -27,6 +27,10 @@ pub mod tail;
 pub mod typed;
 pub mod value;
 
+#[cfg(test)]
+mod calibration_tests;
+#[cfg(test)]
+mod fixture;
 
 pub use accessor::accessor_chain;
 pub use chain::Chain;
