@@ -55,7 +55,7 @@ fn getter_from(
                 // Two loads 8 bytes apart from one object: a vector's begin and end.
                 if let Some((h, at)) = loads
                     .iter()
-                    .find(|(h, at)| *h == d.loads && (at - d.addend).abs() == 8)
+                    .find(|(h, at)| *h == d.loads && at.abs_diff(d.addend) == 8)
                 {
                     return Break(Some((h.clone(), (*at).min(d.addend))));
                 }
