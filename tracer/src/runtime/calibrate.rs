@@ -2,9 +2,9 @@
 use anyhow::{anyhow, bail, Result};
 
 use super::{
-    disasm::{accessor_chain, constructor_stores, vector_getter, Chain, Stored},
-    elf::{demangle, parameters, Library},
+    elf::{demangle, parameters},
     symbols as sym,
+    x86::{accessor_chain, constructor_stores, vector_getter, Chain, Image, Stored},
 };
 
 /// Where each fact about a `Buffer` lives, as loads from the `Buffer*`.
@@ -60,7 +60,7 @@ impl Layout {
     }
 }
 
-fn accessor(lib: &Library, mangled: &str) -> Option<Chain> {
+fn accessor(lib: &dyn Image, mangled: &str) -> Option<Chain> {
     let s = lib.symbol(mangled)?;
     accessor_chain(lib.code(s, 256)?, s.address, 0)
 }
@@ -74,7 +74,7 @@ struct CtorFields {
     unique_id: Option<Chain>,
 }
 
-fn constructor_fields(lib: &Library, (mangled, prefix): (&str, &str)) -> Option<CtorFields> {
+fn constructor_fields(lib: &dyn Image, (mangled, prefix): (&str, &str)) -> Option<CtorFields> {
     let (_, demangled, s) = lib.find_demangled(mangled, prefix).into_iter().next()?;
     let params = parameters(&demangled);
     // Parameter index -> argument register (argument 0 is `this`).
@@ -112,7 +112,7 @@ fn constructor_fields(lib: &Library, (mangled, prefix): (&str, &str)) -> Option<
 
 /// Calibrates the layout of `lib`. Accessors first (exact), constructor stores for fields
 /// whose accessors were inlined away. Fails naming the field and the symbols it tried.
-pub fn calibrate(lib: &Library) -> Result<Layout> {
+pub fn calibrate(lib: &dyn Image) -> Result<Layout> {
     let mut provenance = Vec::new();
     let mut get = |field: &str, mangled: &str| {
         let c = accessor(lib, mangled);
@@ -165,7 +165,7 @@ pub fn calibrate(lib: &Library) -> Result<Layout> {
             anyhow!(
                 "calibration failed for Buffer::{field}: no out-of-line accessor and no store of it \
                  found in the constructor `{ctor_name}...)` of {}",
-                lib.path.display()
+                lib.name()
             )
         })?;
         if let Some(p) = pimpl {
@@ -202,14 +202,14 @@ pub fn calibrate(lib: &Library) -> Result<Layout> {
         bail!(
             "calibration failed for Buffer::address: expected an out-of-line accessor `{}` in {}",
             pretty(sym::BUFFER_ADDRESS),
-            lib.path.display()
+            lib.name()
         );
     };
     let device_id = accessor(lib, sym::DEVICE_ID).ok_or_else(|| {
         anyhow!(
             "calibration failed for Device::id: expected `{}` (a load from `this`) in {}",
             pretty(sym::DEVICE_ID),
-            lib.path.display()
+            lib.name()
         )
     })?;
     if device_id.offsets.len() != 1 {

@@ -10,5 +10,7 @@ pub mod loader;
 pub mod process;
 pub mod shm;
 pub mod symbols;
+pub mod x86;
 
+/// The runtime library's file name.
 pub const LIB_NAME: &str = "libtt_metal.so";

@@ -1,0 +1,166 @@
+//! ttnn 0.81.1: `Buffer` keeps its fields in a `BufferImpl` behind a pointer (at +0x10), every
+//! accessor is out of line, and `Buffer::buffer_layout()` exists.
+use super::*;
+use crate::runtime::calibrate::BufferLayout;
+
+const VERSION: &str = "0.81.1";
+
+fn lib() -> Fixture {
+    Fixture::of_release(VERSION)
+}
+
+#[test]
+fn new_era_layout() {
+    let fields = [
+        ("device", "device"),
+        ("address", "address"),
+        ("size", "size"),
+        ("page_size", "page_size"),
+        ("buffer_type", "buffer_type"),
+        ("unique_id", "unique_id"),
+        ("memory_layout", "buffer_layout"),
+    ];
+    let mut provenance: Vec<(String, String)> = fields
+        .iter()
+        .map(|(field, accessor)| {
+            (
+                field.to_string(),
+                format!("accessor tt::tt_metal::Buffer::{accessor}() const"),
+            )
+        })
+        .collect();
+    provenance.push((
+        "device_id".into(),
+        "accessor tt::tt_metal::Device::id() const".into(),
+    ));
+    provenance.push((
+        "mesh_devices".into(),
+        "getter tt::tt_metal::distributed::MeshDevice::get_devices() const".into(),
+    ));
+    let expected = Layout {
+        buffer: BufferLayout {
+            device: chain(&[0x10, 0], 8),
+            address: chain(&[0x10, 0x40], 4),
+            size: chain(&[0x10, 0x8], 8),
+            page_size: chain(&[0x10, 0x48], 8),
+            kind: chain(&[0x10, 0x10], 4),
+            unique_id: chain(&[0x10, 0x218], 8),
+            memory_layout: Some(chain(&[0x10, 0x14], 4)),
+        },
+        device_id: chain(&[0x18], 4),
+        mesh_devices: Some((vec![0x18], 0x78)),
+        provenance,
+    };
+    layout_is(
+        &lib(),
+        "Buffer{device +0x10->+0x0:8 address +0x10->+0x40:4 size +0x10->+0x8:8 page_size \
+         +0x10->+0x48:8 type +0x10->+0x10:4 unique_id +0x10->+0x218:8} Device{id +0x18:4} \
+         MeshDevice{devices +0x18->vector@+0x78}",
+        &expected,
+    );
+}
+
+#[test]
+fn new_era_allocator() {
+    allocator_is(
+        &lib(),
+        "AllocatorImpl{DRAM +0x30->banks+0x20 L1 +0x38->banks+0x20 L1_SMALL +0x40->banks+0x20 \
+         TRACE +0x48->banks+0x20} BankManager{alignment +0x48 sub_allocators +0x3b0->[0]->min_block +0x18}",
+        &[
+            ("DRAM", 0x30, 0x20),
+            ("L1", 0x38, 0x20),
+            ("L1_SMALL", 0x40, 0x20),
+            ("TRACE", 0x48, 0x20),
+        ],
+        [0x48, 0x3b0, 0x18],
+    );
+}
+
+#[test]
+fn new_era_accessors() {
+    // device, address, size, page_size, buffer_type, unique_id, buffer_layout, Device::id.
+    assert_eq!(
+        accessors(&lib()),
+        vec![
+            Some(chain(&[0x10, 0], 8)),
+            Some(chain(&[0x10, 0x40], 4)),
+            Some(chain(&[0x10, 0x8], 8)),
+            Some(chain(&[0x10, 0x48], 8)),
+            Some(chain(&[0x10, 0x10], 4)),
+            Some(chain(&[0x10, 0x218], 8)),
+            Some(chain(&[0x10, 0x14], 4)),
+            Some(chain(&[0x18], 4)),
+        ]
+    );
+}
+
+#[test]
+fn new_era_constructor_stores() {
+    let lib = lib();
+    // Every accessor is out of line: calibration reads no Buffer constructor.
+    assert!(lib
+        .find_demangled(sym::BUFFER_IMPL_CTOR.0, sym::BUFFER_IMPL_CTOR.1)
+        .is_empty());
+    // The unordered_map variant (C1 and C2) answers first: the vector variant is not read.
+    let map = vec![arg(4, 0x40, 8), arg(5, 0x48, 4)];
+    assert_eq!(
+        stores(&lib, sym::BANK_MANAGER_CTOR, 4096, 1500),
+        vec![map.clone(), map]
+    );
+    let free_list = vec![
+        arg(1, 0x8, 8),
+        arg(2, 0x10, 8),
+        arg(3, 0x18, 8),
+        arg(4, 0x20, 8),
+        arg(5, 0x120, 4),
+    ];
+    assert_eq!(
+        stores(&lib, sym::FREE_LIST_CTOR, 1024, 200),
+        vec![free_list.clone(), free_list]
+    );
+}
+
+#[test]
+fn new_era_getters_and_allocator_paths() {
+    let lib = lib();
+    assert_eq!(
+        mesh_getters(&lib),
+        [Some((vec![0x18], 0x78)), Some((vec![0], 0x178))]
+    );
+    assert_eq!(
+        banks_per_type(&lib),
+        [0x30, 0x38, 0x40, 0x48].map(|m| Some(chain(&[m, 0x20], 4)))
+    );
+    assert_eq!(sub_allocators(&lib), Some(0x3b0));
+}
+
+#[test]
+fn new_era_lifecycle_analyses() {
+    let lib = lib();
+    let throws = oom_throws(&lib);
+    let calls: Vec<MessageCall> = throws.iter().map(|(c, _)| *c).collect();
+    assert_eq!(
+        calls,
+        vec![
+            MessageCall {
+                call: 0xa7d398,
+                target: 0x787960,
+                string: 0x74a6bf
+            },
+            MessageCall {
+                call: 0xa7d686,
+                target: 0x787970,
+                string: 0x6eac8d
+            },
+        ]
+    );
+    assert!(throws.iter().all(|(_, t)| t.contains("tt_throw")));
+    assert_eq!(
+        mesh_shape(&lib),
+        [
+            Some(chain(&[0x18, 0x70, 0, 0x360], 8)),
+            Some(chain(&[0x18, 0x70, 0, 0x368], 8))
+        ]
+    );
+    assert!(!frame_pointer(&lib));
+}

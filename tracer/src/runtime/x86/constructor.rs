@@ -1,0 +1,117 @@
+//! Constructors that store their arguments into `this`, and a `lock xadd` of a global counter
+//! for unique ids: field offsets where the accessors were inlined away.
+use std::ops::ControlFlow::{Break, Continue};
+
+use super::{
+    engine::{run, Event, Unknown},
+    state::State,
+    value::Value,
+};
+
+/// A value a constructor stores into `this`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stored {
+    /// The n-th argument register (1 = first parameter after `this`).
+    Arg(usize),
+    /// The result of a `lock xadd` (a fetch-and-increment of a global id counter).
+    Counter,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Store {
+    pub value: Stored,
+    pub offset: i32,
+    pub width: u8,
+}
+
+/// Stores into `this` (RDI on entry) of argument registers and counters, in program order,
+/// following a linear sweep of the first `max` instructions up to the first `ret`.
+pub fn constructor_stores(code: &[u8], ip: u64, max: usize) -> Vec<Store> {
+    let mut out = Vec::new();
+    let mut state = State::with_arguments(0..6);
+    run(code, ip, max, &mut state, &Unknown, |_, event, _| {
+        match event {
+            Event::Return => return Break(()),
+            Event::Store {
+                address,
+                value,
+                width,
+            } => {
+                if let (Some(offset), Some(value)) = (member_of_this(address), stored(value)) {
+                    out.push(Store {
+                        value,
+                        offset,
+                        width,
+                    });
+                }
+            }
+            _ => {}
+        }
+        Continue(())
+    });
+    out
+}
+
+fn member_of_this(address: &Value) -> Option<i32> {
+    let d = address.derived()?;
+    (d.root == 0 && d.loads.is_empty()).then_some(d.addend as i32)
+}
+
+fn stored(value: Option<&Value>) -> Option<Stored> {
+    match value? {
+        Value::Fetched => Some(Stored::Counter),
+        Value::Derived(d) if d.root > 0 && d.loads.is_empty() && d.addend == 0 => {
+            Some(Stored::Arg(d.root))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_constructor_stores_through_register_copies() {
+        // mov %rsi,%rbp ; mov %rdi,%rbx ; mov %rbp,0x10(%rbx) ; mov %rdx,0x18(%rdi) ;
+        // mov %r8d,0x20(%rdi) ; mov $1,%ecx ; lock xadd %rcx,(%rax) ; mov %rcx,0x220(%rbx) ; ret
+        let code = [
+            0x48, 0x89, 0xf5, 0x48, 0x89, 0xfb, 0x48, 0x89, 0x6b, 0x10, 0x48, 0x89, 0x57, 0x18,
+            0x44, 0x89, 0x47, 0x20, 0xb9, 0x01, 0, 0, 0, 0xf0, 0x48, 0x0f, 0xc1, 0x08, 0x48, 0x89,
+            0x8b, 0x20, 0x02, 0, 0, 0xc3,
+        ];
+        let s = constructor_stores(&code, 0, 100);
+        assert_eq!(
+            s,
+            vec![
+                Store {
+                    value: Stored::Arg(1),
+                    offset: 0x10,
+                    width: 8
+                },
+                Store {
+                    value: Stored::Arg(2),
+                    offset: 0x18,
+                    width: 8
+                },
+                Store {
+                    value: Stored::Arg(4),
+                    offset: 0x20,
+                    width: 4
+                },
+                Store {
+                    value: Stored::Counter,
+                    offset: 0x220,
+                    width: 8
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_call_clobbers_the_argument_registers() {
+        // call +0 ; mov %rsi,0x10(%rdi) ; ret
+        let code = [0xe8, 0, 0, 0, 0, 0x48, 0x89, 0x77, 0x10, 0xc3];
+        assert!(constructor_stores(&code, 0, 100).is_empty());
+    }
+}

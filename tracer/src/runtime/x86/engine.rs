@@ -1,0 +1,246 @@
+//! The symbolic engine: one decode loop that steps instructions over a [`State`] and tells the
+//! analysis what happens at the points it cares about ([`Event`]); the analysis answers
+//! `Continue` or `Break` with its result.
+//!
+//! Conditional branches are not taken and unconditional jumps fall through: the code is read
+//! as one path, in address order. That is exact for the short accessors calibration reads
+//! (their branches guard error paths) and a linear sweep of the longer functions, where the
+//! analyses only look for stores or calls whose operands are set just before them.
+use std::ops::ControlFlow::{self, Break, Continue};
+
+use iced_x86::{
+    Decoder, DecoderOptions, Instruction, InstructionInfoFactory, InstructionInfoOptions, Mnemonic,
+    OpAccess, OpKind, Register,
+};
+
+use super::{state::State, value::Value};
+
+/// At most `max` instructions of `code`, which starts at address `ip`.
+pub fn decode(code: &[u8], ip: u64, max: usize) -> impl Iterator<Item = Instruction> + '_ {
+    let mut d = Decoder::with_ip(64, code, ip, DecoderOptions::NONE);
+    std::iter::from_fn(move || d.can_decode().then(|| d.decode())).take(max)
+}
+
+/// What memory holds, as far as an analysis knows it (constant tables, a referenced argument).
+pub trait Memory {
+    /// The value of `width` bytes at `address`; `None` where unknown (a load through a
+    /// [`Value::Derived`] address then becomes one more load hop).
+    fn load(&self, address: &Value, width: u8) -> Option<Value>;
+}
+
+/// Nothing is known of memory.
+pub struct Unknown;
+
+impl Memory for Unknown {
+    fn load(&self, _: &Value, _: u8) -> Option<Value> {
+        None
+    }
+}
+
+/// What the analysis is told, before the instruction takes effect on the state.
+pub enum Event<'a> {
+    Return,
+    /// `target`: where a direct call goes.
+    Call {
+        target: Option<u64>,
+    },
+    /// An unconditional jump (a tail call, or a branch inside the function).
+    Jump,
+    /// A register is loaded from `address` (a `mov` of any width or extension).
+    Load {
+        address: &'a Value,
+    },
+    /// A register's `value` (if known) is stored at `address`.
+    Store {
+        address: &'a Value,
+        value: Option<&'a Value>,
+        width: u8,
+    },
+}
+
+/// Steps through at most `limit` instructions of `code` (at `ip`) from `state`, telling `on`
+/// each [`Event`]. `Continue` goes on with the next instruction in address order (past a
+/// return or a jump too: cold paths follow the body; a call clobbers the caller-saved
+/// registers); the result is what `on` breaks with.
+pub fn run<T>(
+    code: &[u8],
+    ip: u64,
+    limit: usize,
+    state: &mut State,
+    memory: &dyn Memory,
+    mut on: impl FnMut(&Instruction, Event<'_>, &State) -> ControlFlow<T>,
+) -> Option<T> {
+    let mut info = InstructionInfoFactory::new();
+    for i in decode(code, ip, limit) {
+        let flow = match i.mnemonic() {
+            Mnemonic::Ret => on(&i, Event::Return, state),
+            Mnemonic::Call => {
+                let target = (i.op0_kind() == OpKind::NearBranch64).then(|| i.near_branch_target());
+                let flow = on(&i, Event::Call { target }, state);
+                state.clobber_caller_saved();
+                flow
+            }
+            Mnemonic::Jmp => on(&i, Event::Jump, state),
+            _ if i.is_jcc_short_or_near() => Continue(()),
+            _ => step(&i, state, memory, &mut info, &mut on),
+        };
+        if let Break(t) = flow {
+            return Some(t);
+        }
+    }
+    None
+}
+
+/// A register and its value after an instruction (`None`: unknown).
+type Write = Option<(Register, Option<Value>)>;
+
+/// One data instruction: the events it makes, then its effect on the registers.
+fn step<T>(
+    i: &Instruction,
+    state: &mut State,
+    memory: &dyn Memory,
+    info: &mut InstructionInfoFactory,
+    on: &mut impl FnMut(&Instruction, Event<'_>, &State) -> ControlFlow<T>,
+) -> ControlFlow<T> {
+    let modelled = match (i.op_count(), i.op0_kind(), i.op1_kind()) {
+        (2, OpKind::Register, _) => into_register(i, state, memory, on)?,
+        (2, OpKind::Memory, OpKind::Register) => from_register(i, state, on)?,
+        _ => None,
+    };
+    // Whatever else the instruction writes is unknown afterwards.
+    let used = info.info_options(i, InstructionInfoOptions::NO_MEMORY_USAGE);
+    for u in used.used_registers() {
+        if matches!(
+            u.access(),
+            OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite
+        ) {
+            state.set(u.register(), None);
+        }
+    }
+    if let Some((reg, value)) = modelled {
+        state.set(reg, value);
+    }
+    Continue(())
+}
+
+/// The value an instruction puts into its first operand, a register, where the engine models
+/// it: moves, loads, address computations and pointer adjustments.
+fn into_register<T>(
+    i: &Instruction,
+    state: &State,
+    memory: &dyn Memory,
+    on: &mut impl FnMut(&Instruction, Event<'_>, &State) -> ControlFlow<T>,
+) -> ControlFlow<T, Write> {
+    let dst = i.op0_register();
+    let value = match (i.mnemonic(), i.op1_kind()) {
+        (Mnemonic::Mov | Mnemonic::Movzx | Mnemonic::Movsx | Mnemonic::Movsxd, OpKind::Memory) => {
+            match address(i, state) {
+                Some(a) => {
+                    on(i, Event::Load { address: &a }, state)?;
+                    load(i, &a, memory)
+                }
+                None => None,
+            }
+        }
+        (Mnemonic::Mov, OpKind::Register) => state.get(i.op1_register()).cloned(),
+        (
+            Mnemonic::Mov,
+            OpKind::Immediate8
+            | OpKind::Immediate16
+            | OpKind::Immediate32
+            | OpKind::Immediate32to64
+            | OpKind::Immediate64,
+        ) => Some(Value::Const(i.immediate(1))),
+        (Mnemonic::Lea, OpKind::Memory) => address(i, state),
+        (Mnemonic::Add, OpKind::Memory) => state
+            .get(dst)
+            .zip(address(i, state).and_then(|a| load(i, &a, memory)))
+            .and_then(|(v, m)| v.plus(&m)),
+        (Mnemonic::Add, OpKind::Immediate8to64 | OpKind::Immediate32to64 | OpKind::Immediate32) => {
+            state.get(dst).and_then(|v| v.offset(i.immediate(1) as i64))
+        }
+        _ => return Continue(None),
+    };
+    Continue(Some((dst, value)))
+}
+
+/// A register written to memory: a store, or a `lock xadd` fetching a counter's old value.
+fn from_register<T>(
+    i: &Instruction,
+    state: &State,
+    on: &mut impl FnMut(&Instruction, Event<'_>, &State) -> ControlFlow<T>,
+) -> ControlFlow<T, Write> {
+    match i.mnemonic() {
+        Mnemonic::Mov => {
+            if let Some(a) = address(i, state) {
+                let event = Event::Store {
+                    address: &a,
+                    value: state.get(i.op1_register()),
+                    width: i.memory_size().size() as u8,
+                };
+                on(i, event, state)?;
+            }
+            Continue(None)
+        }
+        Mnemonic::Xadd => Continue(Some((i.op1_register(), Some(Value::Fetched)))),
+        _ => Continue(None),
+    }
+}
+
+/// Where a memory operand points, where the registers it uses are known.
+fn address(i: &Instruction, state: &State) -> Option<Value> {
+    // Thread-local storage (the stack protector's canary): not an address in an object.
+    if matches!(i.segment_prefix(), Register::FS | Register::GS) {
+        return None;
+    }
+    if i.is_ip_rel_memory_operand() {
+        return Some(Value::Address(i.ip_rel_memory_address()));
+    }
+    let base = match i.memory_base() {
+        Register::None => return None,
+        r => state.get(r)?.clone(),
+    };
+    let indexed = match i.memory_index() {
+        Register::None => base,
+        r => base.plus(&state.get(r)?.scaled(i.memory_index_scale())?)?,
+    };
+    indexed.offset(i.memory_displacement64() as i64)
+}
+
+/// What the memory operand of `i`, at `address`, holds.
+fn load(i: &Instruction, address: &Value, memory: &dyn Memory) -> Option<Value> {
+    let width = i.memory_size().size() as u8;
+    memory.load(address, width).or_else(|| address.load(width))
+}
+
+/// How a function ends along its straight line (conditional branches not taken).
+pub enum Exit {
+    Return(State),
+    /// An unconditional jump, with the state it jumps with (a tail call's arguments).
+    Jump(State),
+    Call,
+}
+
+/// Runs a short function from `state` to its first `ret`, `jmp` or call (`None`: none within
+/// `limit` instructions).
+pub fn straight_line(
+    code: &[u8],
+    ip: u64,
+    limit: usize,
+    mut state: State,
+    memory: &dyn Memory,
+) -> Option<Exit> {
+    run(
+        code,
+        ip,
+        limit,
+        &mut state,
+        memory,
+        |_, event, s| match event {
+            Event::Return => Break(Exit::Return(s.clone())),
+            Event::Jump => Break(Exit::Jump(s.clone())),
+            Event::Call { .. } => Break(Exit::Call),
+            Event::Load { .. } | Event::Store { .. } => Continue(()),
+        },
+    )
+}

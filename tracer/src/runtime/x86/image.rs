@@ -1,0 +1,44 @@
+//! The library as calibration reads it: symbols, function bytes, constant data. The ELF file
+//! is one [`Image`]; stored extracts of real libraries are another (the calibration tests).
+use super::super::elf::{Library, Symbol};
+
+pub trait Image {
+    /// How messages name the library (its path).
+    fn name(&self) -> String;
+    fn symbol(&self, mangled: &str) -> Option<Symbol>;
+    /// Symbols whose mangled name starts with `mangled_prefix` and whose demangled name starts
+    /// with `prefix`, as (mangled, demangled, symbol), by mangled name.
+    fn find_demangled(&self, mangled_prefix: &str, prefix: &str) -> Vec<(String, String, Symbol)>;
+    /// Code bytes of a function (at most `max` bytes).
+    fn code(&self, sym: Symbol, max: usize) -> Option<&[u8]>;
+    /// Up to `len` bytes at link-time address `address` (e.g. a table in `.rodata`).
+    fn bytes_at_address(&self, address: u64, len: usize) -> Option<&[u8]>;
+    /// The (mangled) name of a symbol defined at `address`.
+    fn symbol_at(&self, address: u64) -> Option<&str>;
+}
+
+impl Image for Library {
+    fn name(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn symbol(&self, mangled: &str) -> Option<Symbol> {
+        Library::symbol(self, mangled)
+    }
+
+    fn find_demangled(&self, mangled_prefix: &str, prefix: &str) -> Vec<(String, String, Symbol)> {
+        Library::find_demangled(self, mangled_prefix, prefix)
+    }
+
+    fn code(&self, sym: Symbol, max: usize) -> Option<&[u8]> {
+        Library::code(self, sym, max)
+    }
+
+    fn bytes_at_address(&self, address: u64, len: usize) -> Option<&[u8]> {
+        self.bytes_at(self.file_offset(address)? as usize, len)
+    }
+
+    fn symbol_at(&self, address: u64) -> Option<&str> {
+        Library::symbol_at(self, address)
+    }
+}
