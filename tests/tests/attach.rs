@@ -683,7 +683,11 @@ fn attach_to_a_pid_without_tt_metal() {
 
 /// A process that has the runtime loaded and sleeps.
 fn ttnn_sleeper() -> Child {
-    let mut c = Command::new(python(ERA));
+    ttnn_sleeper_of(ERA)
+}
+
+fn ttnn_sleeper_of(era: &str) -> Child {
+    let mut c = Command::new(python(era));
     let child = mock(&mut c)
         .args(["-c", "import ttnn, time; time.sleep(120)"])
         .stdout(Stdio::null())
@@ -779,4 +783,45 @@ fn tracer_killed_while_attached_leaves_target_running_and_no_probe() {
     );
     target.kill().unwrap();
     target.wait().unwrap();
+}
+
+/// Calibration reads the library's machine code; the kernel writes each uprobe's breakpoint
+/// into private mappings of the probed file, so while probes are live (this tracer's or
+/// another's) a private mapping would show `int3` at the probed out-of-memory call and entries,
+/// and calibrate differently. Doctor's plan with probes attached equals the plan without.
+#[test]
+fn calibration_is_the_same_while_probes_are_attached() {
+    // 0.75.0: its out-of-memory call site is where a private mapping was seen to show `int3`.
+    let lib = library("0.75.0");
+    let plan = || {
+        let out = tracer()
+            .args(["doctor", "--lib", lib.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.to_lowercase().contains("self-test") && !l.contains("child"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let before = plan();
+    assert!(before.contains("Out of Memory"), "{before}");
+    let mut target = ttnn_sleeper_of("0.75.0");
+    let pid = target.id();
+    let mut t = Tracer::start(&["attach", "--quiet", "--pid", &pid.to_string()], &[]);
+    t.wait_line(&format!("attached: PID {pid}"));
+    let during = plan();
+    t.signal(2);
+    t.wait_exit(60);
+    target.kill().unwrap();
+    target.wait().unwrap();
+    assert_eq!(
+        before, during,
+        "calibration changed while probes were attached"
+    );
 }

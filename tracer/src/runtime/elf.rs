@@ -155,31 +155,21 @@ impl Library {
 /// symbol name took most of the attach latency. The mapping is never unmapped (a CLI opens a
 /// handful of libraries at most); a library rewritten in place while tracer reads it is the
 /// caller's problem, as with any mmap.
+///
+/// The mapping is shared, not private: the kernel writes each uprobe's breakpoint into every
+/// private executable-capable mapping of the probed file, so a private mapping shows `int3`
+/// where any tracer (this one, or another) has a probe, and calibration would misread the code.
 fn map(path: &Path) -> Result<&'static [u8]> {
-    use std::os::fd::AsRawFd;
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let len = file.metadata()?.len() as usize;
-    if len == 0 {
+    if file.metadata()?.len() == 0 {
         bail!("{} is empty", path.display());
     }
-    // SAFETY: a fresh private read-only mapping of a file we opened; the slice covers exactly
-    // the mapped length and lives as long as the process (never unmapped).
-    unsafe {
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ,
-            libc::MAP_PRIVATE,
-            file.as_raw_fd(),
-            0,
-        );
-        if p == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error())
-                .with_context(|| format!("cannot map {}", path.display()));
-        }
-        Ok(std::slice::from_raw_parts(p as *const u8, len))
-    }
+    // SAFETY: a read-only shared mapping of a file we opened; it is leaked, so the slice lives
+    // as long as the process.
+    let mapped = unsafe { memmap2::Mmap::map(&file) }
+        .with_context(|| format!("cannot map {}", path.display()))?;
+    Ok(Box::leak(Box::new(mapped)))
 }
 
 pub fn demangle(mangled: &str) -> Option<String> {
