@@ -1,28 +1,36 @@
 //! Prometheus exporter (`--metrics ADDR`): the ledger's live figures per process, chip and
-//! buffer type, in the text exposition format, at `http://ADDR/metrics`.
+//! buffer type, at `http://ADDR/metrics`, encoded by `prometheus-client` (OpenMetrics text) and
+//! served by `tiny_http`.
 //!
 //! The session renders a new page after each batch of events; scrapes only copy it out, so a
 //! slow or hostile client can never stall the event loop.
 use std::{
-    fmt::Write as _,
     net::SocketAddr,
     sync::{Arc, Mutex},
+    time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use anyhow::{anyhow, Context, Result};
+use prometheus_client::{
+    encoding::{text::encode, EncodeLabelSet},
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
 
 use crate::ledger::{BufferType, Ledger};
 
-/// What the exporter serves; shared with the connection tasks.
+/// What the exporter serves; the page is shared with the HTTP thread.
 pub struct Metrics {
     page: Arc<Mutex<String>>,
     pub addr: SocketAddr,
-    rendered_at: Option<std::time::Instant>,
+    rendered_at: Option<Instant>,
 }
 
 /// How often the page is re-rendered while events flow.
-const RENDER_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+const RENDER_EVERY: Duration = Duration::from_millis(250);
+
+/// The content type of the OpenMetrics text `prometheus-client` writes.
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// `PORT`, `:PORT` or `HOST:PORT`; a bare port binds to 127.0.0.1 (metrics name processes and
 /// their command lines: exposing them beyond this host is an explicit choice).
@@ -41,21 +49,26 @@ pub fn parse_addr(spec: &str) -> Result<SocketAddr> {
 }
 
 impl Metrics {
-    /// Binds `spec` and serves from the current tokio runtime.
+    /// Binds `spec` and answers scrapes from a thread of its own.
     pub fn serve(spec: &str) -> Result<Self> {
         let addr = parse_addr(spec)?;
-        let listener = std::net::TcpListener::bind(addr)
+        let server = tiny_http::Server::http(addr)
+            .map_err(|e| anyhow!("{e}"))
             .with_context(|| format!("--metrics: cannot listen on {addr}"))?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
-        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let addr = server
+            .server_addr()
+            .to_ip()
+            .context("--metrics: the listener has no IP address")?;
         let page = Arc::new(Mutex::new(render(&Ledger::new(), 0)));
         let shared = page.clone();
-        tokio::spawn(async move {
-            while let Ok((conn, _)) = listener.accept().await {
-                tokio::spawn(answer(conn, shared.clone()));
-            }
-        });
+        std::thread::Builder::new()
+            .name("metrics".into())
+            .spawn(move || {
+                for request in server.incoming_requests() {
+                    answer(request, &shared);
+                }
+            })
+            .context("--metrics: cannot start the HTTP thread")?;
         Ok(Self {
             page,
             addr,
@@ -70,118 +83,144 @@ impl Metrics {
         }
         let text = render(ledger, lost_events());
         *self.page.lock().unwrap() = text;
-        self.rendered_at = Some(std::time::Instant::now());
+        self.rendered_at = Some(Instant::now());
     }
 }
 
-/// Answers one HTTP/1.x request: the page for `GET /metrics`, 404 otherwise.
-async fn answer(mut conn: tokio::net::TcpStream, page: Arc<Mutex<String>>) {
-    let mut req = Vec::new();
-    let mut buf = [0u8; 1024];
-    // Read the request head only; bounded so a client cannot make us buffer without end.
-    while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 16 * 1024 {
-        match tokio::time::timeout(std::time::Duration::from_secs(5), conn.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => req.extend_from_slice(&buf[..n]),
-            _ => return,
-        }
-    }
-    let line = String::from_utf8_lossy(&req);
-    let target = line.split_whitespace().nth(1).unwrap_or("");
-    let (status, body) = if target == "/metrics" || target.starts_with("/metrics?") {
-        ("200 OK", page.lock().unwrap().clone())
+/// The page for `GET /metrics`, 404 otherwise.
+fn answer(request: tiny_http::Request, page: &Mutex<String>) {
+    let path = request.url().split('?').next().unwrap_or("");
+    let response = if path == "/metrics" {
+        let body = page.lock().unwrap().clone();
+        tiny_http::Response::from_string(body).with_header(header(CONTENT_TYPE))
     } else {
-        ("404 Not Found", "try /metrics\n".to_string())
+        tiny_http::Response::from_string("try /metrics\n")
+            .with_status_code(404)
+            .with_header(header("text/plain; charset=utf-8"))
     };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    let _ = conn.write_all(head.as_bytes()).await;
-    let _ = conn.write_all(body.as_bytes()).await;
-    let _ = conn.shutdown().await;
+    // A client that hangs up early is its own problem.
+    let _ = request.respond(response);
 }
 
+fn header(content_type: &str) -> tiny_http::Header {
+    tiny_http::Header::from_bytes("Content-Type", content_type).expect("a valid header")
+}
+
+/// A label value in the exposition format's escaping.
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
 }
 
-/// The exposition page for a ledger. Pure: unit-tested without a server.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProcessLabels {
+    pid: u32,
+    command: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChipLabels {
+    pid: u32,
+    command: String,
+    device: i32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MemoryLabels {
+    pid: u32,
+    command: String,
+    device: i32,
+    r#type: String,
+    figure: &'static str,
+}
+
+/// The exposition page for a ledger. Pure: unit-tested without a server. A fresh registry per
+/// page, since processes and chips come and go with the ledger.
 pub fn render(ledger: &Ledger, lost_events: u64) -> String {
-    let mut out = String::new();
-    let mut family = |name: &str, kind: &str, help: &str, rows: &[(String, u64)]| {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        for (labels, v) in rows {
-            let _ = writeln!(out, "{name}{{{labels}}} {v}");
-        }
-    };
-    let (mut bytes, mut peaks, mut buffers, mut allocs, mut frees, mut exited) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let bytes = Family::<MemoryLabels, Gauge>::default();
+    let peaks = Family::<MemoryLabels, Gauge>::default();
+    let buffers = Family::<ChipLabels, Gauge>::default();
+    let allocs = Family::<ChipLabels, Counter>::default();
+    let frees = Family::<ChipLabels, Counter>::default();
+    let exited = Family::<ProcessLabels, Gauge>::default();
+    let lost = Counter::<u64>::default();
+    lost.inc_by(lost_events);
+    let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     for p in ledger.processes.values() {
-        let proc_labels = format!("pid=\"{}\",command=\"{}\"", p.pid, escape(&p.command));
-        exited.push((proc_labels.clone(), u64::from(p.exited)));
-        for (chip, d) in &p.devices {
-            let dev = format!("{proc_labels},device=\"{chip}\"");
-            buffers.push((dev.clone(), d.live_buffers));
-            allocs.push((dev.clone(), d.allocations));
-            frees.push((dev.clone(), d.deallocations));
+        // prometheus-client writes label values as given: escape them here.
+        let command = escape(&p.command);
+        let process = ProcessLabels {
+            pid: p.pid,
+            command: command.clone(),
+        };
+        exited.get_or_create(&process).set(i64::from(p.exited));
+        for (&chip, d) in &p.devices {
+            let at = ChipLabels {
+                pid: p.pid,
+                command: command.clone(),
+                device: chip,
+            };
+            buffers.get_or_create(&at).set(gauge(d.live_buffers));
+            allocs.get_or_create(&at).inc_by(d.allocations);
+            frees.get_or_create(&at).inc_by(d.deallocations);
             for t in BufferType::ALL {
                 for (figure, now, peak) in [
                     ("requested", d.requested.get(t), d.peak_requested.get(t)),
                     ("reserved", d.reserved.get(t), d.peak_reserved.get(t)),
                 ] {
-                    let l = format!("{dev},type=\"{}\",figure=\"{figure}\"", t.name());
-                    bytes.push((l.clone(), now));
-                    peaks.push((l, peak));
+                    let l = MemoryLabels {
+                        pid: p.pid,
+                        command: command.clone(),
+                        device: chip,
+                        r#type: t.name().to_string(),
+                        figure,
+                    };
+                    bytes.get_or_create(&l).set(gauge(now));
+                    peaks.get_or_create(&l).set(gauge(peak));
                 }
             }
         }
     }
-    family(
+    let mut registry = Registry::default();
+    registry.register(
         "tracer_device_memory_bytes",
-        "gauge",
-        "Device memory a process holds on a chip now (requested by the program, or reserved by the allocator).",
-        &bytes,
+        "Device memory a process holds on a chip now (requested by the program, or reserved by the allocator)",
+        bytes,
     );
-    family(
+    registry.register(
         "tracer_device_memory_peak_bytes",
-        "gauge",
-        "High-water mark of tracer_device_memory_bytes during the session.",
-        &peaks,
+        "High-water mark of tracer_device_memory_bytes during the session",
+        peaks,
     );
-    family(
+    registry.register(
         "tracer_device_live_buffers",
-        "gauge",
-        "Buffers a process holds on a chip now.",
-        &buffers,
+        "Buffers a process holds on a chip now",
+        buffers,
     );
-    family(
-        "tracer_device_allocations_total",
-        "counter",
-        "Buffer allocations charged to a chip.",
-        &allocs,
+    // Counters get their `_total` suffix from the encoder.
+    registry.register(
+        "tracer_device_allocations",
+        "Buffer allocations charged to a chip",
+        allocs,
     );
-    family(
-        "tracer_device_deallocations_total",
-        "counter",
-        "Buffer deallocations charged to a chip.",
-        &frees,
+    registry.register(
+        "tracer_device_deallocations",
+        "Buffer deallocations charged to a chip",
+        frees,
     );
-    family(
+    registry.register(
         "tracer_process_exited",
-        "gauge",
-        "1 once the traced process has exited.",
-        &exited,
+        "1 once the traced process has exited",
+        exited,
     );
-    family(
-        "tracer_lost_events_total",
-        "counter",
-        "Events the kernel dropped because the ring buffer was full.",
-        &[(String::new(), lost_events)],
+    registry.register(
+        "tracer_lost_events",
+        "Events the kernel dropped because the ring buffer was full",
+        lost,
     );
+    let mut out = String::new();
+    encode(&mut out, &registry).expect("writing to a String cannot fail");
     out
 }
 
@@ -205,7 +244,7 @@ mod tests {
             ts_ns: 1,
             pid: 42,
             kind: EventKind::ProcessStart {
-                command: "python \"q\".py".into(),
+                command: "python \"q\".py \\".into(),
             },
         });
         l.apply(&Event {
@@ -229,11 +268,42 @@ mod tests {
         let page = render(&l, 3);
         for chip in ["0", "1"] {
             let want = format!(
-                "tracer_device_memory_bytes{{pid=\"42\",command=\"python \\\"q\\\".py\",device=\"{chip}\",type=\"DRAM\",figure=\"requested\"}} 1000"
+                "tracer_device_memory_bytes{{pid=\"42\",command=\"python \\\"q\\\".py \\\\\",device=\"{chip}\",type=\"DRAM\",figure=\"requested\"}} 1000"
             );
             assert!(page.contains(&want), "{want} not in\n{page}");
         }
-        assert!(page.contains("tracer_lost_events_total{} 3"));
-        assert!(page.contains("# TYPE tracer_device_allocations_total counter"));
+        assert!(page.contains("tracer_lost_events_total 3"), "{page}");
+        assert!(
+            page.contains("# TYPE tracer_device_allocations counter"),
+            "{page}"
+        );
+        assert!(
+            page.contains("tracer_device_allocations_total{pid=\"42\""),
+            "{page}"
+        );
+        assert!(page.ends_with("# EOF\n"), "{page}");
+    }
+
+    #[test]
+    fn the_server_answers_metrics_and_404() {
+        let mut m = Metrics::serve("127.0.0.1:0").unwrap();
+        m.publish(&Ledger::new(), || 7, true);
+        let get = |path: &str| {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(m.addr).unwrap();
+            write!(
+                s,
+                "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            let mut r = String::new();
+            s.read_to_string(&mut r).unwrap();
+            r
+        };
+        let ok = get("/metrics?x=1");
+        assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+        assert!(ok.contains("openmetrics-text"), "{ok}");
+        assert!(ok.contains("tracer_lost_events_total 7"), "{ok}");
+        assert!(get("/").starts_with("HTTP/1.1 404"));
     }
 }
