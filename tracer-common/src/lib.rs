@@ -16,7 +16,10 @@ pub const WINDOW_BYTES: usize = 1024;
 /// position in the window, read `width` bytes there (or 8 when further steps follow).
 pub const ARG_WINDOW: u8 = 0xff;
 /// Probe slots (one per probed function role); the attach cookie selects the slot.
-pub const MAX_SLOTS: u32 = 16;
+pub const MAX_SLOTS: u32 = 24;
+/// Bytes of an array (e.g. a `std::vector`'s elements) one probe hit can copy out whole, after
+/// its values (see [`SlotSpec::tail_begin`]); a power of two.
+pub const TAIL_BYTES: usize = 512;
 
 /// Where a value comes from.
 ///
@@ -70,6 +73,13 @@ pub struct SlotSpec {
     pub window: FieldPath,
     pub window_off: i32,
     pub window_len: u32,
+    /// Non-zero: the hit also copies the bytes from `tail_begin` up to `tail_end` (at most
+    /// [`TAIL_BYTES`]) into a [`RawTailEvent`]: a variable-length array, such as the core ranges
+    /// of a circular buffer, that fixed values cannot carry.
+    pub tail: u32,
+    pub _pad: u32,
+    pub tail_begin: FieldPath,
+    pub tail_end: FieldPath,
 }
 
 /// `SlotSpec::flags` bit: the device object is going away.
@@ -138,6 +148,18 @@ pub struct RawEvent {
     pub values: [u64; MAX_VALUES],
 }
 
+/// A [`RawEvent`] of a slot with a tail: the array's bytes follow the values.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct RawTailEvent {
+    pub event: RawEvent,
+    /// Bytes of `tail` copied; `tail_total` is the array's full length (more than `tail_len`:
+    /// the array was cut, and userspace says so). Both 0 when the copy faulted.
+    pub tail_len: u32,
+    pub tail_total: u32,
+    pub tail: [u8; TAIL_BYTES],
+}
+
 /// Slot number used in `RawEvent.slot` for process exits (values[0] = exit status).
 pub const SLOT_PROCESS_EXIT: u32 = 0xffff;
 /// Slot number of the dynamic linker's hook: the process (stopped) may have mapped or unmapped
@@ -151,6 +173,7 @@ mod user {
     unsafe impl aya::Pod for SlotSpec {}
     unsafe impl aya::Pod for RawEvent {}
     unsafe impl aya::Pod for RawDevice {}
+    unsafe impl aya::Pod for RawTailEvent {}
 
     // The ring buffer's records: any bytes are a valid value, and there is no padding (checked
     // below), so userspace copies them out with bytemuck instead of raw pointer copies.
@@ -159,6 +182,11 @@ mod user {
     unsafe impl bytemuck::Pod for RawEvent {}
     unsafe impl bytemuck::Zeroable for RawDevice {}
     unsafe impl bytemuck::Pod for RawDevice {}
+    unsafe impl bytemuck::Zeroable for RawTailEvent {}
+    unsafe impl bytemuck::Pod for RawTailEvent {}
+    const _: () = assert!(
+        core::mem::size_of::<RawTailEvent>() == core::mem::size_of::<RawEvent>() + 8 + TAIL_BYTES
+    );
     const _: () = assert!(core::mem::size_of::<RawEvent>() == 4 * 3 + 2 * 2 + 8 + 8 * MAX_VALUES);
     const _: () =
         assert!(core::mem::size_of::<RawDevice>() == 4 * 2 + 8 * 4 + (8 + 8 + 4) * MAX_MESH);

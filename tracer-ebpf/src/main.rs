@@ -16,10 +16,11 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use tracer_common::{
-    FieldPath, RawDevice, RawEvent, SlotSpec, ARG_WINDOW, CFG_DEVICE_ID_OFF, CFG_FLAGS, CFG_LEN,
-    CFG_MESH_ADD, CFG_MESH_HOP0, CFG_MESH_HOPS, CFG_TASK_TGID_OFF, CFG_WAKEUP_BYTES,
-    FLAG_ALL_PROCESSES, FLAG_DEBUG, MAX_MESH, MAX_SLOTS, MAX_STEPS, MAX_VALUES, MESH_MAX_HOPS,
-    SLOT_DEVICE, SLOT_FORGETS_DEVICE, SLOT_LIBRARY_CHANGE, SLOT_PROCESS_EXIT, WINDOW_BYTES,
+    FieldPath, RawDevice, RawEvent, RawTailEvent, SlotSpec, ARG_WINDOW, CFG_DEVICE_ID_OFF,
+    CFG_FLAGS, CFG_LEN, CFG_MESH_ADD, CFG_MESH_HOP0, CFG_MESH_HOPS, CFG_TASK_TGID_OFF,
+    CFG_WAKEUP_BYTES, FLAG_ALL_PROCESSES, FLAG_DEBUG, MAX_MESH, MAX_SLOTS, MAX_STEPS, MAX_VALUES,
+    MESH_MAX_HOPS, SLOT_DEVICE, SLOT_FORGETS_DEVICE, SLOT_LIBRARY_CHANGE, SLOT_PROCESS_EXIT,
+    TAIL_BYTES, WINDOW_BYTES,
 };
 
 #[map]
@@ -180,38 +181,19 @@ pub fn tracer_probe(ctx: ProbeContext) -> u32 {
             }
         }
     }
-    let Some(mut entry) = EVENTS.reserve::<RawEvent>(0) else {
-        bump(&LOST, 0);
-        if debugging() {
-            warn!(
-                &ctx,
-                "slot {}, pid {}: ring buffer full, event lost", slot, tgid
-            );
-        }
-        return 0;
+    let valid = if spec.tail != 0 {
+        emit_with_tail(&regs, window, spec, slot, pid_tgid)
+    } else {
+        let Some(mut entry) = EVENTS.reserve::<RawEvent>(0) else {
+            return lost(&ctx, slot, tgid);
+        };
+        let valid = fill(entry.as_mut_ptr(), &regs, window, spec, slot, pid_tgid);
+        entry.submit(wakeup_flags());
+        Some(valid)
     };
-    let ev = entry.as_mut_ptr();
-    let mut valid: u16 = 0;
-    // Every value slot is written exactly once (no memset: the verifier dislikes its loop).
-    for i in 0..MAX_VALUES {
-        let mut out = 0u64;
-        if (i as u32) < spec.nfields {
-            if let Some(v) = read_path(&regs, window, &spec.fields[i]) {
-                out = v;
-                valid |= 1 << i;
-            }
-        }
-        unsafe { (*ev).values[i] = out };
-    }
-    unsafe {
-        (*ev).slot = slot;
-        (*ev).pid = tgid;
-        (*ev).tid = pid_tgid as u32;
-        (*ev).ts_ns = bpf_ktime_get_ns();
-        (*ev).nvalues = spec.nfields as u16;
-        (*ev).valid = valid;
-    }
-    entry.submit(wakeup_flags());
+    let Some(valid) = valid else {
+        return lost(&ctx, slot, tgid);
+    };
     let wanted = (1u32 << spec.nfields.min(MAX_VALUES as u32)) - 1;
     if u32::from(valid) != wanted && debugging() {
         warn!(
@@ -224,6 +206,103 @@ pub fn tracer_probe(ctx: ProbeContext) -> u32 {
         );
     }
     0
+}
+
+#[inline(always)]
+fn lost(ctx: &ProbeContext, slot: u32, tgid: u32) -> u32 {
+    bump(&LOST, 0);
+    if debugging() {
+        warn!(
+            ctx,
+            "slot {}, pid {}: ring buffer full, event lost", slot, tgid
+        );
+    }
+    0
+}
+
+/// Writes one hit's values into a reserved record; returns which could be read.
+#[inline(always)]
+fn fill(
+    ev: *mut RawEvent,
+    regs: &[u64; PT_REGS_WORDS],
+    window: Option<*const u8>,
+    spec: &SlotSpec,
+    slot: u32,
+    pid_tgid: u64,
+) -> u16 {
+    let mut valid: u16 = 0;
+    // Every value slot is written exactly once (no memset: the verifier dislikes its loop).
+    for i in 0..MAX_VALUES {
+        let mut out = 0u64;
+        if (i as u32) < spec.nfields {
+            if let Some(v) = read_path(regs, window, &spec.fields[i]) {
+                out = v;
+                valid |= 1 << i;
+            }
+        }
+        unsafe { (*ev).values[i] = out };
+    }
+    unsafe {
+        (*ev).slot = slot;
+        (*ev).pid = (pid_tgid >> 32) as u32;
+        (*ev).tid = pid_tgid as u32;
+        (*ev).ts_ns = bpf_ktime_get_ns();
+        (*ev).nvalues = spec.nfields as u16;
+        (*ev).valid = valid;
+    }
+    valid
+}
+
+/// A hit of a slot with a tail: the values, then the array between the two tail paths
+/// (cut at [`TAIL_BYTES`]). Not on the allocation hot path: only slots that ask for it.
+#[inline(always)]
+fn emit_with_tail(
+    regs: &[u64; PT_REGS_WORDS],
+    window: Option<*const u8>,
+    spec: &SlotSpec,
+    slot: u32,
+    pid_tgid: u64,
+) -> Option<u16> {
+    let mut entry = EVENTS.reserve::<RawTailEvent>(0)?;
+    let ev = entry.as_mut_ptr();
+    let valid = fill(
+        unsafe { core::ptr::addr_of_mut!((*ev).event) },
+        regs,
+        window,
+        spec,
+        slot,
+        pid_tgid,
+    );
+    let begin = read_path(regs, None, &spec.tail_begin).unwrap_or(0);
+    let end = read_path(regs, None, &spec.tail_end).unwrap_or(0);
+    let total = if end > begin { end - begin } else { 0 };
+    let mut len = total;
+    if len > TAIL_BYTES as u64 {
+        len = TAIL_BYTES as u64;
+    }
+    let mut copied = 0u32;
+    if len > 0 {
+        let rc = unsafe {
+            aya_ebpf::helpers::generated::bpf_probe_read_user(
+                (*ev).tail.as_mut_ptr() as *mut core::ffi::c_void,
+                len as u32,
+                begin as *const core::ffi::c_void,
+            )
+        };
+        if rc == 0 {
+            copied = len as u32;
+        }
+    }
+    unsafe {
+        (*ev).tail_len = copied;
+        (*ev).tail_total = if copied == 0 {
+            0
+        } else {
+            total.min(u32::MAX as u64) as u32
+        };
+    }
+    entry.submit(wakeup_flags());
+    Some(valid)
 }
 
 /// `--debug-probes`: the programs say why a read or a record failed.
