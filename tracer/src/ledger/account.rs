@@ -1,5 +1,5 @@
 //! Per-chip running totals.
-use super::BufferType;
+use super::{BufferType, ChipCircularBuffers};
 
 /// Bytes per buffer type, indexed by [`BufferType::index`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -30,6 +30,8 @@ pub struct DeviceAccount {
     /// Frees of buffers allocated before the attach, and their `requested` bytes.
     pub freed_before_attach: u64,
     pub freed_before_attach_bytes: u64,
+    /// The L1 the programs' circular buffers hold on this chip.
+    pub circular_buffers: ChipCircularBuffers,
 }
 
 impl DeviceAccount {

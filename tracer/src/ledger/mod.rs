@@ -2,6 +2,7 @@
 //!
 //! No I/O happens here; live tracing and offline `report` feed the same code.
 mod account;
+mod circular;
 mod history;
 #[cfg(test)]
 mod tests;
@@ -10,6 +11,7 @@ use std::collections::BTreeMap;
 
 pub use crate::model::{BufferInfo, BufferType, DeviceRef, Event, EventKind, Geometry, Refusal};
 pub use account::{Amounts, DeviceAccount};
+pub use circular::{program_bytes, ChipCircularBuffers};
 pub use history::{Lifecycle, OomRecord, Peak};
 
 /// Why a buffer was still held at the end.
@@ -71,6 +73,9 @@ pub struct ProcessLedger {
     pub unknown_frees: u64,
     /// Their `requested` bytes, summed over the chips they were on.
     pub unknown_free_bytes: u64,
+    /// Programs released from a chip that the ledger never saw placed there (placed before
+    /// the tracer attached).
+    pub unknown_program_releases: u64,
     /// Set when the tracer attached to the process after it started.
     pub pre_attach: Option<PreAttach>,
     /// Allocations whose reserved size had to fall back to the requested size because the
@@ -261,6 +266,7 @@ impl Ledger {
                 for chip in &device.chips {
                     if let Some(acct) = p.devices.get_mut(chip) {
                         acct.drop_seed();
+                        acct.circular_buffers.clear(ev.ts_ns);
                     }
                 }
             }
@@ -277,6 +283,24 @@ impl Ledger {
             } => {
                 if *requested > 0 {
                     p.devices.entry(*chip).or_default().seed(*kind, *requested);
+                }
+            }
+            EventKind::CircularBuffers {
+                device,
+                program,
+                buffers,
+            } => {
+                for chip in &device.chips {
+                    let acct = p.devices.entry(*chip).or_default();
+                    acct.circular_buffers.place(*program, buffers, ev.ts_ns);
+                }
+            }
+            EventKind::ProgramReleased { device, program } => {
+                for chip in &device.chips {
+                    let acct = p.devices.entry(*chip).or_default();
+                    if !acct.circular_buffers.release(*program, ev.ts_ns) {
+                        p.unknown_program_releases += 1;
+                    }
                 }
             }
             EventKind::DeviceOpen { device, shape } => p.opened(device, *shape, ev.ts_ns),

@@ -129,6 +129,62 @@ pub enum EventKind {
         kind: BufferType,
         requested: u64,
     },
+    /// A program's circular buffers were placed on a device (the program registered with it):
+    /// they hold L1 there until the program is released.
+    CircularBuffers {
+        device: DeviceRef,
+        /// The program object (identifies it within the process).
+        program: u64,
+        buffers: Vec<CircularBuffer>,
+    },
+    /// A program left a device (it was destroyed): its circular buffers there are gone.
+    ProgramReleased {
+        device: DeviceRef,
+        program: u64,
+    },
+}
+
+/// A rectangle of cores, corners included (tt-metal's `CoreRange`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CoreRange {
+    pub start: (u32, u32),
+    pub end: (u32, u32),
+}
+
+impl CoreRange {
+    pub fn cores(&self) -> u64 {
+        let w = u64::from(self.end.0.saturating_sub(self.start.0)) + 1;
+        let h = u64::from(self.end.1.saturating_sub(self.start.1)) + 1;
+        w * h
+    }
+
+    /// `(x0,y0)-(x1,y1)`, as tt-metal prints core ranges.
+    pub fn describe(&self) -> String {
+        format!(
+            "({},{})-({},{})",
+            self.start.0, self.start.1, self.end.0, self.end.1
+        )
+    }
+}
+
+/// One circular buffer of a program, on the cores of `cores`: `size` bytes of L1 from
+/// `address` on each of them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CircularBuffer {
+    pub address: u64,
+    /// Bytes per core.
+    pub size: u64,
+    /// Backed by an L1 buffer the program was given (that buffer is counted as L1 already).
+    pub global: bool,
+    pub cores: Vec<CoreRange>,
+    /// The probe could copy only part of the core range list (more ranges than it carries).
+    pub cut: bool,
+}
+
+impl CircularBuffer {
+    pub fn cores(&self) -> u64 {
+        self.cores.iter().map(CoreRange::cores).sum()
+    }
 }
 
 /// What an out-of-memory message of the allocator says.

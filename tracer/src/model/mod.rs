@@ -2,7 +2,9 @@
 //! events the probes produce and the ledger consumes.
 mod event;
 
-pub use event::{BufferInfo, BufferType, DeviceRef, Event, EventKind, Refusal};
+pub use event::{
+    BufferInfo, BufferType, CircularBuffer, CoreRange, DeviceRef, Event, EventKind, Refusal,
+};
 
 /// Allocator geometry for one buffer type, learned from the runtime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

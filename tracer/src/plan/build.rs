@@ -2,13 +2,14 @@
 use anyhow::{anyhow, Result};
 
 use super::{
-    kinds::{banks, buffer, device, geometry},
+    kinds::{banks, buffer, cb, device, geometry},
     lifecycle,
     types::{PlannedProbe, ProbePlan, Role},
 };
 use crate::runtime::{
     allocator,
     calibrate::{calibrate, pretty},
+    core_ranges,
     elf::Library,
     symbols as sym,
 };
@@ -116,6 +117,7 @@ pub fn build(lib: &Library) -> Result<ProbePlan> {
             detail: "attached only after a mid-run attach, until each process reported".into(),
         });
     }
+    let core_ranges = circular_buffers(lib, &mut probes, &mut warnings);
     let call_stacks = lifecycle::call_stacks(lib);
     let vptr_of = |m: &str| lib.symbol(m).map(|s| s.address + 16);
     Ok(ProbePlan {
@@ -128,6 +130,53 @@ pub fn build(lib: &Library) -> Result<ProbePlan> {
         warnings,
         call_stacks,
         allocator,
+        core_ranges,
         mid_run: false,
     })
+}
+
+/// The circular-buffer probes, when the library has them and its core ranges calibrate.
+fn circular_buffers(
+    lib: &Library,
+    probes: &mut Vec<PlannedProbe>,
+    warnings: &mut Vec<String>,
+) -> Result<core_ranges::CoreRangeLayout, String> {
+    let wanted = [
+        (Role::CircularBuffer, sym::TRACK_ALLOCATE_CB),
+        (Role::ProgramRegister, sym::DEVICE_REGISTER_PROGRAM),
+        (Role::ProgramUnregister, sym::DEVICE_UNREGISTER_PROGRAM),
+    ];
+    let located: Result<Vec<_>, String> = wanted
+        .iter()
+        .map(|(role, mangled)| {
+            lib.symbol(mangled)
+                .and_then(|s| lib.file_offset(s.address))
+                .map(|off| (*role, *mangled, off))
+                .ok_or_else(|| format!("`{}` not found", pretty(mangled)))
+        })
+        .collect();
+    let planned = located.and_then(|located| {
+        let layout = core_ranges::calibrate(lib)?;
+        let cb_spec = cb::allocate_spec(&layout).map_err(|e| e.to_string())?;
+        let program_spec = cb::program_spec().map_err(|e| e.to_string())?;
+        for (role, mangled, file_offset) in located {
+            let spec = if role == Role::CircularBuffer {
+                cb_spec
+            } else {
+                program_spec
+            };
+            probes.push(PlannedProbe {
+                role,
+                symbol: mangled.to_string(),
+                file_offset,
+                spec,
+                detail: String::new(),
+            });
+        }
+        Ok(layout)
+    });
+    if let Err(e) = &planned {
+        warnings.push(format!("circular buffers are not tracked: {e}"));
+    }
+    planned
 }

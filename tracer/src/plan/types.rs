@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use tracer_common::SlotSpec;
 
-use crate::runtime::{allocator::AllocatorLayout, calibrate::Layout};
+use crate::runtime::{allocator::AllocatorLayout, calibrate::Layout, core_ranges::CoreRangeLayout};
 
 /// What a probed function means to the ledger.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +31,12 @@ pub enum Role {
     /// type (see runtime/allocator.rs). Attached only for processes attached mid-run, and
     /// removed once they have reported.
     AllocatorGeometry,
+    /// `GraphTracker::track_allocate_cb(...)`: a circular buffer placed on a device.
+    CircularBuffer,
+    /// `Device::register_program(ProgramImpl*)`: the CBs just placed belong to this program.
+    ProgramRegister,
+    /// `Device::unregister_program(ProgramImpl*)`: the program is destroyed; its CBs go.
+    ProgramUnregister,
 }
 
 #[derive(Clone, Debug)]
@@ -60,6 +66,8 @@ pub struct ProbePlan {
     /// Paths to the allocator geometry in a live process (read after a mid-run attach), or
     /// which symbol or pattern failed to calibrate.
     pub allocator: Result<AllocatorLayout, String>,
+    /// How core ranges are laid out (circular buffers are tracked with it), or why not.
+    pub core_ranges: Result<CoreRangeLayout, String>,
     /// Set by `attach` before the probes go live: the processes may have opened their devices
     /// already, so the [`Role::AllocatorGeometry`] probe is attached too.
     pub mid_run: bool,

@@ -1,10 +1,10 @@
 //! Raw probe records -> events: each probe kind (plan::kinds) says what its values mean; the
 //! decoder adds which chips a device object stands for and when a process first shows up.
-use tracer_common::{RawDevice, RawEvent, SLOT_PROCESS_EXIT};
+use tracer_common::{RawDevice, RawEvent, RawTailEvent, SLOT_PROCESS_EXIT};
 
 use super::devices::{DeviceResolver, Vptrs};
 use crate::{
-    model::{DeviceRef, Event, EventKind},
+    model::{CircularBuffer, DeviceRef, Event, EventKind},
     plan::{
         kinds::{self, Hit, Values},
         ProbePlan, Role,
@@ -29,6 +29,13 @@ pub struct Decoder {
     /// Records received per slot: one per probe hit that reached userspace (what the
     /// benchmark counts traps with).
     records: Vec<u64>,
+    /// Circular buffers placed by a thread, waiting for the program that registers with their
+    /// device next on that thread (tt-metal places a program's CBs, then registers it).
+    pending_cbs: rustc_hash::FxHashMap<(u32, u32), Vec<(u64, CircularBuffer)>>,
+    /// Programs whose CBs the ledger holds, per process and device object.
+    placed: std::collections::HashSet<(u32, u64, u64)>,
+    /// CBs no program registration claimed (placed again for a program already registered).
+    pub unowned_cbs: u64,
 }
 
 impl Decoder {
@@ -42,6 +49,9 @@ impl Decoder {
             geometry_wanted: Default::default(),
             geometry_notes: Vec::new(),
             records: vec![0; plan.probes.len()],
+            pending_cbs: Default::default(),
+            placed: Default::default(),
+            unowned_cbs: 0,
             plan,
         }
     }
@@ -121,13 +131,23 @@ impl Decoder {
     /// Decodes one raw event into ledger events: the event itself, preceded by a
     /// `ProcessStart` the first time a process shows up.
     pub fn decode(&mut self, raw: &RawEvent) -> Vec<Event> {
+        self.decode_with_tail(raw, None)
+    }
+
+    /// A record of a slot that copies an array after its values.
+    pub fn decode_tailed(&mut self, raw: &RawTailEvent) -> Vec<Event> {
+        let n = (raw.tail_len as usize).min(raw.tail.len());
+        self.decode_with_tail(&raw.event, Some((&raw.tail[..n], raw.tail_total)))
+    }
+
+    fn decode_with_tail(&mut self, raw: &RawEvent, tail: Option<(&[u8], u32)>) -> Vec<Event> {
         if let Some(n) = self.records.get_mut(raw.slot as usize) {
             *n += 1;
         }
         if self.plan.role(raw.slot) == Some(Role::AllocatorGeometry) {
             return self.geometry(raw);
         }
-        let Some(ev) = self.decode_one(raw) else {
+        let Some(ev) = self.decode_one(raw, tail) else {
             return Vec::new();
         };
         let mut out = Vec::with_capacity(2);
@@ -145,7 +165,7 @@ impl Decoder {
         out
     }
 
-    fn decode_one(&mut self, raw: &RawEvent) -> Option<Event> {
+    fn decode_one(&mut self, raw: &RawEvent, tail: Option<(&[u8], u32)>) -> Option<Event> {
         let event = |kind| Event {
             ts_ns: raw.ts_ns,
             pid: raw.pid,
@@ -154,6 +174,7 @@ impl Decoder {
         if raw.slot == SLOT_PROCESS_EXIT {
             self.resolver.forget_process(raw.pid);
             self.geometry_gone(raw.pid);
+            self.forget_cbs(raw.pid);
             // Only processes that used the runtime have a ledger worth closing.
             if !self.seen.contains(&raw.pid) {
                 return None;
@@ -161,7 +182,10 @@ impl Decoder {
             return Some(event(EventKind::ProcessExit { code: None }));
         }
         let role = self.plan.role(raw.slot)?;
-        let values = Values::new(&raw.values, raw.nvalues as usize, raw.valid);
+        let mut values = Values::new(&raw.values, raw.nvalues as usize, raw.valid);
+        if let Some((bytes, total)) = tail {
+            values = values.with_tail(bytes, total);
+        }
         let kind = match kinds::decode(&self.plan, role, &values) {
             Hit::Buffer {
                 alloc,
@@ -195,6 +219,47 @@ impl Decoder {
                 granularity: geometry.granularity,
             },
             Hit::Refused(refusal) => EventKind::OutOfMemory { refusal },
+            Hit::CircularBuffer { device, buffer } => {
+                self.pending_cbs
+                    .entry((raw.pid, raw.tid))
+                    .or_default()
+                    .push((device, buffer));
+                return None;
+            }
+            Hit::Program {
+                device,
+                program,
+                registered: true,
+            } => {
+                let pending = self.pending_cbs.get_mut(&(raw.pid, raw.tid))?;
+                let (mine, rest): (Vec<_>, Vec<_>) =
+                    pending.drain(..).partition(|(d, _)| *d == device);
+                *pending = rest;
+                if mine.is_empty() {
+                    return None;
+                }
+                self.placed.insert((raw.pid, device, program));
+                EventKind::CircularBuffers {
+                    device: self.device(raw.pid, device),
+                    program,
+                    buffers: mine.into_iter().map(|(_, b)| b).collect(),
+                }
+            }
+            Hit::Program {
+                device,
+                program,
+                registered: false,
+            } => {
+                // Programs placed before the tracer saw them (or without CBs) hold nothing
+                // the ledger counts.
+                if !self.placed.remove(&(raw.pid, device, program)) {
+                    return None;
+                }
+                EventKind::ProgramReleased {
+                    device: self.device(raw.pid, device),
+                    program,
+                }
+            }
             // Several events per hit: decoded in `geometry`.
             Hit::Geometry(_) => return None,
             Hit::Unreadable => {
@@ -206,6 +271,21 @@ impl Decoder {
             }
         };
         Some(event(kind))
+    }
+
+    /// A process ended: CBs still waiting for their program never get one.
+    fn forget_cbs(&mut self, pid: u32) {
+        let before = self.pending_cbs.len();
+        let mut unowned = 0;
+        self.pending_cbs.retain(|(p, _), cbs| {
+            if *p == pid {
+                unowned += cbs.len() as u64;
+            }
+            *p != pid
+        });
+        debug_assert!(self.pending_cbs.len() <= before);
+        self.unowned_cbs += unowned;
+        self.placed.retain(|(p, _, _)| *p != pid);
     }
 
     /// The allocator geometry probe's values as `BankGeometry` events, for a process attached

@@ -18,9 +18,9 @@ use aya::{
 };
 use tokio::io::unix::AsyncFd;
 use tracer_common::{
-    RawDevice, RawEvent, CFG_DEVICE_ID_OFF, CFG_FLAGS, CFG_MESH_ADD, CFG_MESH_HOP0, CFG_MESH_HOPS,
-    CFG_TASK_TGID_OFF, CFG_WAKEUP_BYTES, FLAG_ALL_PROCESSES, FLAG_DEBUG, MAX_SLOTS, MESH_MAX_HOPS,
-    SLOT_DEVICE,
+    RawDevice, RawEvent, RawTailEvent, CFG_DEVICE_ID_OFF, CFG_FLAGS, CFG_MESH_ADD, CFG_MESH_HOP0,
+    CFG_MESH_HOPS, CFG_TASK_TGID_OFF, CFG_WAKEUP_BYTES, FLAG_ALL_PROCESSES, FLAG_DEBUG, MAX_SLOTS,
+    MESH_MAX_HOPS, SLOT_DEVICE,
 };
 
 use crate::plan::{ProbePlan, Role};
@@ -367,6 +367,8 @@ impl Probes {
 /// What comes out of the ring buffer.
 pub enum Raw {
     Event(RawEvent),
+    /// An event of a slot that copies an array after its values.
+    Tailed(Box<RawTailEvent>),
     Device(Box<RawDevice>),
 }
 
@@ -383,6 +385,9 @@ fn parse(bytes: &[u8]) -> Raw {
     let slot = u32::from_ne_bytes(bytes[..4].try_into().unwrap_or([0; 4]));
     if slot == SLOT_DEVICE && bytes.len() >= std::mem::size_of::<RawDevice>() {
         return Raw::Device(Box::new(read_pod::<RawDevice>(bytes)));
+    }
+    if bytes.len() >= std::mem::size_of::<RawTailEvent>() {
+        return Raw::Tailed(Box::new(read_pod::<RawTailEvent>(bytes)));
     }
     Raw::Event(read_pod::<RawEvent>(bytes))
 }

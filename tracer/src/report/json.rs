@@ -2,7 +2,10 @@
 use serde_json::{json, Map, Value};
 
 use super::{explain, SessionInfo};
-use crate::ledger::{Amounts, BufferType, HeldBuffer, Ledger, PreAttach, ProcessLedger};
+use crate::ledger::{
+    program_bytes, Amounts, BufferType, ChipCircularBuffers, HeldBuffer, Ledger, PreAttach,
+    ProcessLedger,
+};
 
 pub const SCHEMA: &str = "tracer.summary/1";
 
@@ -104,6 +107,41 @@ fn groups(p: &ProcessLedger) -> Value {
         .collect()
 }
 
+/// A chip's circular buffers: bytes summed over cores, as tt-metal's tracker counts them.
+fn circular_buffers(c: &ChipCircularBuffers) -> Value {
+    let programs: Vec<Value> = c
+        .programs
+        .iter()
+        .map(|(program, cbs)| {
+            json!({
+                "program": program,
+                "bytes": program_bytes(cbs),
+                "buffers": cbs.iter().map(|b| json!({
+                    "address": b.address, "size": b.size, "cores": b.cores(),
+                    "globally_allocated": b.global,
+                    "core_ranges": b.cores.iter().map(|r| r.describe()).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let tops: Vec<Value> = c
+        .region_tops()
+        .into_iter()
+        .map(|(r, top)| json!({"core_range": r.describe(), "top": top}))
+        .collect();
+    json!({
+        "live_bytes": c.live_bytes,
+        "peak_bytes": c.peak_bytes,
+        "peak_at_ns": c.peak_ns,
+        "largest_program_bytes": c.peak_program_bytes,
+        "programs_placed": c.placed,
+        "programs_released": c.released,
+        "live_programs": programs,
+        "region_tops": tops,
+        "cut_core_ranges": c.cut,
+    })
+}
+
 pub fn summary(ledger: &Ledger, info: &SessionInfo) -> Value {
     let processes: Vec<Value> = ledger
         .processes
@@ -123,6 +161,7 @@ pub fn summary(ledger: &Ledger, info: &SessionInfo) -> Value {
                                  "reserved_at_ns": peak_at, "holders": peak_holders},
                         "seeded": {"requested": amounts(&d.seeded)},
                         "freed_before_attach": {"count": d.freed_before_attach, "requested": d.freed_before_attach_bytes},
+                        "circular_buffers": circular_buffers(&d.circular_buffers),
                     })
                 })
                 .collect();

@@ -55,6 +55,36 @@ pub fn event_lines(ev: &Event) -> Vec<String> {
             "• [PID {pid}] Device {} opened",
             chips_of(device).join(",")
         )],
+        EventKind::CircularBuffers {
+            device,
+            program,
+            buffers,
+        } => chips_of(device)
+            .into_iter()
+            .map(|chip| {
+                let cores: Vec<String> = buffers
+                    .iter()
+                    .map(|b| {
+                        let ranges: Vec<String> = b.cores.iter().map(|r| r.describe()).collect();
+                        format!("{}x{}@{}", b.size, b.cores(), ranges.join("+"))
+                    })
+                    .collect();
+                format!(
+                    "◆ [PID {pid}] Placed {} circular buffer(s) of program {program:#x} on device {chip}: {} bytes of L1 over the cores (size x cores@ranges: {})",
+                    buffers.len(),
+                    crate::ledger::program_bytes(buffers),
+                    cores.join(", ")
+                )
+            })
+            .collect(),
+        EventKind::ProgramReleased { device, program } => chips_of(device)
+            .into_iter()
+            .map(|chip| {
+                format!(
+                    "◇ [PID {pid}] Released the circular buffers of program {program:#x} on device {chip}"
+                )
+            })
+            .collect(),
         _ => Vec::new(),
     }
 }

@@ -2,6 +2,7 @@
 //! read its symbols, and calibrate its layout from its machine code.
 pub mod allocator;
 pub mod calibrate;
+pub mod core_ranges;
 pub mod disasm;
 pub mod discover;
 pub mod dynamic_linker;

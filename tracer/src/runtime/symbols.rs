@@ -74,3 +74,19 @@ pub const FREE_LIST_CTOR: (&str, &str) = (
     "_ZN2tt8tt_metal9allocator11FreeListOptC",
     "tt::tt_metal::allocator::FreeListOpt::FreeListOpt(",
 );
+
+/// Circular buffers: placed per CB and device when a program first runs there
+/// (`GraphTracker::track_allocate_cb(CoreRangeSet const&, addr, size, globally_allocated,
+/// IDevice const*)`), owned by the program registered with the device right after, and gone
+/// when the program unregisters (its destruction).
+pub const TRACK_ALLOCATE_CB: &str =
+    "_ZN2tt8tt_metal12GraphTracker17track_allocate_cbERKNS0_12CoreRangeSetEmmbPKNS0_7IDeviceE";
+pub const DEVICE_REGISTER_PROGRAM: &str =
+    "_ZN2tt8tt_metal6Device16register_programEPNS0_6detail11ProgramImplE";
+pub const DEVICE_UNREGISTER_PROGRAM: &str =
+    "_ZN2tt8tt_metal6Device18unregister_programEPNS0_6detail11ProgramImplE";
+/// Core range layout: the set's vector of ranges and a range's corners.
+pub const CORE_RANGE_SET_RANGES: &str = "_ZNK2tt8tt_metal12CoreRangeSet6rangesEv";
+pub const CORE_RANGE_SET_NUM_CORES: &str = "_ZNK2tt8tt_metal12CoreRangeSet9num_coresEv";
+pub const CORE_RANGE_SIZE: &str = "_ZNK2tt8tt_metal9CoreRange4sizeEv";
+pub const CORE_RANGE_GRID_SIZE: &str = "_ZNK2tt8tt_metal9CoreRange9grid_sizeEv";

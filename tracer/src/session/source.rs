@@ -95,6 +95,7 @@ impl Source {
         let decoder = &mut self.sets[set].decoder;
         let mut events = match raw {
             Raw::Event(e) => decoder.decode(&e),
+            Raw::Tailed(e) => decoder.decode_tailed(&e),
             Raw::Device(d) => {
                 decoder.describe(&d);
                 return Vec::new();

@@ -3,17 +3,20 @@
 //! between the two: a value is never read back by a bare index.
 pub mod banks;
 pub mod buffer;
+pub mod cb;
 pub mod device;
 pub mod geometry;
 pub mod refusal;
 
 use super::{types::Role, ProbePlan};
-use crate::model::{BufferInfo, BufferType, Geometry, Refusal};
+use crate::model::{BufferInfo, BufferType, CircularBuffer, Geometry, Refusal};
 
 /// The values one probe hit read, with which of them could be read.
 pub struct Values<'a> {
     values: &'a [u64],
     valid: u16,
+    /// The array a tailed slot copied after its values.
+    tail: Option<cb::Tail<'a>>,
 }
 
 impl<'a> Values<'a> {
@@ -22,7 +25,13 @@ impl<'a> Values<'a> {
         Self {
             values: &values[..n.min(values.len())],
             valid,
+            tail: None,
         }
+    }
+
+    pub fn with_tail(mut self, bytes: &'a [u8], total: u32) -> Self {
+        self.tail = Some(cb::Tail { bytes, total });
+        self
     }
 
     /// Value `i`, if the probe read it.
@@ -66,6 +75,14 @@ pub enum Hit {
     Geometry(Vec<(BufferType, Geometry)>),
     /// The allocator refused an allocation.
     Refused(Refusal),
+    /// A circular buffer was placed on a device, for the program about to register there.
+    CircularBuffer { device: u64, buffer: CircularBuffer },
+    /// A program registered with (or left) a device.
+    Program {
+        device: u64,
+        program: u64,
+        registered: bool,
+    },
     /// A value the kind needs was unreadable or makes no sense.
     Unreadable,
 }
@@ -82,6 +99,13 @@ pub fn decode(plan: &ProbePlan, role: Role, v: &Values) -> Hit {
         Role::BanksMap => banks::decode_map(v),
         Role::OutOfMemory => refusal::decode(v),
         Role::AllocatorGeometry => plan.allocator.as_ref().ok().map(|a| geometry::decode(a, v)),
+        Role::CircularBuffer => plan
+            .core_ranges
+            .as_ref()
+            .ok()
+            .and_then(|l| cb::decode_allocate(l, v, v.tail)),
+        Role::ProgramRegister => cb::decode_program(v, true),
+        Role::ProgramUnregister => cb::decode_program(v, false),
     };
     hit.unwrap_or(Hit::Unreadable)
 }

@@ -14,6 +14,7 @@
 //!   ([`member_call`]) and throws of a known message ([`messages`]).
 pub mod abi;
 pub mod accessor;
+pub mod array;
 pub mod chain;
 pub mod constructor;
 pub mod engine;
