@@ -141,6 +141,8 @@ pub fn render(ledger: &Ledger, lost_events: u64) -> String {
     let bytes = Family::<MemoryLabels, Gauge>::default();
     let peaks = Family::<MemoryLabels, Gauge>::default();
     let buffers = Family::<ChipLabels, Gauge>::default();
+    let cbs = Family::<ChipLabels, Gauge>::default();
+    let cb_peaks = Family::<ChipLabels, Gauge>::default();
     let allocs = Family::<ChipLabels, Counter>::default();
     let frees = Family::<ChipLabels, Counter>::default();
     let exited = Family::<ProcessLabels, Gauge>::default();
@@ -162,6 +164,9 @@ pub fn render(ledger: &Ledger, lost_events: u64) -> String {
                 device: chip,
             };
             buffers.get_or_create(&at).set(gauge(d.live_buffers));
+            let cb = &d.circular_buffers;
+            cbs.get_or_create(&at).set(gauge(cb.live_bytes));
+            cb_peaks.get_or_create(&at).set(gauge(cb.peak_bytes));
             allocs.get_or_create(&at).inc_by(d.allocations);
             frees.get_or_create(&at).inc_by(d.deallocations);
             for t in BufferType::ALL {
@@ -197,6 +202,16 @@ pub fn render(ledger: &Ledger, lost_events: u64) -> String {
         "tracer_device_live_buffers",
         "Buffers a process holds on a chip now",
         buffers,
+    );
+    registry.register(
+        "tracer_circular_buffer_bytes",
+        "L1 the circular buffers of a process's live programs hold on a chip, summed over cores",
+        cbs,
+    );
+    registry.register(
+        "tracer_circular_buffer_peak_bytes",
+        "High-water mark of tracer_circular_buffer_bytes during the session",
+        cb_peaks,
     );
     // Counters get their `_total` suffix from the encoder.
     registry.register(

@@ -54,6 +54,8 @@ pub struct ChipRow {
     pub buffers: u64,
     pub reserved: Amounts,
     pub peak: Amounts,
+    /// L1 the programs' circular buffers hold (summed over cores).
+    pub circular_buffers: u64,
 }
 
 /// One process on one chip.
@@ -65,6 +67,7 @@ pub struct ProcessRow {
     pub chip: i32,
     pub buffers: u64,
     pub reserved: Amounts,
+    pub circular_buffers: u64,
 }
 
 pub fn chip_rows(ledger: &Ledger) -> Vec<ChipRow> {
@@ -77,7 +80,9 @@ pub fn chip_rows(ledger: &Ledger) -> Vec<ChipRow> {
                 buffers: 0,
                 reserved: Amounts::default(),
                 peak: Amounts::default(),
+                circular_buffers: 0,
             });
+            r.circular_buffers += d.circular_buffers.live_bytes;
             if d.live_buffers > 0 {
                 r.processes += 1;
             }
@@ -105,12 +110,13 @@ pub fn process_rows(ledger: &Ledger) -> Vec<ProcessRow> {
                 chip: *chip,
                 buffers: d.live_buffers,
                 reserved: d.reserved,
+                circular_buffers: d.circular_buffers.live_bytes,
             })
         })
         .collect();
     rows.sort_by_key(|r| {
         (
-            std::cmp::Reverse(r.reserved.0.iter().sum::<u64>()),
+            std::cmp::Reverse(r.reserved.0.iter().sum::<u64>() + r.circular_buffers),
             r.pid,
             r.chip,
         )
@@ -141,14 +147,14 @@ pub fn snapshot(ledger: &Ledger, status: &Status) -> String {
     let _ = writeln!(s, "{}", header(status));
     let _ = writeln!(
         s,
-        "{:>5} {:>5} {:>7} {:>11} {:>11} {:>11} {:>11} {:>11}",
-        "CHIP", "PROCS", "BUFFERS", "DRAM", "L1", "L1_SMALL", "TRACE", "PEAK L1"
+        "{:>5} {:>5} {:>7} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11}",
+        "CHIP", "PROCS", "BUFFERS", "DRAM", "L1", "L1_SMALL", "TRACE", "PEAK L1", "CB"
     );
     for r in chip_rows(ledger) {
         let c = cells(&r.reserved);
         let _ = writeln!(
             s,
-            "{:>5} {:>5} {:>7} {:>11} {:>11} {:>11} {:>11} {:>11}",
+            "{:>5} {:>5} {:>7} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11}",
             r.chip,
             r.processes,
             r.buffers,
@@ -156,19 +162,20 @@ pub fn snapshot(ledger: &Ledger, status: &Status) -> String {
             c[1],
             c[2],
             c[3],
-            r.peak.get(BufferType::L1)
+            r.peak.get(BufferType::L1),
+            r.circular_buffers
         );
     }
     let _ = writeln!(
         s,
-        "{:>8} {:>5} {:>7} {:>11} {:>11} {:>11} {:>11}  COMMAND",
-        "PID", "CHIP", "BUFFERS", "DRAM", "L1", "L1_SMALL", "TRACE"
+        "{:>8} {:>5} {:>7} {:>11} {:>11} {:>11} {:>11} {:>11}  COMMAND",
+        "PID", "CHIP", "BUFFERS", "DRAM", "L1", "L1_SMALL", "TRACE", "CB"
     );
     for r in process_rows(ledger) {
         let c = cells(&r.reserved);
         let _ = writeln!(
             s,
-            "{:>8} {:>5} {:>7} {:>11} {:>11} {:>11} {:>11}  {}{}",
+            "{:>8} {:>5} {:>7} {:>11} {:>11} {:>11} {:>11} {:>11}  {}{}",
             r.pid,
             r.chip,
             r.buffers,
@@ -176,6 +183,7 @@ pub fn snapshot(ledger: &Ledger, status: &Status) -> String {
             c[1],
             c[2],
             c[3],
+            r.circular_buffers,
             r.command,
             if r.exited { " (exited)" } else { "" }
         );
@@ -211,9 +219,9 @@ pub fn draw<B: Backend>(
         let chip_table = table(
             "reserved per chip, all processes",
             [
-                "CHIP", "PROCS", "BUFFERS", "DRAM", "L1", "L1_SMALL", "TRACE", "PEAK L1",
+                "CHIP", "PROCS", "BUFFERS", "DRAM", "L1", "L1_SMALL", "TRACE", "PEAK L1", "CB",
             ],
-            [6, 6, 8, 12, 12, 12, 12, 12],
+            [6, 6, 8, 12, 12, 12, 12, 12, 12],
             chips.iter().map(|r| {
                 let mut v = vec![
                     r.chip.to_string(),
@@ -222,6 +230,7 @@ pub fn draw<B: Backend>(
                 ];
                 v.extend(cells(&r.reserved));
                 v.push(human_bytes(r.peak.get(BufferType::L1)));
+                v.push(human_bytes(r.circular_buffers));
                 v
             }),
         );
@@ -229,12 +238,13 @@ pub fn draw<B: Backend>(
         let proc_table = table(
             "per process and chip, largest first",
             [
-                "PID", "CHIP", "BUFFERS", "DRAM", "L1", "L1_SMALL", "TRACE", "COMMAND",
+                "PID", "CHIP", "BUFFERS", "DRAM", "L1", "L1_SMALL", "TRACE", "CB", "COMMAND",
             ],
-            [9, 6, 8, 12, 12, 12, 12, 0],
+            [9, 6, 8, 12, 12, 12, 12, 12, 0],
             procs.iter().map(|r| {
                 let mut v = vec![r.pid.to_string(), r.chip.to_string(), r.buffers.to_string()];
                 v.extend(cells(&r.reserved));
+                v.push(human_bytes(r.circular_buffers));
                 v.push(format!(
                     "{}{}",
                     r.command,
@@ -251,8 +261,8 @@ pub fn draw<B: Backend>(
 /// A bordered table; a width of 0 takes the rest of the line.
 fn table<'a>(
     title: &'a str,
-    header: [&'a str; 8],
-    widths: [u16; 8],
+    header: [&'a str; 9],
+    widths: [u16; 9],
     rows: impl Iterator<Item = Vec<String>>,
 ) -> Table<'a> {
     let widths = widths.map(|w| {

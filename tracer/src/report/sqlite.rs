@@ -26,6 +26,12 @@ CREATE TABLE buffers(id INTEGER PRIMARY KEY, pid INTEGER, device_handle INTEGER,
                      freed_ns INTEGER, outcome TEXT);
 CREATE TABLE events(seq INTEGER PRIMARY KEY, ts_ns INTEGER, pid INTEGER, kind TEXT,
                     buffer INTEGER REFERENCES buffers(id), detail TEXT);
+-- One row per circular buffer of a program on a chip: size bytes of L1 on each of its cores
+-- from address, from placed_ns until released_ns (the program's destruction or a close).
+CREATE TABLE circular_buffers(id INTEGER PRIMARY KEY, pid INTEGER, chip INTEGER,
+                              program INTEGER, address INTEGER, size INTEGER, cores INTEGER,
+                              core_ranges TEXT, globally_allocated INTEGER,
+                              placed_ns INTEGER, released_ns INTEGER);
 -- Highest reserved bytes per chip and type over all processes, and when first reached.
 CREATE TABLE peaks(chip INTEGER, type TEXT, reserved INTEGER, at_ns INTEGER,
                    PRIMARY KEY(chip, type));
@@ -53,6 +59,8 @@ pub fn export(rec: &Recording, out: &Path) -> Result<Replayed> {
     let tx = db.transaction()?;
     let mut totals = ChipTotals::default();
     let mut live: HashMap<(u32, u64, u64), i64> = HashMap::new();
+    // Rows of the circular buffers a program holds on a chip: (pid, chip, program) -> ids.
+    let mut placed: HashMap<(u32, i32, u64), Vec<i64>> = HashMap::new();
     let mut err: Option<rusqlite::Error> = None;
     let replay = {
         let mut ins_dev = tx.prepare(
@@ -64,6 +72,12 @@ pub fn export(rec: &Recording, out: &Path) -> Result<Replayed> {
         )?;
         let mut end_buf =
             tx.prepare("UPDATE buffers SET freed_ns = ?2, outcome = ?3 WHERE id = ?1")?;
+        let mut ins_cb = tx.prepare(
+            "INSERT INTO circular_buffers(pid, chip, program, address, size, cores, core_ranges,
+             globally_allocated, placed_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        let mut end_cb =
+            tx.prepare("UPDATE circular_buffers SET released_ns = ?2 WHERE id = ?1")?;
         let mut ins_ev = tx.prepare(
             "INSERT INTO events(seq, ts_ns, pid, kind, buffer, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
@@ -119,11 +133,62 @@ pub fn export(rec: &Recording, out: &Path) -> Result<Replayed> {
                                 end_buf.execute(params![id, ts, Outcome::FreedByClose.name()])?;
                             }
                         }
+                        let programs: Vec<_> = placed
+                            .keys()
+                            .filter(|k| k.0 == ev.pid && device.chips.contains(&k.1))
+                            .copied()
+                            .collect();
+                        for k in programs {
+                            for id in placed.remove(&k).unwrap_or_default() {
+                                end_cb.execute(params![id, ts])?;
+                            }
+                        }
                         "device_close".to_string()
                     }
                     EventKind::DeviceOpen { device, .. } => {
                         insert_device(&mut ins_dev, ev.pid, device)?;
                         "device_open".to_string()
+                    }
+                    EventKind::CircularBuffers {
+                        device,
+                        program,
+                        buffers,
+                    } => {
+                        insert_device(&mut ins_dev, ev.pid, device)?;
+                        for chip in &device.chips {
+                            let rows = placed.entry((ev.pid, *chip, *program)).or_default();
+                            for id in rows.drain(..) {
+                                end_cb.execute(params![id, ts])?;
+                            }
+                            for b in buffers {
+                                let ranges: Vec<String> =
+                                    b.cores.iter().map(|r| r.describe()).collect();
+                                ins_cb.execute(params![
+                                    ev.pid,
+                                    chip,
+                                    *program as i64,
+                                    b.address as i64,
+                                    b.size as i64,
+                                    b.cores() as i64,
+                                    ranges.join(" "),
+                                    b.global,
+                                    ts
+                                ])?;
+                                rows.push(tx.last_insert_rowid());
+                            }
+                        }
+                        "circular_buffers".to_string()
+                    }
+                    EventKind::ProgramReleased { device, program } => {
+                        for chip in &device.chips {
+                            for id in placed
+                                .remove(&(ev.pid, *chip, *program))
+                                .unwrap_or_default()
+                            {
+                                end_cb.execute(params![id, ts])?;
+                            }
+                        }
+                        "program_released".to_string()
                     }
                     other => serde_json::to_value(other)
                         .ok()

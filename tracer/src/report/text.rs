@@ -1,8 +1,8 @@
 //! The human summary printed at the end of a session.
 use std::fmt::Write as _;
 
-use super::explain;
 use super::SessionInfo;
+use super::{explain, human_bytes};
 use crate::ledger::{Amounts, BufferType, Ledger, PreAttach, ProcessLedger};
 
 fn amounts(a: &Amounts, always_dram: bool) -> String {
@@ -58,6 +58,20 @@ pub fn process_summary(p: &ProcessLedger, call_stacks: &str) -> String {
             amounts(&d.peak_reserved, true)
         );
         explain::peaks(&mut detail, p, *chip);
+        let cb = &d.circular_buffers;
+        if cb.placed > 0 {
+            let _ = writeln!(
+                detail,
+                "    circular buffers (L1, summed over cores): {} live in {} program(s), peak {} at {}; largest program {}; {} program(s) placed, {} released",
+                human_bytes(cb.live_bytes),
+                cb.programs.len(),
+                human_bytes(cb.peak_bytes),
+                super::since(cb.peak_ns, p.first_ns),
+                human_bytes(cb.peak_program_bytes),
+                cb.placed,
+                cb.released
+            );
+        }
         match details.iter_mut().find(|(text, _)| *text == detail) {
             Some((_, chips)) => chips.push(*chip),
             None => details.push((detail, vec![*chip])),
