@@ -551,3 +551,58 @@ fn close_drops_what_is_left_of_the_seed() {
         assert_eq!(d.peak_requested.get(BufferType::Dram), 65536);
     }
 }
+
+fn cbs(size: u64) -> Vec<crate::model::CircularBuffer> {
+    vec![crate::model::CircularBuffer {
+        address: 100_000,
+        size,
+        global: false,
+        cores: vec![crate::model::CoreRange {
+            start: (0, 0),
+            end: (10, 9),
+        }],
+        cut: false,
+    }]
+}
+
+#[test]
+fn circular_buffers_of_a_mesh_program_sit_on_every_chip_until_released() {
+    let mut l = Ledger::new();
+    l.apply(&ev(
+        1,
+        EventKind::CircularBuffers {
+            device: mesh(),
+            program: 0xa,
+            buffers: cbs(4096),
+        },
+    ));
+    l.apply(&ev(
+        2,
+        EventKind::CircularBuffers {
+            device: chip3(),
+            program: 0xb,
+            buffers: cbs(8192),
+        },
+    ));
+    let p = &l.processes[&7];
+    for (chip, d) in &p.devices {
+        let want = if *chip == 3 { 8192 * 110 } else { 4096 * 110 };
+        assert_eq!(d.circular_buffers.live_bytes, want, "chip {chip}");
+        // CBs are not buffers: the buffer figures stay untouched.
+        assert_eq!((d.live_buffers, d.reserved.get(BufferType::L1)), (0, 0));
+    }
+    l.apply(&ev(
+        3,
+        EventKind::ProgramReleased {
+            device: chip3(),
+            program: 0xb,
+        },
+    ));
+    let c = &l.processes[&7].devices[&3].circular_buffers;
+    assert_eq!((c.live_bytes, c.peak_bytes), (4096 * 110, 8192 * 110));
+    l.apply(&ev(4, EventKind::DeviceClose { device: mesh() }));
+    for d in l.processes[&7].devices.values() {
+        assert_eq!(d.circular_buffers.live_bytes, 0);
+        assert!(d.circular_buffers.programs.is_empty());
+    }
+}
