@@ -169,6 +169,15 @@ pub fn doctor(lib: Option<PathBuf>, pid: Option<u32>, cmd: Vec<String>) -> Resul
                          (reserved falls back to requested bytes)"
                     ),
                 }
+                match &plan.core_ranges {
+                    Ok(l) => {
+                        println!("  circular buffers: core ranges {}", l.describe());
+                        for (field, how) in &l.provenance {
+                            println!("    {field}: {how}");
+                        }
+                    }
+                    Err(e) => println!("  circular buffers: NOT tracked: {e}"),
+                }
                 let vptr =
                     |v: Option<u64>| v.map_or("not found".to_string(), |a| format!("{a:#x}"));
                 println!(
