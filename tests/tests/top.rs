@@ -10,20 +10,23 @@ fn snapshots(text: &str) -> Vec<std::collections::BTreeMap<i64, (u64, u64)>> {
     for block in text.split("tracer top: ").skip(1) {
         let mut chips = std::collections::BTreeMap::new();
         let mut lines = block.lines().skip(1);
-        if !lines
-            .next()
-            .is_some_and(|h| h.trim_start().starts_with("CHIP"))
-        {
+        let Some(header) = lines.next().filter(|h| h.trim_start().starts_with("CHIP")) else {
             continue;
-        }
+        };
+        // Columns by name: the table may grow columns.
+        let header: Vec<&str> = header.split_whitespace().collect();
+        let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+        let (dram, l1) = (col("DRAM"), col("L1"));
+        // "PEAK L1" is one column of two words.
+        let width = header.len() - 1;
         for l in lines {
             let f: Vec<&str> = l.split_whitespace().collect();
-            if f.first() == Some(&"PID") || f.len() != 8 {
+            if f.first() == Some(&"PID") || f.len() != width {
                 break;
             }
             chips.insert(
                 f[0].parse().unwrap(),
-                (f[3].parse().unwrap(), f[4].parse().unwrap()),
+                (f[dram].parse().unwrap(), f[l1].parse().unwrap()),
             );
         }
         out.push(chips);
