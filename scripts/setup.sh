@@ -117,8 +117,25 @@ python_for() {
     exit 1
 }
 
-# Mock mode never compiles a kernel but checks the RISC-V compiler's version first; a stand-in
-# that only answers --version lets the real runtime open a mock mesh without the toolchain.
+# The runtime checks its RISC-V compiler's version before it opens a device, and builds kernels
+# when an op (matmul, add, ...) first runs. The real toolchain is not needed on a mock device: a
+# stand-in answers the version check, writes empty objects (and dependency files) for compile
+# steps, and for link steps links a few-instruction RISC-V stub with Debian's RISC-V binutils
+# against the runtime's own linker script and firmware symbols, so the runtime gets a real ELF to
+# load. Kernels compute nothing; buffers and circular buffers are the runtime's own.
+RISCV_AS="" RISCV_LD=""
+need_riscv_binutils() {
+    [ -n "$RISCV_AS" ] && return
+    apt_step "RISC-V binutils (the compiler stand-in links kernel stubs with them)" \
+        binutils-riscv64-unknown-elf riscv64-unknown-elf-ld --version
+    RISCV_AS=$(command -v riscv64-unknown-elf-as || true)
+    RISCV_LD=$(command -v riscv64-unknown-elf-ld || true)
+    if [ -z "$RISCV_AS" ] || [ -z "$RISCV_LD" ]; then
+        echo "error: riscv64-unknown-elf-as/-ld missing although binutils-riscv64-unknown-elf is installed" >&2
+        exit 1
+    fi
+}
+
 install_compiler_standin() {
     local site="$1"
     local ver_file="$site/ttnn/tt_metal/sfpi-version"
@@ -127,18 +144,87 @@ install_compiler_standin() {
     local version build
     version=$(sed -n "s/^sfpi_version='\(.*\)'/\1/p" "$ver_file")
     build=$(sed -n "s/^sfpi_build='\(.*\)'/\1/p" "$ver_file")
+    need_riscv_binutils
     mkdir -p "$(dirname "$bin")"
-    cat >"$bin" <<STANDIN
+    cat >"$bin.new" <<STANDIN
 #!/bin/sh
-# Stand-in for the RISC-V compiler: answers the runtime's version check, compiles nothing.
+# Stand-in for tt-metal's RISC-V compiler (riscv-tt-elf-g++), installed by tracer's setup.sh for
+# running the real runtime on a mock device. It is NOT a compiler:
+#   --version             answers the runtime's version check;
+#   compile steps         (-c, -S, -E, -x *-header) write an empty output file and, under
+#                         -MMD/-MD, a dependency file (-MF FILE, else <output without extension>.d);
+#   link steps (-T<ld>)   link a few-instruction RISC-V stub (_start in .start, one %hi/%lo
+#                         relocation to a .data word) against the runtime's own linker script and
+#                         -Wl,--just-symbols= firmware, with ${RISCV_LD}.
+# Kernels built this way compute nothing; memory behaviour (buffers, circular buffers) is the
+# runtime's own.
+me="riscv-tt-elf-g++ stand-in"
 if [ "\$1" = "--version" ]; then
     echo "riscv-tt-elf-g++ (tenstorrent/sfpi:${version}[${build}]) 15.1.0"
     exit 0
 fi
-echo "riscv-tt-elf-g++ stand-in: kernels cannot be compiled on a mock device" >&2
-exit 1
+out="" mf="" dep="" mode="" script="" syms=""
+while [ \$# -gt 0 ]; do
+    case "\$1" in
+        -o) out="\$2"; shift ;;
+        -o?*) out="\${1#-o}" ;;
+        -MF) mf="\$2"; shift ;;
+        -MMD|-MD) dep=1 ;;
+        -c|-S|-E) mode=compile ;;
+        -x) case "\$2" in *-header) mode=compile ;; esac; shift ;;
+        -T) script="\$2"; shift ;;
+        -T?*) script="\${1#-T}" ;;
+        -Wl,--just-symbols=*) syms="\${1#-Wl,--just-symbols=}" ;;
+    esac
+    shift
+done
+[ -n "\$script" ] && mode=link
+if [ -z "\$mode" ]; then
+    echo "\$me: neither a compile step (-c, -S, -E) nor a link step (-T<script>); kernels cannot be built otherwise" >&2
+    exit 1
+fi
+if [ -z "\$out" ]; then
+    echo "\$me: no output file (-o) given" >&2
+    exit 1
+fi
+if [ "\$mode" = compile ]; then
+    : >"\$out" || exit 1
+    if [ -n "\$dep" ]; then
+        if [ -z "\$mf" ]; then
+            case "\${out##*/}" in
+                *.*) mf="\${out%.*}.d" ;;
+                *) mf="\$out.d" ;;
+            esac
+        fi
+        printf '%s:\n' "\$out" >"\$mf" || exit 1
+    fi
+    exit 0
+fi
+tmp=\$(mktemp -d) || exit 1
+trap 'rm -rf "\$tmp"' EXIT
+cat >"\$tmp/stub.s" <<'ASM'
+    .section .start, "ax", @progbits
+    .globl _start
+_start:
+    lui a0, %hi(stub_word)
+    addi a0, a0, %lo(stub_word)
+    j _start
+    .data
+stub_word:
+    .word 0
+ASM
+${RISCV_AS} -march=rv32i -mabi=ilp32 -o "\$tmp/stub.o" "\$tmp/stub.s" || exit 1
+set -- -m elf32lriscv -T "\$script"
+[ -n "\$syms" ] && set -- "\$@" "--just-symbols=\$syms"
+${RISCV_LD} "\$@" -z max-page-size=16 --emit-relocs -o "\$out" "\$tmp/stub.o"
 STANDIN
-    chmod +x "$bin"
+    chmod +x "$bin.new"
+    # Replace only when it changed (a running runtime may be executing the old one).
+    if cmp -s "$bin.new" "$bin"; then
+        rm -f "$bin.new"
+    else
+        mv -f "$bin.new" "$bin"
+    fi
 }
 
 for era in "${ERAS[@]}"; do
