@@ -1,6 +1,6 @@
 //! What happened besides allocations: device lifecycles, refused allocations, and the
 //! buffers that made each chip's high-water mark.
-use super::{BufferType, DeviceRef, HeldBuffer, ProcessLedger, Refusal};
+use super::{BufferType, CbClash, DeviceRef, HeldBuffer, ProcessLedger, Refusal};
 
 /// A device or mesh opened or closed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,6 +32,16 @@ pub struct OomRecord {
     /// Per chip of that device: every buffer of that type it held, largest first (empty after
     /// the first [`OOM_WITH_HOLDERS`] refusals).
     pub holders: Vec<(i32, Vec<HeldBuffer>)>,
+}
+
+/// A program the runtime refused because its circular buffers would overlap an L1 buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClashRecord {
+    pub at_ns: u64,
+    pub clash: CbClash,
+    /// The live L1 buffer(s) at the address the runtime named (one per device object holding
+    /// one there): who is in the way.
+    pub holders: Vec<HeldBuffer>,
 }
 
 /// A chip's high-water mark for one buffer type.
@@ -125,6 +135,23 @@ impl ProcessLedger {
             }
         }
         open
+    }
+
+    pub(super) fn clashed(&mut self, clash: &CbClash, at_ns: u64) {
+        let mut holders: Vec<HeldBuffer> = self
+            .live
+            .values()
+            .filter(|h| {
+                h.buffer.kind == BufferType::L1 && h.buffer.address == clash.l1_buffer_address
+            })
+            .cloned()
+            .collect();
+        holders.sort_by_key(|h| (h.allocated_ns, h.buffer.unique_id));
+        self.clashes.push(ClashRecord {
+            at_ns,
+            clash: clash.clone(),
+            holders,
+        });
     }
 
     pub(super) fn refused(&mut self, r: &Refusal, at_ns: u64) {

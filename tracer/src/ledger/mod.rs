@@ -9,10 +9,12 @@ mod tests;
 
 use std::collections::BTreeMap;
 
-pub use crate::model::{BufferInfo, BufferType, DeviceRef, Event, EventKind, Geometry, Refusal};
+pub use crate::model::{
+    BufferInfo, BufferType, CbClash, DeviceRef, Event, EventKind, Geometry, Refusal,
+};
 pub use account::{Amounts, DeviceAccount};
 pub use circular::{program_bytes, ChipCircularBuffers};
-pub use history::{Lifecycle, OomRecord, Peak};
+pub use history::{ClashRecord, Lifecycle, OomRecord, Peak};
 
 /// Why a buffer was still held at the end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,6 +87,8 @@ pub struct ProcessLedger {
     pub lifecycle: Vec<Lifecycle>,
     /// Allocations the device allocator refused.
     pub ooms: Vec<OomRecord>,
+    /// Programs refused because their circular buffers would overlap L1 buffers.
+    pub clashes: Vec<ClashRecord>,
     /// Per (chip, type): when the reserved high-water mark was reached and which buffers held
     /// it.
     pub peaks: BTreeMap<(i32, BufferType), Peak>,
@@ -305,6 +309,7 @@ impl Ledger {
             }
             EventKind::DeviceOpen { device, shape } => p.opened(device, *shape, ev.ts_ns),
             EventKind::OutOfMemory { refusal } => p.refused(refusal, ev.ts_ns),
+            EventKind::CircularBufferClash { clash } => p.clashed(clash, ev.ts_ns),
             EventKind::ProcessExit { code } => {
                 p.exited = true;
                 if code.is_some() {

@@ -137,6 +137,10 @@ pub enum EventKind {
         program: u64,
         buffers: Vec<CircularBuffer>,
     },
+    /// The runtime refused a program: its circular buffers would overlap an L1 buffer.
+    CircularBufferClash {
+        clash: CbClash,
+    },
     /// A program left a device (it was destroyed): its circular buffers there are gone.
     ProgramReleased {
         device: DeviceRef,
@@ -185,6 +189,21 @@ impl CircularBuffer {
     pub fn cores(&self) -> u64 {
         self.cores.iter().map(CoreRange::cores).sum()
     }
+}
+
+/// What the runtime's "circular buffers clash with L1 buffers" refusal says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CbClash {
+    /// The program's id as the runtime prints it.
+    pub program: u64,
+    /// The cores, when the runtime's text of them could be read and parsed.
+    pub core_range: Option<CoreRange>,
+    /// The runtime's own text of the core range (its first 32 characters).
+    pub core_range_text: String,
+    /// Address of the lowest L1 buffer on those cores (L1 buffers grow down from the top).
+    pub l1_buffer_address: u64,
+    /// Where the program's CB region would end (CBs grow up from the L1 base).
+    pub cb_region_end: u64,
 }
 
 /// What an out-of-memory message of the allocator says.

@@ -3,7 +3,8 @@
 mod event;
 
 pub use event::{
-    BufferInfo, BufferType, CircularBuffer, CoreRange, DeviceRef, Event, EventKind, Refusal,
+    BufferInfo, BufferType, CbClash, CircularBuffer, CoreRange, DeviceRef, Event, EventKind,
+    Refusal,
 };
 
 /// Allocator geometry for one buffer type, learned from the runtime.

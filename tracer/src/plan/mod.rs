@@ -1,6 +1,7 @@
 //! The probe plan: which functions of the runtime library to probe, and what each probe reads
 //! (built from the layout that runtime/ calibrated).
 mod build;
+pub mod clash;
 pub mod kinds;
 pub mod lifecycle;
 pub mod oom;

@@ -46,7 +46,7 @@ pub struct OomSite {
 }
 
 /// Placeholder index of the `{}` that follows `label` in `message`.
-fn placeholder_after(message: &str, label: &str) -> Option<usize> {
+pub(super) fn placeholder_after(message: &str, label: &str) -> Option<usize> {
     let at = message.find(label)? + label.len();
     let rest = &message[at..];
     if !rest.starts_with("{}") {
@@ -55,7 +55,7 @@ fn placeholder_after(message: &str, label: &str) -> Option<usize> {
     Some(message[..at].matches("{}").count())
 }
 
-fn stack_ref(index: usize, then: &[i32], width: u8) -> FieldPath {
+pub(super) fn stack_ref(index: usize, then: &[i32], width: u8) -> FieldPath {
     let mut offsets = [0i32; MAX_STEPS];
     offsets[0] = 8 * index as i32;
     offsets[1..1 + then.len()].copy_from_slice(then);
@@ -68,7 +68,7 @@ fn stack_ref(index: usize, then: &[i32], width: u8) -> FieldPath {
     }
 }
 
-fn read_c_string(lib: &Library, vaddr: u64) -> Option<String> {
+pub(super) fn read_c_string(lib: &Library, vaddr: u64) -> Option<String> {
     let off = lib.file_offset(vaddr)? as usize;
     let bytes = lib.bytes_at(off, 512)?;
     let end = bytes.iter().position(|b| *b == 0)?;

@@ -37,6 +37,9 @@ pub enum Role {
     ProgramRegister,
     /// `Device::unregister_program(ProgramImpl*)`: the program is destroyed; its CBs go.
     ProgramUnregister,
+    /// The `tt_throw` of "... clash with L1 buffers ..." in
+    /// `ProgramImpl::validate_circular_buffer_region` (an instruction): a program refused.
+    CircularBufferClash,
 }
 
 #[derive(Clone, Debug)]

@@ -219,6 +219,7 @@ impl Decoder {
                 granularity: geometry.granularity,
             },
             Hit::Refused(refusal) => EventKind::OutOfMemory { refusal },
+            Hit::Clash(clash) => EventKind::CircularBufferClash { clash },
             Hit::CircularBuffer { device, buffer } => {
                 self.pending_cbs
                     .entry((raw.pid, raw.tid))

@@ -176,6 +176,17 @@ pub fn lifecycle(s: &mut String, p: &ProcessLedger) {
     }
 }
 
+pub fn clashes(s: &mut String, p: &ProcessLedger) {
+    for c in &p.clashes {
+        let _ = writeln!(
+            s,
+            "Circular buffer clash at {}: {}",
+            since(c.at_ns, p.first_ns),
+            super::lines::clash(p.pid, c)
+        );
+    }
+}
+
 pub fn ooms(s: &mut String, p: &ProcessLedger) {
     for o in &p.ooms {
         let r = &o.refusal;

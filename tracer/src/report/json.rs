@@ -60,6 +60,29 @@ fn lifecycle(p: &ProcessLedger) -> Value {
         .collect()
 }
 
+fn clashes(p: &ProcessLedger) -> Value {
+    p.clashes
+        .iter()
+        .map(|c| {
+            let k = &c.clash;
+            json!({
+                "at_ns": c.at_ns,
+                "program": k.program,
+                "core_range": k.core_range.map(|r| r.describe()),
+                "core_range_text": k.core_range_text,
+                "cb_region_end": k.cb_region_end,
+                "l1_buffer_address": k.l1_buffer_address,
+                "overlap": k.cb_region_end.saturating_sub(k.l1_buffer_address),
+                "l1_buffer_holders": c.holders.iter().map(|h| json!({
+                    "buffer_id": h.buffer.address, "unique_id": h.buffer.unique_id,
+                    "requested": h.buffer.size, "reserved": h.reserved,
+                    "chips": h.device.chips, "allocated_ns": h.allocated_ns,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect()
+}
+
 fn ooms(p: &ProcessLedger) -> Value {
     p.ooms
         .iter()
@@ -198,6 +221,7 @@ pub fn summary(ledger: &Ledger, info: &SessionInfo) -> Value {
                 "outstanding_groups": groups(p),
                 "lifecycle": lifecycle(p),
                 "oom": ooms(p),
+                "circular_buffer_clashes": clashes(p),
                 "attach": match &p.pre_attach {
                     None => Value::Null,
                     Some(PreAttach::Seeded(source)) => json!({"mode": "seeded", "source": source,

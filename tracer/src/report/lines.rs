@@ -2,7 +2,7 @@
 use std::fmt::Write as _;
 
 use super::human_bytes;
-use crate::ledger::{DeviceRef, Event, EventKind, OomRecord, Outstanding};
+use crate::ledger::{ClashRecord, DeviceRef, Event, EventKind, OomRecord, Outstanding};
 
 fn chips_of(d: &DeviceRef) -> Vec<String> {
     if d.chips.is_empty() {
@@ -175,4 +175,38 @@ pub fn oom(pid: u32, o: &OomRecord) -> Vec<String> {
         out.push(s);
     }
     out
+}
+
+/// Both sides of a program refused because its circular buffers would overlap an L1 buffer.
+pub fn clash(pid: u32, c: &ClashRecord) -> String {
+    let k = &c.clash;
+    let cores = k
+        .core_range
+        .map_or(k.core_range_text.clone(), |r| r.describe());
+    let mut s = format!(
+        "✗ [PID {pid}] Program {} refused: its circular buffers would end at {} on cores {cores}, above the lowest L1 buffer there, at {} ({} B overlap)",
+        k.program,
+        k.cb_region_end,
+        k.l1_buffer_address,
+        k.cb_region_end.saturating_sub(k.l1_buffer_address)
+    );
+    match c.holders.as_slice() {
+        [] => s.push_str("; that L1 buffer was allocated before tracing (holder unknown)"),
+        holders => {
+            for h in holders {
+                let chips: Vec<String> = h.device.chips.iter().map(|c| c.to_string()).collect();
+                let _ = write!(
+                    s,
+                    "; held by buffer_id={} (unique_id {}, {} B requested, {} B reserved per chip, on chip(s) {}, allocated at ns {})",
+                    h.buffer.address,
+                    h.buffer.unique_id,
+                    h.buffer.size,
+                    h.reserved,
+                    chips.join(","),
+                    h.allocated_ns
+                );
+            }
+        }
+    }
+    s
 }

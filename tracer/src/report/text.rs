@@ -90,6 +90,7 @@ pub fn process_summary(p: &ProcessLedger, call_stacks: &str) -> String {
         let _ = writeln!(s, "(no device memory activity)");
     }
     explain::ooms(&mut s, p);
+    explain::clashes(&mut s, p);
     explain::outstanding(&mut s, p, call_stacks);
     explain::per_chip(&mut s, p);
     if p.unknown_frees > 0 && p.pre_attach.is_none() {

@@ -7,7 +7,8 @@ use tracer_common::SlotSpec;
 
 use super::{Hit, Values};
 use crate::{
-    model::CircularBuffer,
+    model::{CbClash, CircularBuffer, CoreRange},
+    plan::clash::field,
     plan::slot::{device_spec, path, register},
     runtime::{core_ranges::CoreRangeLayout, disasm::Chain},
 };
@@ -71,6 +72,50 @@ pub fn decode_program(v: &Values, registered: bool) -> Option<Hit> {
         program: v.get(PROGRAM)?,
         registered,
     })
+}
+
+/// A hit of the clash probe: both sides, in the runtime's own numbers.
+pub fn decode_clash(v: &Values) -> Option<Hit> {
+    let at = |i: usize| v.get(i);
+    let len = (at(field::RANGE_LEN)? as usize).min(8 * field::RANGE_WORDS);
+    let mut chars = Vec::with_capacity(8 * field::RANGE_WORDS);
+    for w in 0..field::RANGE_WORDS {
+        chars.extend_from_slice(&v.get(field::RANGE_CHARS + w).unwrap_or(0).to_le_bytes());
+    }
+    let text = String::from_utf8_lossy(&chars[..len]).into_owned();
+    Some(Hit::Clash(CbClash {
+        program: at(field::PROGRAM)?,
+        core_range: parse_range(&text),
+        core_range_text: text,
+        l1_buffer_address: at(field::L1_BUFFER)?,
+        cb_region_end: at(field::REGION_END)?,
+    }))
+}
+
+/// The corners of a range as tt-metal prints it (`[0-0 - 7-0]`, `[(x=0,y=0) - (x=7,y=0)]`): the
+/// first four numbers, x then y of each corner.
+fn parse_range(text: &str) -> Option<CoreRange> {
+    let n: Vec<u32> = text
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    (n.len() >= 4).then(|| CoreRange {
+        start: (n[0], n[1]),
+        end: (n[2], n[3]),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ranges_as_the_runtime_prints_them() {
+        let r = super::parse_range("[0-0 - 7-0]").unwrap();
+        assert_eq!((r.start, r.end), ((0, 0), (7, 0)));
+        let r = super::parse_range("[(x=1,y=2) - (x=3,y=4)]").unwrap();
+        assert_eq!((r.start, r.end), ((1, 2), (3, 4)));
+        assert!(super::parse_range("[?]").is_none());
+    }
 }
 
 /// The array a tailed probe copied: `bytes` of the `total` it spans.

@@ -9,7 +9,7 @@ pub mod geometry;
 pub mod refusal;
 
 use super::{types::Role, ProbePlan};
-use crate::model::{BufferInfo, BufferType, CircularBuffer, Geometry, Refusal};
+use crate::model::{BufferInfo, BufferType, CbClash, CircularBuffer, Geometry, Refusal};
 
 /// The values one probe hit read, with which of them could be read.
 pub struct Values<'a> {
@@ -77,6 +77,8 @@ pub enum Hit {
     Refused(Refusal),
     /// A circular buffer was placed on a device, for the program about to register there.
     CircularBuffer { device: u64, buffer: CircularBuffer },
+    /// The runtime refused a program: its CBs would run into an L1 buffer.
+    Clash(CbClash),
     /// A program registered with (or left) a device.
     Program {
         device: u64,
@@ -106,6 +108,7 @@ pub fn decode(plan: &ProbePlan, role: Role, v: &Values) -> Hit {
             .and_then(|l| cb::decode_allocate(l, v, v.tail)),
         Role::ProgramRegister => cb::decode_program(v, true),
         Role::ProgramUnregister => cb::decode_program(v, false),
+        Role::CircularBufferClash => cb::decode_clash(v),
     };
     hit.unwrap_or(Hit::Unreadable)
 }

@@ -47,6 +47,11 @@ impl Sink for Printer {
                     let _ = writeln!(out, "{line}");
                 }
             }
+            EventKind::CircularBufferClash { .. } => {
+                if let Some(c) = p.clashes.last() {
+                    let _ = writeln!(out, "{}", lines::clash(ev.pid, c));
+                }
+            }
             _ => {}
         }
     }
