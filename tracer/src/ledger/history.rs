@@ -1,6 +1,7 @@
 //! What happened besides allocations: device lifecycles, refused allocations, and the
 //! buffers that made each chip's high-water mark.
 use super::{BufferType, CbClash, DeviceRef, HeldBuffer, ProcessLedger, Refusal};
+use crate::model::CoreRange;
 
 /// A device or mesh opened or closed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,6 +33,9 @@ pub struct OomRecord {
     /// Per chip of that device: every buffer of that type it held, largest first (empty after
     /// the first [`OOM_WITH_HOLDERS`] refusals).
     pub holders: Vec<(i32, Vec<HeldBuffer>)>,
+    /// For an L1 refusal: where the live programs' circular buffers end, per core range, on
+    /// the device's first chip (L1 buffers grow down towards that region).
+    pub cb_region_tops: Vec<(CoreRange, u64)>,
 }
 
 /// A program the runtime refused because its circular buffers would overlap an L1 buffer.
@@ -203,12 +207,20 @@ impl ProcessLedger {
                     .collect()
             })
             .unwrap_or_default();
+        let cb_region_tops = device
+            .as_ref()
+            .filter(|_| r.kind == BufferType::L1)
+            .and_then(|d| d.chips.first())
+            .and_then(|c| self.devices.get(c))
+            .map(|a| a.circular_buffers.region_tops().into_iter().collect())
+            .unwrap_or_default();
         self.ooms.push(OomRecord {
             at_ns,
             refusal: r.clone(),
             device,
             matched,
             holders,
+            cb_region_tops,
         });
     }
 }

@@ -606,3 +606,31 @@ fn circular_buffers_of_a_mesh_program_sit_on_every_chip_until_released() {
         assert!(d.circular_buffers.programs.is_empty());
     }
 }
+
+#[test]
+fn an_l1_refusal_names_where_the_live_cbs_end() {
+    let mut l = Ledger::new();
+    l.apply(&ev(
+        0,
+        EventKind::DeviceOpen {
+            device: mesh(),
+            shape: Some((2, 4)),
+        },
+    ));
+    l.apply(&ev(
+        1,
+        EventKind::CircularBuffers {
+            device: mesh(),
+            program: 0xa,
+            buffers: cbs(4096),
+        },
+    ));
+    l.apply(&ev(2, l1_refusal(0, 2048 * 110)));
+    let o = &l.processes[&7].ooms[0];
+    let tops: Vec<(String, u64)> = o
+        .cb_region_tops
+        .iter()
+        .map(|(r, t)| (r.describe(), *t))
+        .collect();
+    assert_eq!(tops, vec![("(0,0)-(10,9)".to_string(), 100_000 + 4096)]);
+}

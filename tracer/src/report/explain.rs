@@ -208,6 +208,18 @@ pub fn ooms(s: &mut String, p: &ProcessLedger) {
             r.largest_free,
             if o.matched { "" } else { " [device inferred]" }
         );
+        if !o.cb_region_tops.is_empty() {
+            let tops: Vec<String> = o
+                .cb_region_tops
+                .iter()
+                .map(|(r, top)| format!("{} up to {top}", r.describe()))
+                .collect();
+            let _ = writeln!(
+                s,
+                "    circular buffers of live programs end at: {}",
+                tops.join(", ")
+            );
+        }
         // A mesh's chips hold the same buffers: show each distinct holder list once.
         let mut shown: Vec<&Vec<HeldBuffer>> = Vec::new();
         for (_, holders) in &o.holders {

@@ -101,6 +101,7 @@ fn ooms(p: &ProcessLedger) -> Value {
                 "mesh": o.device.as_ref().map(|d| d.mesh),
                 "chips": o.device.as_ref().map(|d| d.chips.clone()),
                 "device_matched": o.matched,
+                "cb_region_tops": o.cb_region_tops.iter().map(|(r, top)| json!({"core_range": r.describe(), "top": top})).collect::<Vec<_>>(),
                 "holders": o.holders.iter().map(|(chip, hs)| json!({
                     "device": chip,
                     "reserved": hs.iter().map(|h| h.reserved).sum::<u64>(),
