@@ -4,8 +4,8 @@ deallocations, and ground truth after every step.
 
 Usage: real_ops.py [--seed N] [--ops N] [--interleaved]
 
-`--interleaved` leaves out the moves to sharded L1 (tracer's `reserved` of sharded buffers is
-not exact yet; see the summary's warning).
+Every op runs at least once, then a seeded mix. `--interleaved` leaves out sharded outputs
+(height/width/block-sharded L1, height/width-sharded DRAM tensors).
 
 Ground truth (TRACER_GROUND_TRUTH=FILE), one entry per step, taken after the step (and a pause,
 see below): `t_ns` (CLOCK_MONOTONIC, the clock of tracer's events), the op, the workload's own
@@ -55,6 +55,19 @@ def memory_view(mesh):
         v = ttnn.get_memory_view(mesh, t)
         out[name] = v.num_banks * v.total_bytes_allocated_per_bank
     return out
+
+
+def dram_sharded(kind, shape):
+    """A DRAM sharded memory config over 4 DRAM banks."""
+    h, w = shape[-2], shape[-1]
+    grid = ttnn.CoreRangeSet({ttnn.CoreRange(ttnn.CoreCoord(0, 0), ttnn.CoreCoord(3, 0))})
+    if kind == "dram_height":
+        spec = ttnn.ShardSpec(grid, [h // 4, w], ttnn.ShardOrientation.ROW_MAJOR)
+        layout = ttnn.TensorMemoryLayout.HEIGHT_SHARDED
+    else:
+        spec = ttnn.ShardSpec(grid, [h, w // 4], ttnn.ShardOrientation.ROW_MAJOR)
+        layout = ttnn.TensorMemoryLayout.WIDTH_SHARDED
+    return ttnn.MemoryConfig(layout, ttnn.BufferType.DRAM, spec)
 
 
 def sharded(kind, shape, mesh):
@@ -108,11 +121,13 @@ def main():
 
     shapes = [[1, 1, 128, 128], [1, 1, 256, 128], [1, 1, 128, 256]]
     ops = ["matmul", "add", "relu", "softmax", "layer_norm", "transpose", "to_l1",
-           "height", "width", "block", "row_major", "free"]
+           "height", "width", "block", "dram_height", "dram_width", "row_major", "free"]
     if "--interleaved" in sys.argv[1:]:
-        ops = [o for o in ops if o not in ("height", "width", "block")]
-    for _ in range(n_ops):
-        op = rng.choice(ops)
+        ops = [o for o in ops if o not in ("height", "width", "block", "dram_height", "dram_width")]
+    # Every op once (in a seeded order), then a seeded mix.
+    first = rng.sample(ops, len(ops))
+    for n in range(max(n_ops, len(ops))):
+        op = first[n] if n < len(first) else rng.choice(ops)
         shape = rng.choice(shapes)
         time.sleep(0.12)
         a = new(shape)
@@ -136,6 +151,8 @@ def main():
             out = ttnn.to_memory_config(a, ttnn.L1_MEMORY_CONFIG)
         elif op in ("height", "width", "block"):
             out = ttnn.to_memory_config(a, sharded(op, shape, mesh))
+        elif op in ("dram_height", "dram_width"):
+            out = new(shape, dram_sharded(op, shape))
         elif op == "row_major":
             out = ttnn.to_layout(a, ttnn.ROW_MAJOR_LAYOUT)
         else:

@@ -96,13 +96,31 @@ fn check_every_step(data: &[u8], truth: &Value, what: &str) -> usize {
 }
 
 fn real_ops(era: &str) {
-    // Sharded outputs are left out until their `reserved` is exact (issue on real ops).
-    let (data, truth, stderr) = record(
-        era,
-        "real_ops.py",
-        &["--seed", "7", "--ops", "24", "--interleaved"],
-    );
+    let (data, truth, stderr) = record(era, "real_ops.py", &["--seed", "7", "--ops", "24"]);
     let cb_steps = check_every_step(&data, &truth, &format!("real_ops {era}"));
+    // Every kind of memory the issue names was among the steps checked.
+    let ops: Vec<&str> = truth["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["op"].as_str().unwrap())
+        .collect();
+    for op in [
+        "height",
+        "width",
+        "block",
+        "dram_height",
+        "dram_width",
+        "row_major",
+        "to_l1",
+        "matmul",
+    ] {
+        assert!(ops.contains(&op), "no {op} step in {ops:?}");
+    }
+    assert!(
+        !stderr.contains("allocation(s) of sharded buffers"),
+        "every sharded buffer had its footprint:\n{stderr}"
+    );
     // Real ops place real circular buffers: the comparison above was not of zeros.
     assert!(cb_steps > 0, "no step had circular buffers:\n{stderr}");
 }

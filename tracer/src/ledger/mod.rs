@@ -95,6 +95,8 @@ pub struct ProcessLedger {
     /// Time of the first event of the process (for relative times).
     pub first_ns: Option<u64>,
     geometry: FastMap<BufferType, Geometry>,
+    /// Footprints announced for the next allocation of (device object, unique id).
+    shard_pages: FastMap<(u64, u64), u64>,
     live: FastMap<(u64, u64), HeldBuffer>,
     /// Peaks whose holders are not taken yet: releases skip the peak bookkeeping while there
     /// are none (the common case once a session's high-water marks are set).
@@ -111,9 +113,12 @@ impl ProcessLedger {
         self.live.get(&(device_handle, unique_id))
     }
 
-    fn reserved_for(&mut self, b: &BufferInfo) -> u64 {
+    fn reserved_for(&mut self, b: &BufferInfo, shard_pages: Option<u64>) -> u64 {
         match self.geometry.get(&b.kind) {
-            Some(g) => reserved_bytes(b.size, b.page_size, *g),
+            Some(g) => match shard_pages {
+                Some(pages) => sharded_reserved_bytes(pages, b.page_size, *g),
+                None => reserved_bytes(b.size, b.page_size, *g),
+            },
             None => {
                 self.reserved_estimated += 1;
                 b.size
@@ -150,6 +155,15 @@ impl ProcessLedger {
         }
         true
     }
+}
+
+/// Bytes the device allocator holds for a sharded buffer: `pages` aligned pages (one shard) in
+/// EVERY bank of its type, whichever cores the shards sit on (the banks move in lockstep).
+pub fn sharded_reserved_bytes(pages: u64, page_size: u64, g: Geometry) -> u64 {
+    let banks = u64::from(g.banks.max(1));
+    let align = u64::from(g.alignment.max(1));
+    let granule = u64::from(g.granularity.max(1));
+    (pages * page_size.next_multiple_of(align)).next_multiple_of(granule) * banks
 }
 
 /// Bytes the device allocator holds for a buffer, summed over all banks of its type.
@@ -213,8 +227,16 @@ impl Ledger {
                     );
                 }
             }
+            EventKind::ShardFootprint {
+                device,
+                unique_id,
+                pages_per_bank,
+            } => {
+                p.shard_pages.insert((*device, *unique_id), *pages_per_bank);
+            }
             EventKind::Alloc { device, buffer } => {
-                let reserved = p.reserved_for(buffer);
+                let pages = p.shard_pages.remove(&(device.handle, buffer.unique_id));
+                let reserved = p.reserved_for(buffer, pages);
                 let key = (device.handle, buffer.unique_id);
                 // The same key twice means we missed the free: drop the stale record first.
                 p.release(key, ev.ts_ns, None);

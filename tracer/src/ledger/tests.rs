@@ -634,3 +634,38 @@ fn an_l1_refusal_names_where_the_live_cbs_end() {
         .collect();
     assert_eq!(tops, vec![("(0,0)-(10,9)".to_string(), 100_000 + 4096)]);
 }
+
+#[test]
+fn a_sharded_buffer_reserves_one_shard_in_every_bank() {
+    let mut l = Ledger::new();
+    l.apply(&geometry(BufferType::L1, 110, 32, 32));
+    // 16 pages of 2048 B over 4 cores: 4 pages per shard, in each of the 110 banks.
+    let b = buf(1, 16 * 2048, 2048, BufferType::L1);
+    l.apply(&ev(
+        1,
+        EventKind::ShardFootprint {
+            device: MESH,
+            unique_id: 1,
+            pages_per_bank: 4,
+        },
+    ));
+    l.apply(&ev(
+        2,
+        EventKind::Alloc {
+            device: mesh(),
+            buffer: b.clone(),
+        },
+    ));
+    // The same buffer interleaved would hold one page per bank.
+    l.apply(&ev(
+        3,
+        EventKind::Alloc {
+            device: chip3(),
+            buffer: buf(2, 16 * 2048, 2048, BufferType::L1),
+        },
+    ));
+    let p = &l.processes[&7];
+    assert_eq!(p.held(MESH, 1).unwrap().reserved, 4 * 2048 * 110);
+    assert_eq!(p.held(CHIP3, 2).unwrap().reserved, 2048 * 110);
+    assert_eq!(p.devices[&0].reserved.get(BufferType::L1), 4 * 2048 * 110);
+}

@@ -129,6 +129,14 @@ pub enum EventKind {
         kind: BufferType,
         requested: u64,
     },
+    /// The buffer allocated next with this device object and unique id is sharded: the
+    /// allocator reserves `pages_per_bank` aligned pages for it in every bank of its type.
+    /// (Its own event, before the `Alloc`, so recordings of older tracers read unchanged.)
+    ShardFootprint {
+        device: u64,
+        unique_id: u64,
+        pages_per_bank: u64,
+    },
     /// A program's circular buffers were placed on a device (the program registered with it):
     /// they hold L1 there until the program is released.
     CircularBuffers {

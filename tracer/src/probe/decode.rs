@@ -36,6 +36,8 @@ pub struct Decoder {
     placed: std::collections::HashSet<(u32, u64, u64)>,
     /// CBs no program registration claimed (placed again for a program already registered).
     pub unowned_cbs: u64,
+    /// An event the hit being decoded makes before its own (a sharded buffer's footprint).
+    before: Option<Event>,
 }
 
 impl Decoder {
@@ -52,6 +54,7 @@ impl Decoder {
             pending_cbs: Default::default(),
             placed: Default::default(),
             unowned_cbs: 0,
+            before: None,
             plan,
         }
     }
@@ -150,7 +153,7 @@ impl Decoder {
         let Some(ev) = self.decode_one(raw, tail) else {
             return Vec::new();
         };
-        let mut out = Vec::with_capacity(2);
+        let mut out = Vec::with_capacity(3);
         if !matches!(ev.kind, EventKind::ProcessExit { .. }) && self.seen.insert(ev.pid) {
             out.push(Event {
                 ts_ns: ev.ts_ns,
@@ -161,6 +164,7 @@ impl Decoder {
                 },
             });
         }
+        out.extend(self.before.take());
         out.push(ev);
         out
     }
@@ -192,11 +196,18 @@ impl Decoder {
                 device,
                 buffer,
                 sharded,
+                shard_pages,
             } => {
-                let device = self.device(raw.pid, device);
-                if sharded {
+                if let Some(pages) = shard_pages {
+                    self.before = Some(event(EventKind::ShardFootprint {
+                        device,
+                        unique_id: buffer.unique_id,
+                        pages_per_bank: pages,
+                    }));
+                } else if sharded {
                     self.sharded_allocations += 1;
                 }
+                let device = self.device(raw.pid, device);
                 if alloc {
                     EventKind::Alloc { device, buffer }
                 } else {

@@ -4,7 +4,10 @@ use anyhow::{anyhow, bail, Result};
 use super::{
     elf::{demangle, parameters},
     symbols as sym,
-    x86::{accessor_chain, constructor_stores, vector_getter, Chain, Image, Stored},
+    x86::{
+        accessor_chain, constructor_stores, shard::shard_shape, shard::ShardShape, vector_getter,
+        Chain, Image, Stored,
+    },
 };
 
 /// Where each fact about a `Buffer` lives, as loads from the `Buffer*`.
@@ -20,6 +23,9 @@ pub struct BufferLayout {
     /// of a sharded buffer follows another formula (per shard, not per page round-robin), so
     /// tracer must at least know which buffers are sharded.
     pub memory_layout: Option<Chain>,
+    /// Where a sharded buffer's shard and page shapes live (its `reserved` is pages per shard
+    /// in every bank).
+    pub shard: Option<ShardShape>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -222,6 +228,54 @@ pub fn calibrate(lib: &dyn Image) -> Result<Layout> {
         "device_id".into(),
         format!("accessor {}", pretty(sym::DEVICE_ID)),
     ));
+    let shard = lib
+        .symbol(sym::BUFFER_NUM_DEV_PAGES)
+        .and_then(|s| shard_shape(lib.code(s, 512)?, s.address));
+    let memory_layout = match (memory_layout, &shard) {
+        (Some(a), Some(s)) if a != s.layout => bail!(
+            "calibration failed for Buffer::buffer_layout: `{}` reads {} but `{}` checks {}",
+            pretty(sym::BUFFER_LAYOUT),
+            a.describe(),
+            pretty(sym::BUFFER_NUM_DEV_PAGES),
+            s.layout.describe()
+        ),
+        (Some(a), Some(_)) => {
+            provenance.push((
+                "memory_layout (cross-check)".into(),
+                format!("also what {} checks", pretty(sym::BUFFER_NUM_DEV_PAGES)),
+            ));
+            Some(a)
+        }
+        (None, Some(s)) => {
+            provenance.push((
+                "memory_layout".into(),
+                format!("what {} checks first", pretty(sym::BUFFER_NUM_DEV_PAGES)),
+            ));
+            Some(s.layout.clone())
+        }
+        (a, None) => a,
+    };
+    match &shard {
+        Some(s) => provenance.push((
+            "shard shape".into(),
+            format!(
+                "{}: present {} shard {}x{} page {}x{}",
+                pretty(sym::BUFFER_NUM_DEV_PAGES),
+                s.present.describe(),
+                s.shard[0].describe(),
+                s.shard[1].describe(),
+                s.page[0].describe(),
+                s.page[1].describe()
+            ),
+        )),
+        None => provenance.push((
+            "shard shape".into(),
+            format!(
+                "not found in `{}`: sharded buffers' reserved bytes are computed as if interleaved",
+                pretty(sym::BUFFER_NUM_DEV_PAGES)
+            ),
+        )),
+    }
     if memory_layout.is_none() {
         provenance.push((
             "memory_layout".into(),
@@ -252,6 +306,7 @@ pub fn calibrate(lib: &dyn Image) -> Result<Layout> {
             kind,
             unique_id,
             memory_layout,
+            shard,
         },
         device_id,
         mesh_devices,

@@ -19,6 +19,9 @@ pub const BUFFER_UNIQUE_ID: &str = "_ZNK2tt8tt_metal6Buffer9unique_idEv";
 /// `Buffer::buffer_layout() const`: interleaved or sharded (`TensorMemoryLayout`).
 pub const BUFFER_LAYOUT: &str = "_ZNK2tt8tt_metal6Buffer13buffer_layoutEv";
 
+/// `Buffer::num_dev_pages() const`: pages per shard of a sharded buffer (runtime/x86/shard.rs).
+pub const BUFFER_NUM_DEV_PAGES: &str = "_ZNK2tt8tt_metal6Buffer13num_dev_pagesEv";
+
 /// Demangled prefixes of constructors whose stores reveal field offsets when accessors are
 /// inlined away.
 /// (mangled prefix, demangled prefix) pairs: the mangled one keeps the search cheap.

@@ -6,7 +6,7 @@ use super::{Hit, Values};
 use crate::{
     model::{BufferInfo, BufferType},
     plan::slot::{device_spec, path},
-    runtime::calibrate::Layout,
+    runtime::{calibrate::Layout, disasm::Chain},
 };
 
 /// The values, in slot order.
@@ -18,6 +18,22 @@ pub const KIND: usize = 4;
 pub const UNIQUE_ID: usize = 5;
 /// `TensorMemoryLayout`, where calibrated.
 pub const MEMORY_LAYOUT: usize = 6;
+/// Shard parameters, where calibrated: their presence flag, then the shard's and the page's
+/// (height, width) as two 4-byte halves of one 8-byte read each.
+pub const SHARD_PRESENT: usize = 7;
+pub const SHARD_SHAPE: usize = 8;
+pub const PAGE_SHAPE: usize = 9;
+
+/// One 8-byte read covering a (height, width) pair of adjacent 4-byte fields.
+fn pair(c: &[Chain; 2]) -> Option<Chain> {
+    let (h, w) = (&c[0], &c[1]);
+    let (hl, wl) = (h.offsets.last()?, w.offsets.last()?);
+    let same_object = h.offsets[..h.offsets.len() - 1] == w.offsets[..w.offsets.len() - 1];
+    (same_object && *wl == hl + 4).then(|| Chain {
+        offsets: h.offsets.clone(),
+        width: 8,
+    })
+}
 
 /// Argument 1: GraphTracker's methods take `this` first, the Buffer second. The device object
 /// itself is described once per process (RawDevice), not read on every hit.
@@ -34,6 +50,15 @@ pub fn spec(layout: &Layout) -> Result<SlotSpec> {
     if let Some(layout) = &b.memory_layout {
         debug_assert_eq!(v.len(), MEMORY_LAYOUT);
         v.push(path(1, layout)?);
+        let shapes = b
+            .shard
+            .as_ref()
+            .and_then(|s| Some((s, pair(&s.shard)?, pair(&s.page)?)));
+        if let Some((s, shard, page)) = shapes {
+            v.push(path(1, &s.present)?);
+            v.push(path(1, &shard)?);
+            v.push(path(1, &page)?);
+        }
     }
     debug_assert!(v.len() <= MAX_VALUES);
     Ok(device_spec(&v, false))
@@ -51,10 +76,82 @@ pub fn decode(v: &Values, alloc: bool) -> Option<Hit> {
     // tt-metal's TensorMemoryLayout: INTERLEAVED = 0, (SINGLE_BANK = 1,) then the sharded
     // layouts.
     let sharded = alloc && v.get(MEMORY_LAYOUT).is_some_and(|l| l >= 2);
+    let shard_pages = if sharded { pages_per_shard(v) } else { None };
     Some(Hit::Buffer {
         alloc,
         device: v.get(DEVICE)?,
         buffer,
         sharded,
+        shard_pages,
     })
+}
+
+/// `(shard_h / page_h) * (shard_w / page_w)`, as `Buffer::num_dev_pages` computes it, when the
+/// buffer has shard parameters.
+fn pages_per_shard(v: &Values) -> Option<u64> {
+    if v.get(SHARD_PRESENT)? & 0xff != 1 {
+        return None;
+    }
+    let halves = |x: u64| (x & 0xffff_ffff, x >> 32);
+    let (sh, sw) = halves(v.get(SHARD_SHAPE)?);
+    let (ph, pw) = halves(v.get(PAGE_SHAPE)?);
+    if ph == 0 || pw == 0 {
+        return None;
+    }
+    Some((sh / ph) * (sw / pw)).filter(|p| *p > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(layout: u64, present: u64, shard: (u64, u64), page: (u64, u64)) -> Vec<u64> {
+        vec![
+            0x1000,
+            1 << 20,
+            32768,
+            2048,
+            1,
+            9,
+            layout,
+            present,
+            shard.0 | shard.1 << 32,
+            page.0 | page.1 << 32,
+        ]
+    }
+
+    #[test]
+    fn pages_per_shard_as_num_dev_pages_computes_them() {
+        // Block sharded, 64x64 shards of 32x32 tiles: 4 pages per shard.
+        let v = values(4, 1, (64, 64), (32, 32));
+        let hit = decode(&Values::new(&v, 10, 0x3ff), true).unwrap();
+        let Hit::Buffer {
+            sharded,
+            shard_pages,
+            ..
+        } = hit
+        else {
+            panic!()
+        };
+        assert!(sharded);
+        assert_eq!(shard_pages, Some(4));
+        // No shard parameters: no footprint (the summary warns instead).
+        let v = values(2, 0, (64, 64), (32, 32));
+        let Hit::Buffer { shard_pages, .. } = decode(&Values::new(&v, 10, 0x3ff), true).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(shard_pages, None);
+        // Interleaved: neither.
+        let v = values(0, 1, (64, 64), (32, 32));
+        let Hit::Buffer {
+            sharded,
+            shard_pages,
+            ..
+        } = decode(&Values::new(&v, 10, 0x3ff), true).unwrap()
+        else {
+            panic!()
+        };
+        assert!(!sharded && shard_pages.is_none());
+    }
 }

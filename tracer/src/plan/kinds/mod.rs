@@ -58,6 +58,8 @@ pub enum Hit {
         buffer: BufferInfo,
         /// Its `TensorMemoryLayout` is one of the sharded ones.
         sharded: bool,
+        /// A sharded buffer's pages per shard (what the allocator reserves in each bank).
+        shard_pages: Option<u64>,
     },
     /// A device or mesh object ends its life.
     Close { device: u64 },

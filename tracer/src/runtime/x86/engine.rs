@@ -56,6 +56,17 @@ pub enum Event<'a> {
         value: Option<&'a Value>,
         width: u8,
     },
+    /// Memory at `address` is compared with a constant (`cmp $imm, mem`).
+    Compare {
+        address: &'a Value,
+        immediate: u64,
+        width: u8,
+    },
+    /// An unsigned division: `%rax` (dividend) by `divisor`, where known.
+    Divide {
+        dividend: Option<&'a Value>,
+        divisor: Option<&'a Value>,
+    },
 }
 
 /// Steps through at most `limit` instructions of `code` (at `ip`) from `state`, telling `on`
@@ -91,6 +102,19 @@ pub fn run<T>(
     None
 }
 
+fn is_immediate(k: OpKind) -> bool {
+    matches!(
+        k,
+        OpKind::Immediate8
+            | OpKind::Immediate8to16
+            | OpKind::Immediate8to32
+            | OpKind::Immediate8to64
+            | OpKind::Immediate16
+            | OpKind::Immediate32
+            | OpKind::Immediate32to64
+    )
+}
+
 /// A register and its value after an instruction (`None`: unknown).
 type Write = Option<(Register, Option<Value>)>;
 
@@ -102,6 +126,30 @@ fn step<T>(
     info: &mut InstructionInfoFactory,
     on: &mut impl FnMut(&Instruction, Event<'_>, &State) -> ControlFlow<T>,
 ) -> ControlFlow<T> {
+    match i.mnemonic() {
+        Mnemonic::Cmp if i.op0_kind() == OpKind::Memory && i.op_count() == 2 => {
+            if let (Some(a), true) = (address(i, state), is_immediate(i.op1_kind())) {
+                let width = i.memory_size().size() as u8;
+                on(
+                    i,
+                    Event::Compare {
+                        address: &a,
+                        immediate: i.immediate(1),
+                        width,
+                    },
+                    state,
+                )?;
+            }
+        }
+        Mnemonic::Div if i.op0_kind() == OpKind::Register => {
+            let event = Event::Divide {
+                dividend: state.get(Register::RAX),
+                divisor: state.get(i.op0_register()),
+            };
+            on(i, event, state)?;
+        }
+        _ => {}
+    }
     let modelled = match (i.op_count(), i.op0_kind(), i.op1_kind()) {
         (2, OpKind::Register, _) => into_register(i, state, memory, on)?,
         (2, OpKind::Memory, OpKind::Register) => from_register(i, state, on)?,
@@ -240,7 +288,10 @@ pub fn straight_line(
             Event::Return => Break(Exit::Return(s.clone())),
             Event::Jump => Break(Exit::Jump(s.clone())),
             Event::Call { .. } => Break(Exit::Call),
-            Event::Load { .. } | Event::Store { .. } => Continue(()),
+            Event::Load { .. }
+            | Event::Store { .. }
+            | Event::Compare { .. }
+            | Event::Divide { .. } => Continue(()),
         },
     )
 }

@@ -23,6 +23,7 @@ pub mod image;
 pub mod member_call;
 pub mod messages;
 pub mod prologue;
+pub mod shard;
 pub mod state;
 pub mod tail;
 pub mod typed;

@@ -1,7 +1,7 @@
 //! ttnn 0.81.1: `Buffer` keeps its fields in a `BufferImpl` behind a pointer (at +0x10), every
 //! accessor is out of line, and `Buffer::buffer_layout()` exists.
 use super::*;
-use crate::runtime::calibrate::BufferLayout;
+use crate::runtime::{calibrate::BufferLayout, x86::shard::ShardShape};
 
 const VERSION: &str = "0.81.1";
 
@@ -34,6 +34,16 @@ fn new_era_layout() {
         "accessor tt::tt_metal::Device::id() const".into(),
     ));
     provenance.push((
+        "memory_layout (cross-check)".into(),
+        "also what tt::tt_metal::Buffer::num_dev_pages() const checks".into(),
+    ));
+    provenance.push((
+        "shard shape".into(),
+        "tt::tt_metal::Buffer::num_dev_pages() const: present +0x10->+0x88:1 shard \
+         +0x10->+0x68:4x+0x10->+0x6c:4 page +0x10->+0x78:4x+0x10->+0x7c:4"
+            .into(),
+    ));
+    provenance.push((
         "mesh_devices".into(),
         "getter tt::tt_metal::distributed::MeshDevice::get_devices() const".into(),
     ));
@@ -46,6 +56,12 @@ fn new_era_layout() {
             kind: chain(&[0x10, 0x10], 4),
             unique_id: chain(&[0x10, 0x218], 8),
             memory_layout: Some(chain(&[0x10, 0x14], 4)),
+            shard: Some(ShardShape {
+                layout: chain(&[0x10, 0x14], 4),
+                present: chain(&[0x10, 0x88], 1),
+                shard: [chain(&[0x10, 0x68], 4), chain(&[0x10, 0x6c], 4)],
+                page: [chain(&[0x10, 0x78], 4), chain(&[0x10, 0x7c], 4)],
+            }),
         },
         device_id: chain(&[0x18], 4),
         mesh_devices: Some((vec![0x18], 0x78)),
@@ -163,4 +179,15 @@ fn new_era_lifecycle_analyses() {
         ]
     );
     assert!(!frame_pointer(&lib));
+}
+
+#[test]
+fn core_ranges_calibrate_from_two_sources_each() {
+    let l = crate::runtime::core_ranges::calibrate(&lib()).unwrap();
+    assert_eq!(
+        (l.vector, l.stride, l.start, l.end, l.width),
+        (0, 32, 0, 16, 8)
+    );
+    assert_eq!(l.provenance.len(), 3);
+    assert!(l.provenance.iter().all(|(_, how)| how.contains(" and ")));
 }

@@ -2,7 +2,7 @@
 //! (calibration falls back to the constructor's stores), and there is no
 //! `Buffer::buffer_layout()`.
 use super::*;
-use crate::runtime::calibrate::BufferLayout;
+use crate::runtime::{calibrate::BufferLayout, x86::shard::ShardShape};
 
 const VERSION: &str = "0.75.0";
 
@@ -28,7 +28,14 @@ fn old_era_layout() {
             page_size: chain(&[0x58], 8),
             kind: chain(&[0x20], 4),
             unique_id: chain(&[0x220], 8),
-            memory_layout: None,
+            // Inlined accessor: the layout comes from what num_dev_pages() checks.
+            memory_layout: Some(chain(&[0x24], 4)),
+            shard: Some(ShardShape {
+                layout: chain(&[0x24], 4),
+                present: chain(&[0x98], 1),
+                shard: [chain(&[0x78], 4), chain(&[0x7c], 4)],
+                page: [chain(&[0x88], 4), chain(&[0x8c], 4)],
+            }),
         },
         device_id: chain(&[0x18], 4),
         mesh_devices: Some((vec![0x18, 0x58, 0], 0x178)),
@@ -45,8 +52,12 @@ fn old_era_layout() {
             ("device_id", "accessor tt::tt_metal::Device::id() const"),
             (
                 "memory_layout",
-                "not found (no out-of-line `tt::tt_metal::Buffer::buffer_layout() const`): \
-                 sharded buffers are not told apart",
+                "what tt::tt_metal::Buffer::num_dev_pages() const checks first",
+            ),
+            (
+                "shard shape",
+                "tt::tt_metal::Buffer::num_dev_pages() const: present +0x98:1 shard \
+                 +0x78:4x+0x7c:4 page +0x88:4x+0x8c:4",
             ),
             (
                 "mesh_devices",
@@ -174,4 +185,15 @@ fn old_era_lifecycle_analyses() {
         ]
     );
     assert!(!frame_pointer(&lib));
+}
+
+#[test]
+fn core_ranges_calibrate_from_two_sources_each() {
+    let l = crate::runtime::core_ranges::calibrate(&lib()).unwrap();
+    assert_eq!(
+        (l.vector, l.stride, l.start, l.end, l.width),
+        (0, 32, 0, 16, 8)
+    );
+    assert_eq!(l.provenance.len(), 3);
+    assert!(l.provenance.iter().all(|(_, how)| how.contains(" and ")));
 }
