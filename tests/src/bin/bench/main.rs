@@ -4,10 +4,13 @@
 //! - default: one allocate/deallocate loop untraced, under a bare uprobe on the same two
 //!   functions, under tracer, and under tt-metal's SHM tracker; traps per mesh allocation;
 //!   attach latency.
+//! - `--real-ops N`: N iterations of real ops (matmul, softmax, add), per op untraced, under
+//!   tracer and under the SHM tracker.
 //! - `--recording`: bytes per event of a real recording, and `report` throughput on a
 //!   synthesized stand-in recording.
 mod attach;
 mod overhead;
+mod real_ops;
 mod recording;
 
 use std::path::PathBuf;
@@ -41,10 +44,17 @@ struct Args {
     /// Only the attach latency (skip the overhead loops).
     #[arg(long)]
     attach_only: bool,
+    /// Instead: real ops, ITERATIONS of matmul + softmax + add, per op untraced, under tracer
+    /// and under tt-metal's SHM tracker.
+    #[arg(long, value_name = "ITERATIONS")]
+    real_ops: Option<u64>,
 }
 
 fn main() -> Result<()> {
     let a = Args::parse();
+    if let Some(iterations) = a.real_ops {
+        return real_ops::bench(&a.python, iterations, a.rounds);
+    }
     if a.recording {
         return recording::bench_recording(&a.python, a.pairs, a.events, a.stand_in);
     }

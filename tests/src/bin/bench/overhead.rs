@@ -54,7 +54,7 @@ fn workload(opts: &BenchOpts, pairs: u64, shape: (u32, u32), shm: bool) -> Comma
     c
 }
 
-fn loop_seconds(out: std::process::Output) -> Result<f64> {
+pub fn loop_seconds(out: std::process::Output) -> Result<f64> {
     if !out.status.success() {
         bail!("workload failed: {}", String::from_utf8_lossy(&out.stderr));
     }
@@ -77,9 +77,9 @@ fn quiet_opts() -> Options {
 
 /// Probe records of the workload's allocations and frees (one per uprobe trap).
 #[derive(Default, Clone, Copy)]
-struct Traps {
-    alloc: u64,
-    free: u64,
+pub struct Traps {
+    pub alloc: u64,
+    pub free: u64,
 }
 
 /// Program runs and in-kernel nanoseconds, summed over the runs of a configuration.
@@ -110,6 +110,21 @@ fn traced(
     pairs: u64,
     shape: (u32, u32),
 ) -> Result<(f64, Traps, RunStats)> {
+    let args = [
+        script("alloc_loop.py").display().to_string(),
+        pairs.to_string(),
+        shape.0.to_string(),
+        shape.1.to_string(),
+    ];
+    traced_script(&opts.python, plan, &args)
+}
+
+/// Runs `python ARGS... TIMING_FILE` under the full tracer (the SHM tracker off).
+pub fn traced_script(
+    python: &std::path::Path,
+    plan: &ProbePlan,
+    args: &[String],
+) -> Result<(f64, Traps, RunStats)> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -118,17 +133,14 @@ fn traced(
     // probes. Like `tracer run`, it is held until the probes are attached.
     let out_file = std::env::temp_dir().join(format!("tracer-bench-{}.json", std::process::id()));
     let _ = std::fs::remove_file(&out_file);
-    let argv: Vec<String> = vec![
+    let mut argv: Vec<String> = vec![
         "sh".into(),
         "-c".into(),
         "TT_METAL_SHM_TRACKING_DISABLED=1 exec \"$0\" \"$@\" >/dev/null 2>&1".into(),
-        opts.python.display().to_string(),
-        script("alloc_loop.py").display().to_string(),
-        pairs.to_string(),
-        shape.0.to_string(),
-        shape.1.to_string(),
-        out_file.display().to_string(),
+        python.display().to_string(),
     ];
+    argv.extend(args.iter().cloned());
+    argv.push(out_file.display().to_string());
     let mut child = launch::spawn_gated(&argv, None)?;
     let probes = match Probes::attach(plan, Scope::Tracked) {
         Ok(p) => p,
@@ -176,7 +188,7 @@ fn bare(opts: &BenchOpts, plan: &ProbePlan, pairs: u64) -> Result<(f64, RunStats
 }
 
 /// Best of the rounds: other load on the machine only ever adds time.
-fn best(v: &[f64]) -> f64 {
+pub fn best(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
