@@ -136,6 +136,8 @@ class Run:
             live_bytes[kind] += size
         step = {
             "step": len(self.steps),
+            # CLOCK_MONOTONIC, the clock of tracer's events: a test replays a recording to here.
+            "t_ns": time.monotonic_ns(),
             "op": op,
             "what": what,
             "memory_view": self.view(),
