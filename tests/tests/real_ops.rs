@@ -17,9 +17,12 @@ fn record(era: &str, script: &str, args: &[&str]) -> (Vec<u8>, Value, String) {
     let dir = tempdir();
     let rec = dir.join("run.trace");
     let truth = dir.join("truth.json");
+    let summary = dir.join("summary.json");
     let out = tracer()
         .args(["run", "--quiet", "-o"])
         .arg(&rec)
+        .arg("--summary-json")
+        .arg(&summary)
         .arg("--")
         .arg(python(era))
         .arg(workload(script))
@@ -38,6 +41,30 @@ fn record(era: &str, script: &str, args: &[&str]) -> (Vec<u8>, Value, String) {
         &std::fs::read_to_string(&truth).unwrap_or_else(|_| panic!("no truth: {stderr}")),
     )
     .unwrap();
+    // The recording replays to the live session's circular-buffer figures.
+    let report = tracer()
+        .arg("report")
+        .arg(&rec)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(report.status.success());
+    let replayed: Value = serde_json::from_slice(&report.stdout).unwrap();
+    let live: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let cbs = |s: &Value| -> Vec<Value> {
+        s["processes"][0]["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["circular_buffers"].clone())
+            .collect()
+    };
+    assert_eq!(
+        cbs(&replayed),
+        cbs(&live),
+        "report of the recording vs the live summary"
+    );
+    assert!(cbs(&live).iter().all(|c| c["peak_bytes"].is_u64()));
     (std::fs::read(&rec).unwrap(), truth, stderr)
 }
 

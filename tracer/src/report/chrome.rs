@@ -1,6 +1,7 @@
 //! Chrome trace-event JSON (opens in Perfetto UI): a counter track per chip and buffer type
-//! with the bytes the chip's allocator holds (all processes), and an instant event per
-//! allocation and free on the process's own track.
+//! with the bytes the chip's allocator holds (all processes), one per chip with the L1 its
+//! programs' circular buffers hold (`chip N CB`), and an instant event per allocation and free
+//! on the process's own track.
 use std::{io::Write, path::Path};
 
 use anyhow::{Context, Result};
@@ -32,6 +33,8 @@ pub fn export(rec: &Recording, out: &Path) -> Result<Replayed> {
         "args": {"name": "device memory, reserved bytes per chip (all processes)"}
     });
     let mut totals = ChipTotals::default();
+    // Circular-buffer bytes per chip over all processes, as last emitted.
+    let mut cb_last: std::collections::BTreeMap<i32, u64> = Default::default();
     let mut err = None;
     let mut emit =
         |w: &mut std::io::BufWriter<std::fs::File>, v: &serde_json::Value, first: bool| {
@@ -83,6 +86,34 @@ pub fn export(rec: &Recording, out: &Path) -> Result<Replayed> {
                         "name": track(chip, ty.name()), "args": {"reserved": bytes}}),
                 false,
             );
+        }
+        if matches!(
+            ev.kind,
+            EventKind::CircularBuffers { .. }
+                | EventKind::ProgramReleased { .. }
+                | EventKind::DeviceClose { .. }
+        ) {
+            let chips: Vec<i32> = ledger
+                .processes
+                .get(&ev.pid)
+                .map(|p| p.devices.keys().copied().collect())
+                .unwrap_or_default();
+            for chip in chips {
+                let bytes: u64 = ledger
+                    .processes
+                    .values()
+                    .filter_map(|q| q.devices.get(&chip))
+                    .map(|d| d.circular_buffers.live_bytes)
+                    .sum();
+                if cb_last.insert(chip, bytes) != Some(bytes) {
+                    emit(
+                        &mut w,
+                        &json!({"ph": "C", "pid": COUNTERS_PID, "ts": ts,
+                                "name": track(chip, "CB"), "args": {"bytes": bytes}}),
+                        false,
+                    );
+                }
+            }
         }
     })?;
     write!(w, "\n]}}\n")?;
