@@ -1,6 +1,7 @@
-"""A small real model on the 2x4 mock mesh (or another, --mesh): an MLP block, an attention block and a seeded mix of
-random real ops (needs the linking compiler stand-in of scripts/setup.sh; kernels compute
-nothing, every buffer and circular buffer is the runtime's own).
+"""A small real model on the 2x4 mock mesh (or another, --mesh): an MLP block, an attention
+block and a seeded mix of random real ops (needs the linking compiler stand-in of
+scripts/setup.sh; kernels compute nothing, every buffer and circular buffer is the runtime's
+own).
 
 Weights are DRAM tensors replicated on every chip (allocate_tensor_on_device on a mesh puts
 one copy on every chip); activations live in L1, interleaved and height/width/block sharded,
