@@ -1,8 +1,9 @@
-"""A small real model on the 2x4 mock mesh: an MLP block, an attention block and a seeded mix of
-random real ops (needs the linking compiler stand-in of scripts/setup.sh; kernels compute
-nothing, every buffer and circular buffer is the runtime's own).
+"""A small real model on the 2x4 mock mesh (or another, --mesh): an MLP block, an attention
+block and a seeded mix of random real ops (needs the linking compiler stand-in of
+scripts/setup.sh; kernels compute nothing, every buffer and circular buffer is the runtime's
+own).
 
-Weights are DRAM tensors replicated on all 8 chips (allocate_tensor_on_device on a mesh puts
+Weights are DRAM tensors replicated on every chip (allocate_tensor_on_device on a mesh puts
 one copy on every chip); activations live in L1, interleaved and height/width/block sharded,
 tile and row-major. Ops: matmul, linear, add (with broadcast), relu, softmax, layer_norm,
 transpose, to_layout, to_memory_config, and an explicit ttnn.deallocate for every tensor the
@@ -54,6 +55,8 @@ circular buffers (matmul, relu, softmax, ... there) add nothing to it.
 Options (argv): --seed N    seed of the random op mix (default 0)
                 --ops N     number of random ops after the model (default 24)
                 --settle S  seconds to sleep before each op (default 0.11; 0 = none)
+                --mesh RxC  mesh shape (default 2x4; 8x4 or 4x8 with the 32-chip
+                            fixtures/tt-cluster/blackhole_galaxy_32chip.yaml)
 """
 import importlib.metadata
 import json
@@ -374,9 +377,10 @@ def main():
     seed = opt("--seed", 0, int)
     count = opt("--ops", 24, int)
     settle = opt("--settle", 0.11, float)
+    rows, cols = opt("--mesh", (2, 4), lambda v: tuple(int(x) for x in v.split("x")))
 
     started = time.monotonic()
-    mesh = ttnn.open_mesh_device(ttnn.MeshShape(2, 4))
+    mesh = ttnn.open_mesh_device(ttnn.MeshShape(rows, cols))
     run = Run(mesh, settle)
     weights = model(run)
     random_ops(run, seed, count)
@@ -389,6 +393,7 @@ def main():
         "release": importlib.metadata.version("ttnn"),
         "pid": run.pid,
         "chips": run.chips,
+        "mesh": [rows, cols],
         "seed": seed,
         "ops": count,
         "settle": settle,
