@@ -14,12 +14,23 @@ use tracer_tests::*;
 
 /// `tracer run -o REC -- python workload args` with the kernel cache of `era`.
 fn record(era: &str, script: &str, args: &[&str]) -> (Vec<u8>, Value, String) {
+    record_on(era, script, args, None).0
+}
+
+/// The same on another mock cluster (`cluster`: a descriptor in fixtures/tt-cluster/); also
+/// returns the live summary.
+fn record_on(
+    era: &str,
+    script: &str,
+    args: &[&str],
+    cluster: Option<&str>,
+) -> ((Vec<u8>, Value, String), Value) {
     let dir = tempdir();
     let rec = dir.join("run.trace");
     let truth = dir.join("truth.json");
     let summary = dir.join("summary.json");
-    let out = tracer()
-        .args(["run", "--quiet", "-o"])
+    let mut cmd = tracer();
+    cmd.args(["run", "--quiet", "-o"])
         .arg(&rec)
         .arg("--summary-json")
         .arg(&summary)
@@ -32,9 +43,14 @@ fn record(era: &str, script: &str, args: &[&str]) -> (Vec<u8>, Value, String) {
         .env(
             "TT_METAL_CACHE",
             scratch_dir().join(format!("kernels-{era}")),
-        )
-        .output()
-        .unwrap();
+        );
+    if let Some(c) = cluster {
+        cmd.env(
+            "TT_METAL_MOCK_CLUSTER_DESC_PATH",
+            root().join("fixtures/tt-cluster").join(c),
+        );
+    }
+    let out = cmd.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{stderr}");
     let truth: Value = serde_json::from_str(
@@ -65,7 +81,7 @@ fn record(era: &str, script: &str, args: &[&str]) -> (Vec<u8>, Value, String) {
         "report of the recording vs the live summary"
     );
     assert!(cbs(&live).iter().all(|c| c["peak_bytes"].is_u64()));
-    (std::fs::read(&rec).unwrap(), truth, stderr)
+    ((std::fs::read(&rec).unwrap(), truth, stderr), live)
 }
 
 /// One chip's ground truth at one step, in either workload's words (real_ops.py keeps one
@@ -206,6 +222,29 @@ fn the_real_model_is_exact_after_every_step_on_0_81_1() {
 #[test]
 fn the_real_model_is_exact_after_every_step_on_0_75_0() {
     real_model("0.75.0");
+}
+
+/// A Galaxy-class 32-chip mesh (8x4): the same checks on every chip, and still one uprobe
+/// trap per mesh allocation and per free, whatever the number of chips.
+#[test]
+fn the_real_model_is_exact_on_a_32_chip_mesh() {
+    let ((data, truth, stderr), live) = record_on(
+        "0.81.1",
+        "real_model.py",
+        &["--seed", "5", "--ops", "8", "--mesh", "8x4"],
+        Some("blackhole_galaxy_32chip.yaml"),
+    );
+    assert_eq!(truth["chips"].as_array().unwrap().len(), 32, "{stderr}");
+    check_every_step(&data, &truth, "real_model on 32 chips");
+    let p = &live["processes"][0];
+    let devices = p["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), 32);
+    // Per chip, every buffer is counted once; the probes fired once per mesh buffer.
+    let allocations = devices[0]["allocations"].as_u64().unwrap();
+    let frees = devices[0]["deallocations"].as_u64().unwrap();
+    assert!(devices.iter().all(|d| d["allocations"] == allocations));
+    assert_eq!(live["probe_hits"]["Alloc"].as_u64(), Some(allocations));
+    assert_eq!(live["probe_hits"]["Free"].as_u64(), Some(frees));
 }
 
 #[test]

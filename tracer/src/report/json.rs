@@ -236,6 +236,7 @@ pub fn summary(ledger: &Ledger, info: &SessionInfo) -> Value {
     json!({
         "schema": SCHEMA,
         "lost_events": info.lost_events,
+        "probe_hits": info.probe_hits,
         "runtime": {"library": info.library, "build_id": info.build_id, "layout": info.layout},
         "processes": processes,
         "call_stacks": info.call_stacks,

@@ -23,6 +23,9 @@ pub struct SessionInfo {
     /// The runtime library each process' events came from, where several were probed (a
     /// process may run on a copy loaded from elsewhere); empty when not known (recordings).
     pub process_libraries: std::collections::BTreeMap<u32, String>,
+    /// Probe records received per probe role (one per uprobe trap that reached userspace),
+    /// for a live session; empty for recordings.
+    pub probe_hits: std::collections::BTreeMap<String, u64>,
 }
 
 /// Bytes for people: `4 MiB`, `19.53 KiB`, `512 B`.

@@ -61,6 +61,7 @@ impl Replay {
                 .keys()
                 .map(|pid| (*pid, h.library.clone()))
                 .collect(),
+            probe_hits: Default::default(),
         };
         Ok(Self {
             ledger,

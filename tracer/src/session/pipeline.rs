@@ -307,6 +307,7 @@ impl Session {
             process_libraries: self
                 .source
                 .take_libraries(self.ledger.processes.keys().copied()),
+            probe_hits: probe_hits(&self.source),
         };
         {
             let mut out = self.out.borrow_mut();
@@ -335,6 +336,23 @@ impl Session {
 }
 
 /// What the decoders could not do, for the end of the session.
+/// Probe records per role, over every probe set.
+fn probe_hits(source: &Source) -> std::collections::BTreeMap<String, u64> {
+    let mut hits = std::collections::BTreeMap::new();
+    for s in source.sets() {
+        let mut roles: Vec<crate::plan::Role> = Vec::new();
+        for p in &s.decoder.plan().probes {
+            if !roles.contains(&p.role) {
+                roles.push(p.role);
+            }
+        }
+        for role in roles {
+            *hits.entry(format!("{role:?}")).or_insert(0) += s.decoder.records_of(role);
+        }
+    }
+    hits
+}
+
 fn decoder_warnings(source: &Source) -> Vec<String> {
     let first = &source.primary().decoder;
     let mut v = Vec::new();
