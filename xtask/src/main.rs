@@ -184,7 +184,7 @@ fn demo() -> Result<()> {
     setup("")?;
     build()?;
     eprintln!(
-        "\x1b[1m==> tracer run on the seed scenario (8-chip mock mesh, real tt-metal)\x1b[0m"
+        "\x1b[1m==> tracer run on a small real model (8-chip mock mesh, real tt-metal and real ops)\x1b[0m"
     );
     // tt-metal writes generated/fabric/*.yaml into its working directory: not the checkout.
     let workdir = std::env::temp_dir().join("tracer-demo");
@@ -193,12 +193,15 @@ fn demo() -> Result<()> {
     status(
         mock_env(&mut Command::new(tracer()))
             .current_dir(&workdir)
+            // Kernels the compiler stand-in builds (they compute nothing).
+            .env("TT_METAL_CACHE", workdir.join("kernels"))
             .arg("run")
             .arg("--summary-json")
             .arg(&summary)
             .arg("--")
             .arg(python("0.81.1"))
-            .arg(root().join("workloads/seed_scenario.py")),
+            .arg(root().join("workloads/real_model.py"))
+            .args(["--ops", "8"]),
     )?;
     eprintln!("summary JSON: {}", summary.display());
     Ok(())
