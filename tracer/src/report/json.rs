@@ -233,12 +233,16 @@ pub fn summary(ledger: &Ledger, info: &SessionInfo) -> Value {
             })
         })
         .collect();
-    json!({
+    let mut doc = json!({
         "schema": SCHEMA,
         "lost_events": info.lost_events,
-        "probe_hits": info.probe_hits,
         "runtime": {"library": info.library, "build_id": info.build_id, "layout": info.layout},
         "processes": processes,
         "call_stacks": info.call_stacks,
-    })
+    });
+    // Live sessions only: a recording does not carry the probes' hit counts.
+    if !info.probe_hits.is_empty() {
+        doc["probe_hits"] = json!(info.probe_hits);
+    }
+    doc
 }
