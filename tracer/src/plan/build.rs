@@ -174,29 +174,7 @@ fn circular_buffers(
             });
         }
         match super::clash::sites(lib) {
-            Ok(sites) => {
-                for site in sites {
-                    let Some(file_offset) = lib.file_offset(site.address) else {
-                        continue;
-                    };
-                    let mut spec = tracer_common::SlotSpec {
-                        nfields: site.fields.len() as u32,
-                        ..Default::default()
-                    };
-                    spec.fields[..site.fields.len()].copy_from_slice(&site.fields);
-                    let short: String = site.message.chars().take(60).collect();
-                    probes.push(PlannedProbe {
-                        role: Role::CircularBufferClash,
-                        symbol: site.function.clone(),
-                        file_offset,
-                        spec,
-                        detail: format!(
-                            "+{:#x}: the tt_throw call of \"{short}...\" (arguments read at %rsp)",
-                            site.offset
-                        ),
-                    });
-                }
-            }
+            Ok(sites) => probes.extend(super::throw::probes(lib, sites, Role::CircularBufferClash)),
             Err(e) => warnings.push(format!("circular buffer clashes are not shown: {e}")),
         }
         Ok(layout)

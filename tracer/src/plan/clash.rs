@@ -7,11 +7,8 @@
 //! refusal happens, and the message's arguments are references on the stack at the call.
 use tracer_common::FieldPath;
 
-use super::oom::{placeholder_after, read_c_string, stack_ref};
-use crate::runtime::{
-    disasm::message_calls,
-    elf::{demangle, template_args, Library},
-};
+use super::throw::{self, placeholder_after, stack_ref, ThrowSite};
+use crate::runtime::elf::Library;
 
 const MESSAGES: [&[u8]; 2] = [
     b"Statically allocated circular buffers in program {} clash with L1 buffers",
@@ -39,15 +36,6 @@ pub mod field {
     pub const L1_BUFFER: usize = 6;
     pub const REGION_END: usize = 7;
     pub const COUNT: usize = 8;
-}
-
-#[derive(Clone, Debug)]
-pub struct ClashSite {
-    pub address: u64,
-    pub function: String,
-    pub offset: u64,
-    pub message: String,
-    pub fields: Vec<FieldPath>,
 }
 
 /// The message's arguments as fields.
@@ -84,43 +72,15 @@ fn fields_for(message: &str, types: &[String]) -> Result<Vec<FieldPath>, String>
 }
 
 /// Every clash throw site, or why none was usable.
-pub fn sites(lib: &Library) -> Result<Vec<ClashSite>, String> {
-    let strings: Vec<u64> = MESSAGES.iter().flat_map(|m| lib.find_bytes(m)).collect();
+pub fn sites(lib: &Library) -> Result<Vec<ThrowSite>, String> {
+    let strings: Vec<u64> = MESSAGES
+        .iter()
+        .flat_map(|m| throw::message_strings(lib, m))
+        .collect();
     if strings.is_empty() {
         return Err("no \"... clash with L1 buffers ...\" message in the library".into());
     }
-    let mut out = Vec::new();
-    let mut why = Vec::new();
-    for (prefix, demangled) in VALIDATORS {
-        for (mangled, _, sym) in lib.find_demangled(prefix, demangled) {
-            let Some(code) = lib.code(sym, 1 << 16) else {
-                continue;
-            };
-            for call in message_calls(code, sym.address, &strings) {
-                let thrower = lib
-                    .symbol_at(call.target)
-                    .map(|n| n.trim_end_matches("$plt").to_string())
-                    .and_then(|n| demangle(&n));
-                let Some(thrower) = thrower.filter(|t| t.contains("tt_throw<")) else {
-                    why.push(format!("call at {:#x} is not a tt_throw", call.call));
-                    continue;
-                };
-                let Some(message) = read_c_string(lib, call.string) else {
-                    continue;
-                };
-                match fields_for(&message, &template_args(&thrower)) {
-                    Ok(fields) => out.push(ClashSite {
-                        address: call.call,
-                        function: mangled.clone(),
-                        offset: call.call - sym.address,
-                        message,
-                        fields,
-                    }),
-                    Err(e) => why.push(format!("call at {:#x}: {e}", call.call)),
-                }
-            }
-        }
-    }
+    let (out, why) = throw::sites(lib, &strings, &VALIDATORS, fields_for);
     if out.is_empty() {
         return Err(format!(
             "no usable clash throw in ProgramImpl::validate_circular_buffer_region ({})",

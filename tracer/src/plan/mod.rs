@@ -6,6 +6,7 @@ pub mod kinds;
 pub mod lifecycle;
 pub mod oom;
 pub mod slot;
+pub mod throw;
 pub mod types;
 pub mod window;
 

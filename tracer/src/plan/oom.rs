@@ -7,12 +7,10 @@
 //! parameters, so the message arguments are references pushed on the stack: `[%rsp + 8*i]`
 //! points at argument `i`. Which argument is what comes from the message text itself; the
 //! argument types from the thrower's mangled name.
-use tracer_common::{FieldPath, MAX_STEPS, PT_REGS_SP};
+use tracer_common::FieldPath;
 
-use crate::runtime::{
-    disasm::message_calls,
-    elf::{demangle, template_args, Library},
-};
+use super::throw::{self, placeholder_after, stack_ref, ThrowSite};
+use crate::runtime::elf::Library;
 
 const MESSAGE_PREFIX: &[u8] = b"Out of Memory: Not enough space";
 const ALLOCATE_BUFFER: (&str, &str) = (
@@ -32,47 +30,6 @@ pub mod field {
     pub const FREE: usize = 7;
     pub const LARGEST_FREE: usize = 8;
     pub const COUNT: usize = 9;
-}
-
-#[derive(Clone, Debug)]
-pub struct OomSite {
-    /// Address of the call instruction (link-time).
-    pub address: u64,
-    /// The function it lies in (mangled) and the offset in it.
-    pub function: String,
-    pub offset: u64,
-    pub message: String,
-    pub fields: Vec<FieldPath>,
-}
-
-/// Placeholder index of the `{}` that follows `label` in `message`.
-pub(super) fn placeholder_after(message: &str, label: &str) -> Option<usize> {
-    let at = message.find(label)? + label.len();
-    let rest = &message[at..];
-    if !rest.starts_with("{}") {
-        return None;
-    }
-    Some(message[..at].matches("{}").count())
-}
-
-pub(super) fn stack_ref(index: usize, then: &[i32], width: u8) -> FieldPath {
-    let mut offsets = [0i32; MAX_STEPS];
-    offsets[0] = 8 * index as i32;
-    offsets[1..1 + then.len()].copy_from_slice(then);
-    FieldPath {
-        arg: PT_REGS_SP,
-        steps: 1 + then.len() as u8,
-        width,
-        _pad: 0,
-        offsets,
-    }
-}
-
-pub(super) fn read_c_string(lib: &Library, vaddr: u64) -> Option<String> {
-    let off = lib.file_offset(vaddr)? as usize;
-    let bytes = lib.bytes_at(off, 512)?;
-    let end = bytes.iter().position(|b| *b == 0)?;
-    String::from_utf8(bytes[..end].to_vec()).ok()
 }
 
 /// The message's arguments as fields, checked against the thrower's argument types.
@@ -135,57 +92,21 @@ fn fields_for(message: &str, types: &[String]) -> Result<Vec<FieldPath>, String>
 }
 
 /// Every out-of-memory throw site in `BankManager::allocate_buffer`, or why none was usable.
-pub fn sites(lib: &Library) -> Result<Vec<OomSite>, String> {
-    let strings: Vec<u64> = lib
-        .find_bytes(MESSAGE_PREFIX)
-        .into_iter()
-        .filter(|a| {
-            // The start of a string, not the tail of another.
-            lib.file_offset(a - 1)
-                .and_then(|o| lib.bytes_at(o as usize, 1))
-                .is_some_and(|b| b[0] == 0)
-        })
-        .collect();
+pub fn sites(lib: &Library) -> Result<Vec<ThrowSite>, String> {
+    let strings = throw::message_strings(lib, MESSAGE_PREFIX);
     if strings.is_empty() {
         return Err(format!(
             "no \"{}...\" message in the library",
             String::from_utf8_lossy(MESSAGE_PREFIX)
         ));
     }
-    let functions = lib.find_demangled(ALLOCATE_BUFFER.0, ALLOCATE_BUFFER.1);
-    if functions.is_empty() {
+    if lib
+        .find_demangled(ALLOCATE_BUFFER.0, ALLOCATE_BUFFER.1)
+        .is_empty()
+    {
         return Err("no BankManager::allocate_buffer symbol".into());
     }
-    let mut out = Vec::new();
-    let mut why = Vec::new();
-    for (mangled, _, sym) in functions {
-        let Some(code) = lib.code(sym, 1 << 16) else {
-            continue;
-        };
-        for call in message_calls(code, sym.address, &strings) {
-            let thrower = lib
-                .symbol_at(call.target)
-                .map(|n| n.trim_end_matches("$plt").to_string())
-                .and_then(|n| demangle(&n));
-            let Some(thrower) = thrower.filter(|t| t.contains("tt_throw<")) else {
-                why.push(format!("call at {:#x} is not a tt_throw", call.call));
-                continue;
-            };
-            let Some(message) = read_c_string(lib, call.string) else {
-                continue;
-            };
-            match fields_for(&message, &template_args(&thrower)) {
-                Ok(fields) => out.push(OomSite {
-                    address: call.call,
-                    function: mangled.clone(),
-                    offset: call.call - sym.address,
-                    message,
-                    fields,
-                }),
-                Err(e) => why.push(format!("call at {:#x}: {e}", call.call)),
-            }
-        }
-    }
+    let (out, why) = throw::sites(lib, &strings, &[ALLOCATE_BUFFER], fields_for);
     if out.is_empty() {
         return Err(format!(
             "no usable out-of-memory throw in BankManager::allocate_buffer ({})",
@@ -202,6 +123,8 @@ pub fn sites(lib: &Library) -> Result<Vec<OomSite>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::elf::template_args;
+    use tracer_common::PT_REGS_SP;
 
     #[test]
     fn maps_message_placeholders_to_arguments() {
