@@ -108,6 +108,43 @@ mod tests {
         );
     }
 
+    /// `this` kept in %rbx, spilled to the frame while %rbx does other work, reloaded before
+    /// the unique id is stored (ttnn 0.78.0's `Buffer` constructor). `passed` is the frame
+    /// slot whose address the call in between gets.
+    fn spilled_this(passed: u8) -> Vec<u8> {
+        vec![
+            0x53, // push %rbx
+            0x48, 0x89, 0xfb, // mov %rdi,%rbx
+            0x48, 0x83, 0xec, 0x30, // sub $0x30,%rsp
+            0x48, 0x89, 0x5c, 0x24, 0x28, // mov %rbx,0x28(%rsp)
+            0x31, 0xdb, // xor %ebx,%ebx
+            0x48, 0x8d, 0x7c, 0x24, passed, // lea passed(%rsp),%rdi
+            0xe8, 0, 0, 0, 0, // call +0
+            0x48, 0x8b, 0x5c, 0x24, 0x28, // mov 0x28(%rsp),%rbx
+            0xb9, 0x01, 0, 0, 0, // mov $1,%ecx
+            0xf0, 0x48, 0x0f, 0xc1, 0x08, // lock xadd %rcx,(%rax)
+            0x48, 0x89, 0x8b, 0x20, 0x02, 0, 0, // mov %rcx,0x220(%rbx)
+            0x48, 0x83, 0xc4, 0x30, // add $0x30,%rsp
+            0x5b, // pop %rbx
+            0xc3, // ret
+        ]
+    }
+
+    #[test]
+    fn follows_this_through_a_frame_slot() {
+        // The call gets the object at +0x0: the spill at +0x28 survives it.
+        assert_eq!(
+            constructor_stores(&spilled_this(0), 0, 100),
+            vec![Store {
+                value: Stored::Counter,
+                offset: 0x220,
+                width: 8
+            }]
+        );
+        // The call gets the spill slot itself: what it reloads is unknown.
+        assert!(constructor_stores(&spilled_this(0x28), 0, 100).is_empty());
+    }
+
     #[test]
     fn a_call_clobbers_the_argument_registers() {
         // call +0 ; mov %rsi,0x10(%rdi) ; ret

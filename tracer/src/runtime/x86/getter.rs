@@ -48,7 +48,7 @@ fn getter_from(
                     None => Continue(()),
                 }
             }
-            Event::Load { address } => {
+            Event::Load { address, .. } => {
                 let Some(d) = address.derived() else {
                     return Continue(());
                 };
