@@ -20,7 +20,7 @@ use iced_x86::{
     OpAccess, OpKind, Register,
 };
 
-use super::{state::State, value::Value};
+use super::{abi, state::State, value::Value};
 
 /// At most `max` instructions of `code`, which starts at address `ip`.
 pub fn decode(code: &[u8], ip: u64, max: usize) -> impl Iterator<Item = Instruction> + '_ {
@@ -51,8 +51,11 @@ pub enum Event<'a> {
     Call {
         target: Option<u64>,
     },
-    /// An unconditional jump (a tail call, or a branch inside the function).
-    Jump,
+    /// An unconditional jump (a tail call, or a branch inside the function); `target`: where
+    /// a direct one goes.
+    Jump {
+        target: Option<u64>,
+    },
     /// A register is loaded from `address` (a `mov` of any width or extension).
     Load {
         address: &'a Value,
@@ -63,6 +66,16 @@ pub enum Event<'a> {
     Read {
         address: &'a Value,
         width: u8,
+    },
+    /// A register is loaded from an element of a table: `base` plus an unknown index (an
+    /// element of a vector whose begin pointer `base` was loaded from).
+    IndexedLoad {
+        base: &'a Value,
+        width: u8,
+    },
+    /// An unsigned or signed division of `%rax` (`%rdx:%rax`) by `divisor`.
+    Divide {
+        divisor: Option<&'a Value>,
     },
     /// A register's `value` (if known) is stored at `address`.
     Store {
@@ -100,9 +113,13 @@ pub fn run<T>(
                 let flow = on(&i, Event::Call { target }, state);
                 state.forget_passed_slots();
                 state.clobber_caller_saved();
+                state.set(abi::RETURN, target.map(Value::Returned));
                 flow
             }
-            Mnemonic::Jmp => on(&i, Event::Jump, state),
+            Mnemonic::Jmp => {
+                let target = (i.op0_kind() == OpKind::NearBranch64).then(|| i.near_branch_target());
+                on(&i, Event::Jump { target }, state)
+            }
             _ if i.is_jcc_short_or_near() => Continue(()),
             _ => step(&i, state, memory, &mut info, &mut on),
         };
@@ -126,6 +143,20 @@ fn step<T>(
 ) -> ControlFlow<T> {
     if let Some(()) = push_or_pop(i, state) {
         return Continue(());
+    }
+    if matches!(i.mnemonic(), Mnemonic::Div | Mnemonic::Idiv) {
+        let divisor = match i.op0_kind() {
+            OpKind::Register => state.get(i.op0_register()).cloned(),
+            OpKind::Memory => address(i, state).and_then(|a| load(i, &a, memory)),
+            _ => None,
+        };
+        on(
+            i,
+            Event::Divide {
+                divisor: divisor.as_ref(),
+            },
+            state,
+        )?;
     }
     let modelled = match (i.op_count(), i.op0_kind(), i.op1_kind()) {
         (2, OpKind::Register, _) => into_register(i, state, memory, on)?,
@@ -221,7 +252,13 @@ fn into_register<T>(
                         _ => load(i, &a, memory),
                     }
                 }
-                None => None,
+                None => {
+                    if let Some(base) = indexed_base(i, state) {
+                        let width = i.memory_size().size() as u8;
+                        on(i, Event::IndexedLoad { base: &base, width }, state)?;
+                    }
+                    None
+                }
             }
         }
         (Mnemonic::Mov, OpKind::Register) => state.get(i.op1_register()).cloned(),
@@ -294,6 +331,16 @@ fn address(i: &Instruction, state: &State) -> Option<Value> {
     indexed.offset(i.memory_displacement64() as i64)
 }
 
+/// The known part of a memory operand whose index register is unknown: base plus
+/// displacement.
+fn indexed_base(i: &Instruction, state: &State) -> Option<Value> {
+    if i.memory_index() == Register::None || state.get(i.memory_index()).is_some() {
+        return None;
+    }
+    let base = state.get(i.memory_base())?;
+    base.offset(i.memory_displacement64() as i64)
+}
+
 /// What the memory operand of `i`, at `address`, holds.
 fn load(i: &Instruction, address: &Value, memory: &dyn Memory) -> Option<Value> {
     let width = i.memory_size().size() as u8;
@@ -303,8 +350,9 @@ fn load(i: &Instruction, address: &Value, memory: &dyn Memory) -> Option<Value> 
 /// How a function ends along its straight line (conditional branches not taken).
 pub enum Exit {
     Return(State),
-    /// An unconditional jump, with the state it jumps with (a tail call's arguments).
-    Jump(State),
+    /// An unconditional jump, with the state it jumps with (a tail call's arguments) and where
+    /// it goes, if direct.
+    Jump(State, Option<u64>),
     Call,
 }
 
@@ -325,9 +373,13 @@ pub fn straight_line(
         memory,
         |_, event, s| match event {
             Event::Return => Break(Exit::Return(s.clone())),
-            Event::Jump => Break(Exit::Jump(s.clone())),
+            Event::Jump { target } => Break(Exit::Jump(s.clone(), target)),
             Event::Call { .. } => Break(Exit::Call),
-            Event::Load { .. } | Event::Read { .. } | Event::Store { .. } => Continue(()),
+            Event::Load { .. }
+            | Event::Read { .. }
+            | Event::IndexedLoad { .. }
+            | Event::Divide { .. }
+            | Event::Store { .. } => Continue(()),
         },
     )
 }
