@@ -10,18 +10,13 @@ fn lib() -> Fixture {
     Fixture::of_release(VERSION)
 }
 
-fn provenance(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(f, how)| (f.to_string(), how.to_string()))
-        .collect()
-}
-
 #[test]
 fn old_era_layout() {
-    let ctor = "constructor store in tt::tt_metal::Buffer::Buffer(tt::tt_metal::IDevice*...)";
-    let expected = Layout {
-        buffer: BufferLayout {
+    let got = layout_is(
+        &lib(),
+        "Buffer{device +0x10:8 address +0x50:4 size +0x18:8 page_size +0x58:8 type +0x20:4 \
+         unique_id +0x220:8} Device{id +0x18:4} MeshDevice{devices +0x18->+0x58->+0x0->vector@+0x178}",
+        &BufferLayout {
             device: chain(&[0x10], 8),
             address: chain(&[0x50], 4),
             size: chain(&[0x18], 8),
@@ -30,41 +25,56 @@ fn old_era_layout() {
             unique_id: chain(&[0x220], 8),
             memory_layout: None,
         },
-        device_id: chain(&[0x18], 4),
-        mesh_devices: Some((vec![0x18, 0x58, 0], 0x178)),
-        provenance: provenance(&[
-            ("address", "accessor tt::tt_metal::Buffer::address() const"),
+        chain(&[0x18], 4),
+        Some((vec![0x18, 0x58, 0], 0x178)),
+    );
+    // Four accessors are inlined: the constructor gives those fields, and another function
+    // that uses each one confirms it.
+    let ctor = "constructor store in `Buffer::Buffer(IDevice*...)`";
+    sources_are(
+        &got.provenance,
+        &[
+            ("Buffer::device", ctor, 1),
+            ("Buffer::address", "accessor `Buffer::address() const`", 1),
+            ("Buffer::size", ctor, 1),
             (
-                "page_size",
-                "accessor tt::tt_metal::Buffer::page_size() const",
+                "Buffer::page_size",
+                "accessor `Buffer::page_size() const`",
+                2,
             ),
-            ("device", ctor),
-            ("size", ctor),
-            ("buffer_type", ctor),
-            ("unique_id", ctor),
-            ("device_id", "accessor tt::tt_metal::Device::id() const"),
+            ("Buffer::buffer_type", ctor, 2),
+            ("Buffer::unique_id", ctor, 1),
+            ("Buffer::buffer_layout", "", 0),
+            ("Device::id", "accessor `Device::id() const`", 1),
             (
-                "memory_layout",
-                "not found (no out-of-line `tt::tt_metal::Buffer::buffer_layout() const`): \
-                 sharded buffers are not told apart",
+                "MeshDevice::get_devices",
+                "getter `distributed::MeshDevice::get_devices() const`",
+                1,
             ),
-            (
-                "mesh_devices",
-                "getter tt::tt_metal::distributed::MeshDevice::get_devices() const",
-            ),
-        ]),
-    };
-    layout_is(
-        &lib(),
-        "Buffer{device +0x10:8 address +0x50:4 size +0x18:8 page_size +0x58:8 type +0x20:4 \
-         unique_id +0x220:8} Device{id +0x18:4} MeshDevice{devices +0x18->+0x58->+0x0->vector@+0x178}",
-        &expected,
+        ],
+    );
+    let describe: Vec<String> = got
+        .provenance
+        .iter()
+        .map(|f| f.describe().replace("tt::tt_metal::", ""))
+        .collect();
+    assert_eq!(
+        describe[1],
+        "+0x50:4 from accessor `Buffer::address() const`; confirmed by the member \
+         `Buffer::allocate_impl()` stores `AllocatorImpl::allocate_buffer(Buffer*)`'s result in \
+         (+0x50:8)"
+    );
+    assert_eq!(
+        describe[6],
+        "not found: sharded buffers are not told apart; nothing from accessor \
+         `Buffer::buffer_layout() const`, constructor store in `Buffer::Buffer(IDevice*...)` of \
+         `BufferShardingArgs::buffer_layout() const`"
     );
 }
 
 #[test]
 fn old_era_allocator() {
-    allocator_is(
+    let got = allocator_is(
         &lib(),
         "AllocatorImpl{DRAM +0x38->banks+0x20 L1 +0x40->banks+0x20 L1_SMALL +0x48->banks+0x20 \
          TRACE +0x50->banks+0x20} BankManager{alignment +0x48 sub_allocators +0x3b0->[0]->min_block +0x18}",
@@ -76,6 +86,7 @@ fn old_era_allocator() {
         ],
         [0x48, 0x3b0, 0x18],
     );
+    allocator_sources_are(&got, false, true);
 }
 
 #[test]
@@ -111,12 +122,13 @@ fn old_era_constructor_stores() {
         stores(&lib, sym::BUFFER_CTOR, 4096, 1500),
         vec![buffer.clone(), buffer]
     );
-    // The first by mangled name (the unordered_map variant, C1 and C2) already stores the
-    // alignment argument: the vector variant is not read.
+    // Both BankManager constructors (by unordered_map and by vector, C1 and C2 each) store
+    // the alignment argument: each body is a source of it.
     let map = vec![arg(4, 0x40, 8), arg(5, 0x48, 4)];
+    let vector = vec![arg(4, 0x48, 4)];
     assert_eq!(
         stores(&lib, sym::BANK_MANAGER_CTOR, 4096, 1500),
-        vec![map.clone(), map]
+        vec![map.clone(), vector.clone(), map, vector]
     );
     let free_list = vec![
         arg(1, 0x8, 8),
