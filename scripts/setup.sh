@@ -6,7 +6,9 @@
 #   scripts/setup.sh --ebpf             also the eBPF toolchain: the pinned nightly with rust-src,
 #                                       LLVM dev files and bpf-linker (to rebuild tracer-ebpf)
 #   scripts/setup.sh --all              the eBPF toolchain and what the tests need: ttnn 0.75.0
-#                                       (the second layout era), sqlite3, Prometheus, bpftool
+#                                       (the second layout era), sqlite3, Prometheus, bpftool,
+#                                       and every PyPI release tests/tests/releases.rs traces
+#   scripts/setup.sh --releases         the Python environments of those releases only
 #   scripts/setup.sh --print-toolchain  the nightly the eBPF build uses, and nothing else
 #
 # The Python environments live in ${TRACER_VENV_ROOT:-$HOME/.cache/tracer/venvs} so that
@@ -23,18 +25,23 @@ need_root() {
     fi
 }
 
-EBPF="" TESTS=""
+EBPF="" TESTS="" RELEASES=""
 for arg in "$@"; do
     case "$arg" in
         --ebpf) EBPF=1 ;;
-        --all) EBPF=1 TESTS=1 ;;
+        --all) EBPF=1 TESTS=1 RELEASES=1 ;;
+        --releases) RELEASES=1 ;;
         --print-toolchain) ;;
-        *) echo "usage: $0 [--ebpf | --all | --print-toolchain]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--ebpf | --all | --releases | --print-toolchain]" >&2; exit 2 ;;
     esac
 done
 
+# The ttnn releases on PyPI that tracer calibrates (tests/tests/releases.rs traces each one);
+# 0.81.1 and 0.75.0 are the two layout eras the other tests use.
+ALL_RELEASES=("0.81.1" "0.75.0" "0.76.0" "0.78.0" "0.80.0")
 ERAS=("0.81.1")
 [ -n "$TESTS" ] && ERAS=("0.81.1" "0.75.0")
+[ -n "$RELEASES" ] && ERAS=("${ALL_RELEASES[@]}")
 
 VENV_ROOT="${TRACER_VENV_ROOT:-$HOME/.cache/tracer/venvs}"
 LLVM_VERSION=22

@@ -31,6 +31,11 @@ fn venv_root() -> PathBuf {
         })
 }
 
+/// Whether scripts/setup.sh made the ttnn `era` environment.
+pub fn has_venv(era: &str) -> bool {
+    venv_root().join(format!("ttnn-{era}/bin/python")).exists()
+}
+
 /// The Python of the ttnn `era` environment made by scripts/setup.sh.
 pub fn python(era: &str) -> PathBuf {
     let p = venv_root().join(format!("ttnn-{era}/bin/python"));

@@ -156,14 +156,19 @@ pub fn doctor(lib: Option<PathBuf>, pid: Option<u32>, cmd: Vec<String>) -> Resul
                     plan.build_id.as_deref().unwrap_or("(none)")
                 );
                 println!("  layout: {}", plan.layout.describe());
-                for (field, how) in &plan.layout.provenance {
-                    println!("    {field}: {how}");
+                for f in &plan.layout.provenance {
+                    println!("    {}: {}", f.field, f.describe());
                 }
                 match &plan.allocator {
-                    Ok(a) => println!(
-                        "  allocator geometry (read after a mid-run attach): {}",
-                        a.describe()
-                    ),
+                    Ok(a) => {
+                        println!(
+                            "  allocator geometry (read after a mid-run attach): {}",
+                            a.describe()
+                        );
+                        for f in &a.provenance {
+                            println!("    {}: {}", f.field, f.describe());
+                        }
+                    }
                     Err(e) => println!(
                         "  allocator geometry after a mid-run attach: NOT calibrated: {e} \
                          (reserved falls back to requested bytes)"

@@ -21,6 +21,32 @@ pub const BUFFER_LAYOUT: &str = "_ZNK2tt8tt_metal6Buffer13buffer_layoutEv";
 
 /// `Buffer::num_dev_pages() const`: pages per shard of a sharded buffer (runtime/x86/shard.rs).
 pub const BUFFER_NUM_DEV_PAGES: &str = "_ZNK2tt8tt_metal6Buffer13num_dev_pagesEv";
+/// `BufferShardingArgs::buffer_layout() const`: where the constructor's sharding argument
+/// keeps the layout it copies into the buffer.
+pub const SHARDING_ARGS_LAYOUT: &str = "_ZNK2tt8tt_metal18BufferShardingArgs13buffer_layoutEv";
+/// `Buffer::impl() const`: the `BufferImpl` behind a `Buffer` (the pimpl era).
+pub const BUFFER_IMPL: &str = "_ZNK2tt8tt_metal6Buffer4implEv";
+
+/// Functions that read `Buffer` fields without returning them: each one is a second source of
+/// a field, independent of its accessor being out of line.
+/// `is_dram()`/`is_l1()` test the buffer type; `num_pages()` divides the size by the page size.
+pub const BUFFER_IS_DRAM: &str = "_ZNK2tt8tt_metal6Buffer7is_dramEv";
+pub const BUFFER_IS_L1: &str = "_ZNK2tt8tt_metal6Buffer5is_l1Ev";
+pub const BUFFER_NUM_PAGES: &str = "_ZNK2tt8tt_metal6Buffer9num_pagesEv";
+/// Stores the address the allocator returns, and hands the device to `extract_context_id`.
+pub const BUFFER_ALLOCATE_IMPL: &str = "_ZN2tt8tt_metal6Buffer13allocate_implEv";
+pub const BUFFER_IMPL_ALLOCATE_IMPL: &str =
+    "_ZN2tt8tt_metal10BufferImpl13allocate_implERNS0_6BufferE";
+pub const EXTRACT_CONTEXT_ID: &str = "_ZN2tt8tt_metal18extract_context_idEPKNS0_7IDeviceE";
+/// Light Metal capture keys its buffer map by `Buffer::unique_id()`.
+pub const LIGHT_METAL_IS_IN_MAP: &str =
+    "_ZN2tt8tt_metal24LightMetalCaptureContext9is_in_mapEPKNS0_6BufferE";
+/// `Device::Device(MetalEnv*, MetalContext*, int device_id, ...)` stores the id.
+pub const DEVICE_CTOR: (&str, &str) = ("_ZN2tt8tt_metal6DeviceC", "tt::tt_metal::Device::Device(");
+/// `MeshDevice::get_device(int) const` walks the devices vector `get_devices()` copies;
+/// `MeshDevice::get_view() const` is the view `get_devices()` may delegate to.
+pub const MESH_GET_DEVICE: &str = "_ZNK2tt8tt_metal11distributed10MeshDevice10get_deviceEi";
+pub const MESH_GET_VIEW: &str = "_ZNK2tt8tt_metal11distributed10MeshDevice8get_viewEv";
 
 /// Demangled prefixes of constructors whose stores reveal field offsets when accessors are
 /// inlined away.
@@ -73,6 +99,14 @@ pub const ALLOCATOR_ALLOCATE_BUFFER: &str =
 pub const ALLOCATOR_NUM_BANKS: &str =
     "_ZNK2tt8tt_metal13AllocatorImpl13get_num_banksERKNS0_10BufferTypeE";
 pub const BANK_MANAGER_INIT_ALLOCATORS: &str = "_ZN2tt8tt_metal11BankManager15init_allocatorsEmjm";
+/// Second sources of the bank managers, the bank count and the sub-allocators vector.
+pub const ALLOCATOR_RESET_SIZE: &str =
+    "_ZN2tt8tt_metal13AllocatorImpl20reset_allocator_sizeERKNS0_10BufferTypeE";
+pub const BANK_MANAGER_RESET_SIZE: &str =
+    "_ZN2tt8tt_metal11BankManager10reset_sizeEN4ttsl10StrongTypeIjNS0_14AllocatorIDTagEEE";
+pub const BANK_MANAGER_NUM_BANKS: &str = "_ZNK2tt8tt_metal11BankManager9num_banksEv";
+pub const BANK_MANAGER_ALLOCATOR_FROM_ID: &str =
+    "_ZNK2tt8tt_metal11BankManager21get_allocator_from_idEN4ttsl10StrongTypeIjNS0_14AllocatorIDTagEEE";
 pub const FREE_LIST_CTOR: (&str, &str) = (
     "_ZN2tt8tt_metal9allocator11FreeListOptC",
     "tt::tt_metal::allocator::FreeListOpt::FreeListOpt(",

@@ -11,7 +11,7 @@ use super::{
 pub fn accessor_chain(code: &[u8], ip: u64, arg: usize) -> Option<Chain> {
     match straight_line(code, ip, 32, State::with_arguments([arg]), &Unknown)? {
         Exit::Return(s) => s.get(abi::RETURN)?.chain_from(arg),
-        Exit::Jump(_) | Exit::Call => None,
+        Exit::Jump(..) | Exit::Call => None,
     }
 }
 

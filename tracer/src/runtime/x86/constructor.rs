@@ -52,6 +52,52 @@ pub fn constructor_stores(code: &[u8], ip: u64, max: usize) -> Vec<Store> {
     out
 }
 
+/// A member of `this` that receives what a direct call returned: `(callee, offset, width)`, in
+/// program order, in a linear sweep of the first `max` instructions (e.g. the address
+/// `Buffer::allocate_impl` gets from the allocator).
+pub fn result_stores(code: &[u8], ip: u64, max: usize) -> Vec<(u64, i32, u8)> {
+    let mut out = Vec::new();
+    let mut state = State::with_arguments([0]);
+    run(code, ip, max, &mut state, &Unknown, |_, event, _| {
+        if let Event::Store {
+            address,
+            value: Some(Value::Returned(callee)),
+            width,
+        } = event
+        {
+            if let Some(offset) = member_of_this(address) {
+                out.push((*callee, offset, width));
+            }
+        }
+        Continue::<()>(())
+    });
+    out
+}
+
+/// Stores into `this` of a value loaded through argument `arg` (a field of an object the
+/// constructor is handed): `(loads from the argument, offset, width)`, in program order.
+pub fn copied_stores(code: &[u8], ip: u64, max: usize, arg: usize) -> Vec<(Vec<i32>, i32, u8)> {
+    let mut out = Vec::new();
+    let mut state = State::with_arguments(0..6);
+    run(code, ip, max, &mut state, &Unknown, |_, event, _| {
+        match event {
+            Event::Return => return Break(()),
+            Event::Store {
+                address,
+                value: Some(Value::Derived(d)),
+                width,
+            } if d.root == arg && d.addend == 0 && !d.loads.is_empty() => {
+                if let Some(offset) = member_of_this(address) {
+                    out.push((d.loads.clone(), offset, width));
+                }
+            }
+            _ => {}
+        }
+        Continue(())
+    });
+    out
+}
+
 fn member_of_this(address: &Value) -> Option<i32> {
     let d = address.derived()?;
     (d.root == 0 && d.loads.is_empty()).then_some(d.addend as i32)
@@ -106,6 +152,66 @@ mod tests {
                 },
             ]
         );
+    }
+
+    /// `this` kept in %rbx, spilled to the frame while %rbx does other work, reloaded before
+    /// the unique id is stored (ttnn 0.78.0's `Buffer` constructor). `passed` is the frame
+    /// slot whose address the call in between gets.
+    fn spilled_this(passed: u8) -> Vec<u8> {
+        vec![
+            0x53, // push %rbx
+            0x48, 0x89, 0xfb, // mov %rdi,%rbx
+            0x48, 0x83, 0xec, 0x30, // sub $0x30,%rsp
+            0x48, 0x89, 0x5c, 0x24, 0x28, // mov %rbx,0x28(%rsp)
+            0x31, 0xdb, // xor %ebx,%ebx
+            0x48, 0x8d, 0x7c, 0x24, passed, // lea passed(%rsp),%rdi
+            0xe8, 0, 0, 0, 0, // call +0
+            0x48, 0x8b, 0x5c, 0x24, 0x28, // mov 0x28(%rsp),%rbx
+            0xb9, 0x01, 0, 0, 0, // mov $1,%ecx
+            0xf0, 0x48, 0x0f, 0xc1, 0x08, // lock xadd %rcx,(%rax)
+            0x48, 0x89, 0x8b, 0x20, 0x02, 0, 0, // mov %rcx,0x220(%rbx)
+            0x48, 0x83, 0xc4, 0x30, // add $0x30,%rsp
+            0x5b, // pop %rbx
+            0xc3, // ret
+        ]
+    }
+
+    #[test]
+    fn follows_this_through_a_frame_slot() {
+        // The call gets the object at +0x0: the spill at +0x28 survives it.
+        assert_eq!(
+            constructor_stores(&spilled_this(0), 0, 100),
+            vec![Store {
+                value: Stored::Counter,
+                offset: 0x220,
+                width: 8
+            }]
+        );
+        // The call gets the spill slot itself: what it reloads is unknown.
+        assert!(constructor_stores(&spilled_this(0x28), 0, 100).is_empty());
+    }
+
+    #[test]
+    fn finds_the_member_a_call_result_goes_to() {
+        // mov %rdi,%rbx ; call +0 ; mov %rax,0x50(%rbx) ; call +0 ; mov %eax,0x8(%rax) ; ret
+        let code = [
+            0x48, 0x89, 0xfb, 0xe8, 0, 0, 0, 0, 0x48, 0x89, 0x43, 0x50, 0xe8, 0, 0, 0, 0, 0x89,
+            0x40, 0x08, 0xc3,
+        ];
+        assert_eq!(result_stores(&code, 0, 100), vec![(0x8, 0x50, 8)]);
+    }
+
+    #[test]
+    fn finds_a_field_copied_from_an_argument() {
+        // mov (%r9),%rax ; mov 0x158(%rax),%eax ; mov %eax,0x14(%rdi) ; ret
+        let code = [
+            0x49, 0x8b, 0x01, 0x8b, 0x80, 0x58, 0x01, 0, 0, 0x89, 0x47, 0x14, 0xc3,
+        ];
+        assert_eq!(
+            copied_stores(&code, 0, 100, 5),
+            vec![(vec![0, 0x158], 0x14, 4)]
+        );
+        assert!(copied_stores(&code, 0, 100, 4).is_empty());
     }
 
     #[test]

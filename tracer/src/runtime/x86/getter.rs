@@ -21,15 +21,32 @@ pub fn vector_getter(
     getter_from(code, ip, Value::argument(1), callee)
 }
 
+/// Where a method (`this` in RDI) that walks a `std::vector` member finds it (e.g.
+/// `MeshDevice::get_device(int) const` searching the devices): `(loads, offset)` as for
+/// [`vector_getter`].
+pub fn vector_scan(code: &[u8], ip: u64) -> Option<(Vec<i32>, i64)> {
+    scan_from(code, ip, Register::RDI, Value::argument(0), None)
+}
+
 fn getter_from(
     code: &[u8],
     ip: u64,
     this: Value,
     callee: Option<(&[u8], u64)>,
 ) -> Option<(Vec<i32>, i64)> {
+    scan_from(code, ip, Register::RSI, this, callee)
+}
+
+fn scan_from(
+    code: &[u8],
+    ip: u64,
+    reg: Register,
+    this: Value,
+    callee: Option<(&[u8], u64)>,
+) -> Option<(Vec<i32>, i64)> {
     // (object loads, offset) of every load from a known object so far.
     let mut loads: Vec<(Vec<i32>, i64)> = Vec::new();
-    let mut state = State::only(Register::RSI, this);
+    let mut state = State::only(reg, this);
     run(
         code,
         ip,
@@ -48,7 +65,7 @@ fn getter_from(
                     None => Continue(()),
                 }
             }
-            Event::Load { address } => {
+            Event::Load { address, .. } => {
                 let Some(d) = address.derived() else {
                     return Continue(());
                 };
@@ -98,5 +115,15 @@ mod tests {
         );
         // Without the callee's code, the delegation is a dead end.
         assert_eq!(vector_getter(&outer, 0, None), None);
+    }
+
+    #[test]
+    fn finds_the_vector_a_method_walks() {
+        // mov 0x18(%rdi),%rax ; mov %esi,0x14(%rsp) ; mov 0x78(%rax),%r15 ; mov 0x80(%rax),%r12
+        let code = [
+            0x48, 0x8b, 0x47, 0x18, 0x89, 0x74, 0x24, 0x14, 0x4c, 0x8b, 0x78, 0x78, 0x4c, 0x8b,
+            0xa0, 0x80, 0, 0, 0,
+        ];
+        assert_eq!(vector_scan(&code, 0), Some((vec![0x18], 0x78)));
     }
 }

@@ -11,7 +11,10 @@
 //!   ([`tail`]) or through a constant table indexed by an argument ([`typed`]);
 //! - constructors that store their arguments into `this` ([`constructor`]);
 //! - getters that copy a `std::vector` member ([`getter`]), helpers handed a member of `this`
-//!   ([`member_call`]) and throws of a known message ([`messages`]).
+//!   ([`member_call`]) and throws of a known message ([`messages`]);
+//! - functions that read a field without returning it: a predicate on it, a division by it,
+//!   an element of a vector member ([`reads`]), a member passed to a call ([`member_call`]),
+//!   the result of a call stored into a member ([`constructor`]).
 pub mod abi;
 pub mod accessor;
 pub mod array;
@@ -23,6 +26,7 @@ pub mod image;
 pub mod member_call;
 pub mod messages;
 pub mod prologue;
+pub mod reads;
 pub mod shard;
 pub mod state;
 pub mod tail;
@@ -36,11 +40,12 @@ mod fixture;
 
 pub use accessor::accessor_chain;
 pub use chain::Chain;
-pub use constructor::{constructor_stores, Stored};
-pub use getter::vector_getter;
+pub use constructor::{constructor_stores, copied_stores, result_stores, Stored};
+pub use getter::{vector_getter, vector_scan};
 pub use image::Image;
-pub use member_call::this_lea_at_call;
+pub use member_call::{member_at_call, this_lea_at_call};
 pub use messages::message_calls;
 pub use prologue::sets_frame_pointer;
+pub use reads::{field_reads, indexed_member, quotient};
 pub use tail::tail_accessor;
-pub use typed::typed_accessor;
+pub use typed::{typed_accessor, typed_member_at_call, typed_tail_call};

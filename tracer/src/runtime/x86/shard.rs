@@ -4,6 +4,8 @@
 //! allocator reserves that many aligned pages in every bank.
 use std::ops::ControlFlow::{Break, Continue};
 
+use iced_x86::{Mnemonic, Register};
+
 use super::{
     chain::Chain,
     engine::{run, Event, Unknown},
@@ -27,23 +29,20 @@ pub fn shard_shape(code: &[u8], ip: u64) -> Option<ShardShape> {
     let mut present = None;
     let mut divisions: Vec<(Chain, Chain)> = Vec::new();
     let mut state = State::with_arguments([0]);
-    run(code, ip, 64, &mut state, &Unknown, |i, event, _| {
+    run(code, ip, 64, &mut state, &Unknown, |i, event, s| {
         match event {
-            Event::Load { address } if layout.is_none() && i.memory_size().size() == 4 => {
+            Event::Load { address, width: 4 } if layout.is_none() => {
                 layout = address.load(4).and_then(|v| v.chain_from(0));
             }
-            Event::Compare {
-                address,
-                immediate: 1,
-                width: 1,
-            } if present.is_none() => {
+            // `cmpb $1, flag`: the shard parameters' presence.
+            Event::Read { address, width: 1 }
+                if present.is_none() && i.mnemonic() == Mnemonic::Cmp && i.immediate(1) == 1 =>
+            {
                 present = address.load(1).and_then(|v| v.chain_from(0));
             }
-            Event::Divide {
-                dividend: Some(n),
-                divisor: Some(d),
-            } if present.is_some() => {
-                if let (Some(n), Some(d)) = (n.chain_from(0), d.chain_from(0)) {
+            Event::Divide { divisor: Some(d) } if present.is_some() => {
+                let n = s.get(Register::RAX).and_then(|n| n.chain_from(0));
+                if let (Some(n), Some(d)) = (n, d.chain_from(0)) {
                     divisions.push((n, d));
                 }
             }

@@ -18,7 +18,7 @@ pub fn tail_accessor(functions: &[(&[u8], u64)]) -> Option<Chain> {
     let mut this = Value::argument(0);
     for (code, ip) in through {
         match straight_line(code, *ip, 32, State::only(Register::RDI, this), &Unknown)? {
-            Exit::Jump(s) => this = passed_on(s.get(Register::RDI)?)?,
+            Exit::Jump(s, _) => this = passed_on(s.get(Register::RDI)?)?,
             Exit::Return(_) | Exit::Call => return None,
         }
     }
@@ -30,7 +30,7 @@ pub fn tail_accessor(functions: &[(&[u8], u64)]) -> Option<Chain> {
         &Unknown,
     )? {
         Exit::Return(s) => s.get(abi::RETURN)?.chain_from(0),
-        Exit::Jump(_) | Exit::Call => None,
+        Exit::Jump(..) | Exit::Call => None,
     }
 }
 

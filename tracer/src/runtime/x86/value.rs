@@ -13,6 +13,10 @@ pub enum Value {
     Address(u64),
     /// What a `lock xadd` fetched: a global counter before its increment (a unique id).
     Fetched,
+    /// The stack pointer at the function's entry plus this offset: a slot of its own frame.
+    Frame(i64),
+    /// What the function called at this address returned (`%rax` after a direct call).
+    Returned(u64),
 }
 
 /// `addend` plus the value reached from entry argument `root` (0 = `this`) by following
@@ -52,7 +56,8 @@ impl Value {
             })),
             Value::Const(c) => Some(Value::Const(c.wrapping_add(by as u64))),
             Value::Address(a) => Some(Value::Address(a.wrapping_add(by as u64))),
-            Value::Fetched => None,
+            Value::Frame(at) => Some(Value::Frame(at.wrapping_add(by))),
+            Value::Fetched | Value::Returned(_) => None,
         }
     }
 

@@ -1,14 +1,16 @@
-//! Calibration on stored extracts of real libraries (`fixtures/calibration/`), one module per
-//! layout era. The expected numbers are what calibration found on the real libraries before
-//! the analyses moved onto the one engine (and what `tracer doctor --lib` printed): ground
-//! truth from the binaries, not guesses.
+//! Calibration on stored extracts of real libraries (`fixtures/calibration/`): one module per
+//! layout era (0.75.0 and 0.81.1, every analysis checked), and `releases` for the PyPI
+//! releases between them. The expected numbers are what calibration found on the real
+//! libraries (and what `tracer doctor --lib` printed), and the traced workloads confirmed
+//! against `ttnn.get_memory_view`: ground truth from the binaries, not guesses.
 mod new_era;
 mod old_era;
+mod releases;
 
 use super::{
     super::{
         allocator::{self, AllocatorLayout},
-        calibrate::{calibrate, Layout},
+        calibrate::{calibrate, BufferLayout, FieldSources, Layout},
         symbols as sym,
     },
     accessor_chain,
@@ -20,7 +22,50 @@ use super::{
     messages::MessageCall,
     sets_frame_pointer, tail_accessor, this_lea_at_call, typed_accessor, vector_getter, Image,
 };
-use crate::runtime::elf::demangle;
+use crate::runtime::elf::{demangle, Symbol};
+
+/// Every release with a stored extract.
+const RELEASES: [&str; 5] = ["0.75.0", "0.76.0", "0.78.0", "0.80.0", "0.81.1"];
+
+/// A library in which the functions whose mangled names contain `hidden` do not exist: an
+/// accessor inlined away, a function a release does not have.
+struct Without<'a> {
+    lib: &'a Fixture,
+    hidden: &'a str,
+}
+
+impl Image for Without<'_> {
+    fn name(&self) -> String {
+        self.lib.name()
+    }
+
+    fn symbol(&self, mangled: &str) -> Option<Symbol> {
+        if mangled.contains(self.hidden) {
+            return None;
+        }
+        self.lib.symbol(mangled)
+    }
+
+    fn find_demangled(&self, mangled_prefix: &str, prefix: &str) -> Vec<(String, String, Symbol)> {
+        let mut found = self.lib.find_demangled(mangled_prefix, prefix);
+        found.retain(|(m, _, _)| !m.contains(self.hidden));
+        found
+    }
+
+    fn code(&self, sym: Symbol, max: usize) -> Option<&[u8]> {
+        self.lib.code(sym, max)
+    }
+
+    fn bytes_at_address(&self, address: u64, len: usize) -> Option<&[u8]> {
+        self.lib.bytes_at_address(address, len)
+    }
+
+    fn symbol_at(&self, address: u64) -> Option<&str> {
+        self.lib
+            .symbol_at(address)
+            .filter(|n| !n.contains(self.hidden))
+    }
+}
 
 fn chain(offsets: &[i32], width: u8) -> Chain {
     Chain {
@@ -52,14 +97,49 @@ fn code<'a>(lib: &'a Fixture, mangled: &str, max: usize) -> Option<(&'a [u8], u6
 }
 
 /// The whole layout, as `tracer doctor` prints it, and field by field.
-fn layout_is(lib: &Fixture, describe: &str, expected: &Layout) {
+fn layout_is(
+    lib: &Fixture,
+    describe: &str,
+    buffer: &BufferLayout,
+    device_id: Chain,
+    mesh_devices: Option<(Vec<i32>, i64)>,
+) -> Layout {
     let got = calibrate(lib).unwrap();
     assert_eq!(got.describe(), describe);
-    assert_eq!(&got, expected);
+    assert_eq!(&got.buffer, buffer);
+    assert_eq!(got.device_id, device_id);
+    assert_eq!(got.mesh_devices, mesh_devices);
+    got
+}
+
+/// Per field (as `doctor` names it): the source whose chain is used, without the namespace
+/// `tt::tt_metal::`, and how many other sources found the same field.
+fn sources_are(provenance: &[FieldSources], expected: &[(&str, &str, usize)]) {
+    let got: Vec<(String, String, usize)> = provenance
+        .iter()
+        .map(|f| {
+            let used = f.used().map_or("", |u| u.source.as_str());
+            (
+                f.field.clone(),
+                used.replace("tt::tt_metal::", ""),
+                f.confirming().len(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String, usize)> = expected
+        .iter()
+        .map(|(f, u, n)| (f.to_string(), u.to_string(), *n))
+        .collect();
+    assert_eq!(got, expected);
 }
 
 /// The allocator paths, as `tracer doctor` prints them, and per buffer type.
-fn allocator_is(lib: &Fixture, describe: &str, managers: &[(&str, i32, i32)], rest: [i32; 3]) {
+fn allocator_is(
+    lib: &Fixture,
+    describe: &str,
+    managers: &[(&str, i32, i32)],
+    rest: [i32; 3],
+) -> AllocatorLayout {
     let got: AllocatorLayout = allocator::calibrate(lib).unwrap();
     assert_eq!(got.describe(), describe);
     let by_name: Vec<_> = got
@@ -69,6 +149,60 @@ fn allocator_is(lib: &Fixture, describe: &str, managers: &[(&str, i32, i32)], re
         .collect();
     assert_eq!(by_name, managers);
     assert_eq!([got.alignment, got.sub_allocators, got.min_block], rest);
+    got
+}
+
+/// The sources of the allocator paths: `reset` whether `reset_allocator_size` confirms the
+/// bank managers (a table like `get_num_banks`', not a switch), `inline` whether
+/// `get_num_banks` reads the bank count itself (or tail-calls `BankManager::num_banks()`).
+fn allocator_sources_are(got: &AllocatorLayout, reset: bool, inline: bool) {
+    let managers: Vec<String> = ["DRAM", "L1", "L1_SMALL", "TRACE"]
+        .iter()
+        .map(|k| format!("AllocatorImpl {k} bank manager"))
+        .collect();
+    let by_type: Vec<String> = ["DRAM", "L1", "L1_SMALL", "TRACE"]
+        .iter()
+        .map(|k| format!("`AllocatorImpl::get_num_banks(BufferType const&) const` for {k}"))
+        .collect();
+    let mut expected: Vec<(&str, &str, usize)> = managers
+        .iter()
+        .zip(&by_type)
+        .map(|(m, t)| (m.as_str(), t.as_str(), usize::from(reset)))
+        .collect();
+    expected.extend([
+        if inline {
+            (
+                "BankManager bank count",
+                "the load in `AllocatorImpl::get_num_banks(BufferType const&) const`",
+                1,
+            )
+        } else {
+            (
+                "BankManager bank count",
+                "accessor `BankManager::num_banks() const`",
+                0,
+            )
+        },
+        (
+            "BankManager alignment",
+            "constructor store of the alignment argument in `BankManager::BankManager(BufferType \
+             const&, std::unordered_map<...> const&, ...)`",
+            1,
+        ),
+        (
+            "BankManager sub-allocators",
+            "the vector of allocator::Algorithm `BankManager::init_allocators(unsigned long, \
+             unsigned int, unsigned long)` sizes",
+            1,
+        ),
+        (
+            "FreeListOpt minimum block",
+            "constructor store of the minimum allocation size in \
+             `allocator::FreeListOpt::FreeListOpt(...)`",
+            0,
+        ),
+    ]);
+    sources_are(&got.provenance, &expected);
 }
 
 /// Each out-of-line accessor calibration asks for, in `sym` order (`None`: not in this

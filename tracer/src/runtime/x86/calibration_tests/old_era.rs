@@ -10,25 +10,19 @@ fn lib() -> Fixture {
     Fixture::of_release(VERSION)
 }
 
-fn provenance(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(f, how)| (f.to_string(), how.to_string()))
-        .collect()
-}
-
 #[test]
 fn old_era_layout() {
-    let ctor = "constructor store in tt::tt_metal::Buffer::Buffer(tt::tt_metal::IDevice*...)";
-    let expected = Layout {
-        buffer: BufferLayout {
+    let got = layout_is(
+        &lib(),
+        "Buffer{device +0x10:8 address +0x50:4 size +0x18:8 page_size +0x58:8 type +0x20:4 \
+         unique_id +0x220:8} Device{id +0x18:4} MeshDevice{devices +0x18->+0x58->+0x0->vector@+0x178}",
+        &BufferLayout {
             device: chain(&[0x10], 8),
             address: chain(&[0x50], 4),
             size: chain(&[0x18], 8),
             page_size: chain(&[0x58], 8),
             kind: chain(&[0x20], 4),
             unique_id: chain(&[0x220], 8),
-            // Inlined accessor: the layout comes from what num_dev_pages() checks.
             memory_layout: Some(chain(&[0x24], 4)),
             shard: Some(ShardShape {
                 layout: chain(&[0x24], 4),
@@ -37,45 +31,65 @@ fn old_era_layout() {
                 page: [chain(&[0x88], 4), chain(&[0x8c], 4)],
             }),
         },
-        device_id: chain(&[0x18], 4),
-        mesh_devices: Some((vec![0x18, 0x58, 0], 0x178)),
-        provenance: provenance(&[
-            ("address", "accessor tt::tt_metal::Buffer::address() const"),
+        chain(&[0x18], 4),
+        Some((vec![0x18, 0x58, 0], 0x178)),
+    );
+    // Four accessors are inlined: the constructor gives those fields, and another function
+    // that uses each one confirms it.
+    let ctor = "constructor store in `Buffer::Buffer(IDevice*...)`";
+    sources_are(
+        &got.provenance,
+        &[
+            ("Buffer::device", ctor, 1),
+            ("Buffer::address", "accessor `Buffer::address() const`", 1),
+            ("Buffer::size", ctor, 1),
             (
-                "page_size",
-                "accessor tt::tt_metal::Buffer::page_size() const",
+                "Buffer::page_size",
+                "accessor `Buffer::page_size() const`",
+                2,
             ),
-            ("device", ctor),
-            ("size", ctor),
-            ("buffer_type", ctor),
-            ("unique_id", ctor),
-            ("device_id", "accessor tt::tt_metal::Device::id() const"),
+            ("Buffer::buffer_type", ctor, 2),
+            ("Buffer::unique_id", ctor, 1),
             (
-                "memory_layout",
-                "what tt::tt_metal::Buffer::num_dev_pages() const checks first",
-            ),
-            (
-                "shard shape",
-                "tt::tt_metal::Buffer::num_dev_pages() const: present +0x98:1 shard \
-                 +0x78:4x+0x7c:4 page +0x88:4x+0x8c:4",
+                "Buffer::buffer_layout",
+                "the layout `Buffer::num_dev_pages() const` checks first",
+                0,
             ),
             (
-                "mesh_devices",
-                "getter tt::tt_metal::distributed::MeshDevice::get_devices() const",
+                "Buffer shard shape",
+                "the divisions of `Buffer::num_dev_pages() const` (shard over page, per dimension)",
+                0,
             ),
-        ]),
-    };
-    layout_is(
-        &lib(),
-        "Buffer{device +0x10:8 address +0x50:4 size +0x18:8 page_size +0x58:8 type +0x20:4 \
-         unique_id +0x220:8} Device{id +0x18:4} MeshDevice{devices +0x18->+0x58->+0x0->vector@+0x178}",
-        &expected,
+            ("Device::id", "accessor `Device::id() const`", 1),
+            (
+                "MeshDevice::get_devices",
+                "getter `distributed::MeshDevice::get_devices() const`",
+                1,
+            ),
+        ],
+    );
+    let describe: Vec<String> = got
+        .provenance
+        .iter()
+        .map(|f| f.describe().replace("tt::tt_metal::", ""))
+        .collect();
+    assert_eq!(
+        describe[1],
+        "+0x50:4 from accessor `Buffer::address() const`; confirmed by the member \
+         `Buffer::allocate_impl()` stores `AllocatorImpl::allocate_buffer(Buffer*)`'s result in \
+         (+0x50:8)"
+    );
+    assert_eq!(
+        describe[6],
+        "+0x24:4 from the layout `Buffer::num_dev_pages() const` checks first; single source; \
+         nothing from accessor `Buffer::buffer_layout() const`, constructor store in \
+         `Buffer::Buffer(IDevice*...)` of `BufferShardingArgs::buffer_layout() const`"
     );
 }
 
 #[test]
 fn old_era_allocator() {
-    allocator_is(
+    let got = allocator_is(
         &lib(),
         "AllocatorImpl{DRAM +0x38->banks+0x20 L1 +0x40->banks+0x20 L1_SMALL +0x48->banks+0x20 \
          TRACE +0x50->banks+0x20} BankManager{alignment +0x48 sub_allocators +0x3b0->[0]->min_block +0x18}",
@@ -87,6 +101,7 @@ fn old_era_allocator() {
         ],
         [0x48, 0x3b0, 0x18],
     );
+    allocator_sources_are(&got, false, true);
 }
 
 #[test]
@@ -122,12 +137,13 @@ fn old_era_constructor_stores() {
         stores(&lib, sym::BUFFER_CTOR, 4096, 1500),
         vec![buffer.clone(), buffer]
     );
-    // The first by mangled name (the unordered_map variant, C1 and C2) already stores the
-    // alignment argument: the vector variant is not read.
+    // Both BankManager constructors (by unordered_map and by vector, C1 and C2 each) store
+    // the alignment argument: each body is a source of it.
     let map = vec![arg(4, 0x40, 8), arg(5, 0x48, 4)];
+    let vector = vec![arg(4, 0x48, 4)];
     assert_eq!(
         stores(&lib, sym::BANK_MANAGER_CTOR, 4096, 1500),
-        vec![map.clone(), map]
+        vec![map.clone(), vector.clone(), map, vector]
     );
     let free_list = vec![
         arg(1, 0x8, 8),
@@ -185,15 +201,4 @@ fn old_era_lifecycle_analyses() {
         ]
     );
     assert!(!frame_pointer(&lib));
-}
-
-#[test]
-fn core_ranges_calibrate_from_two_sources_each() {
-    let l = crate::runtime::core_ranges::calibrate(&lib()).unwrap();
-    assert_eq!(
-        (l.vector, l.stride, l.start, l.end, l.width),
-        (0, 32, 0, 16, 8)
-    );
-    assert_eq!(l.provenance.len(), 3);
-    assert!(l.provenance.iter().all(|(_, how)| how.contains(" and ")));
 }
