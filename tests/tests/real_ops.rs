@@ -3,7 +3,7 @@
 //! recording up to that moment is compared, per chip, with what tt-metal itself said at that
 //! moment (`get_memory_view` per buffer type, the SHM tracker's circular-buffer bytes) and with
 //! the workload's own count of live tensors.
-use std::ops::ControlFlow;
+use std::{ops::ControlFlow, process::Command};
 
 use serde_json::Value;
 use tracer::{
@@ -29,7 +29,21 @@ fn record_on(
     let rec = dir.join("run.trace");
     let truth = dir.join("truth.json");
     let summary = dir.join("summary.json");
-    let mut cmd = tracer();
+    // A /dev/shm of its own (a private mount namespace, as the attach tests do): tt-metal's SHM
+    // tracker, the CB ground truth here, shares one table per chip between every process on
+    // the machine and never reclaims the records of processes that died with devices open, so
+    // on a busy machine it fills up and a new process goes untracked.
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        "mount -t tmpfs tmpfs /dev/shm && exec \"$0\" \"$@\"",
+    ])
+    .arg(tracer_bin());
+    mock(&mut cmd);
     cmd.args(["run", "--quiet", "-o"])
         .arg(&rec)
         .arg("--summary-json")
