@@ -287,7 +287,6 @@ impl Decoder {
 
     /// A process ended: CBs still waiting for their program never get one.
     fn forget_cbs(&mut self, pid: u32) {
-        let before = self.pending_cbs.len();
         let mut unowned = 0;
         self.pending_cbs.retain(|(p, _), cbs| {
             if *p == pid {
@@ -295,7 +294,6 @@ impl Decoder {
             }
             *p != pid
         });
-        debug_assert!(self.pending_cbs.len() <= before);
         self.unowned_cbs += unowned;
         self.placed.retain(|(p, _, _)| *p != pid);
     }

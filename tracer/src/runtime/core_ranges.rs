@@ -24,24 +24,20 @@ pub struct CoreRangeLayout {
 impl CoreRangeLayout {
     /// The ranges in a copy of the vector's elements (a partial last element is dropped).
     pub fn ranges(&self, bytes: &[u8]) -> Vec<CoreRange> {
-        let read = |at: i32| -> u32 {
-            let at = at as usize;
+        let w = usize::from(self.width);
+        let extent = self.end.max(self.start) as usize + 2 * w;
+        let coordinate = |e: &[u8], at: i32| -> u32 {
             let mut v = [0u8; 8];
-            let w = usize::from(self.width);
-            v[..w].copy_from_slice(&bytes[at..at + w]);
+            v[..w].copy_from_slice(&e[at as usize..at as usize + w]);
             u64::from_le_bytes(v) as u32
         };
-        let extent = self.end.max(self.start) + 2 * i32::from(self.width);
+        let w = i32::from(self.width);
         bytes
             .chunks(self.stride as usize)
-            .filter(|e| e.len() >= extent as usize)
-            .map(|e| {
-                let base = e.as_ptr() as usize - bytes.as_ptr() as usize;
-                let at = |off: i32| read(base as i32 + off);
-                CoreRange {
-                    start: (at(self.start), at(self.start + i32::from(self.width))),
-                    end: (at(self.end), at(self.end + i32::from(self.width))),
-                }
+            .filter(|e| e.len() >= extent)
+            .map(|e| CoreRange {
+                start: (coordinate(e, self.start), coordinate(e, self.start + w)),
+                end: (coordinate(e, self.end), coordinate(e, self.end + w)),
             })
             .collect()
     }

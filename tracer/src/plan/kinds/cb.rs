@@ -51,8 +51,8 @@ pub fn program_spec() -> Result<SlotSpec> {
     Ok(device_spec(&[register(0, 8)?, register(1, 8)?], false))
 }
 
-pub fn decode_allocate(l: &CoreRangeLayout, v: &Values, tail: Option<Tail>) -> Option<Hit> {
-    let tail = tail?;
+pub fn decode_allocate(l: &CoreRangeLayout, v: &Values) -> Option<Hit> {
+    let tail = v.tail()?;
     let cores = l.ranges(tail.bytes);
     Some(Hit::CircularBuffer {
         device: v.get(DEVICE)?,

@@ -29,6 +29,11 @@ impl<'a> Values<'a> {
         }
     }
 
+    /// The array a tailed slot copied, if this hit has one.
+    pub fn tail(&self) -> Option<cb::Tail<'a>> {
+        self.tail
+    }
+
     pub fn with_tail(mut self, bytes: &'a [u8], total: u32) -> Self {
         self.tail = Some(cb::Tail { bytes, total });
         self
@@ -107,7 +112,7 @@ pub fn decode(plan: &ProbePlan, role: Role, v: &Values) -> Hit {
             .core_ranges
             .as_ref()
             .ok()
-            .and_then(|l| cb::decode_allocate(l, v, v.tail)),
+            .and_then(|l| cb::decode_allocate(l, v)),
         Role::ProgramRegister => cb::decode_program(v, true),
         Role::ProgramUnregister => cb::decode_program(v, false),
         Role::CircularBufferClash => cb::decode_clash(v),
