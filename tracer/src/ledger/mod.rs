@@ -7,10 +7,10 @@ mod history;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 pub use crate::model::{
-    BufferInfo, BufferType, CbClash, DeviceRef, Event, EventKind, Geometry, Refusal,
+    BufferInfo, BufferType, CbClash, DeviceRef, Event, EventKind, Geometry, Refusal, Site,
 };
 pub use account::{Amounts, DeviceAccount};
 pub use circular::{program_bytes, ChipCircularBuffers};
@@ -45,6 +45,8 @@ pub struct HeldBuffer {
     /// Bytes the allocator reserves for it on EACH chip.
     pub reserved: u64,
     pub allocated_ns: u64,
+    /// Who allocated it, when the probes could read the caller's Python stack.
+    pub site: Option<Arc<Site>>,
 }
 
 /// How the ledger of a process attached mid-run treats what happened before the attach.
@@ -97,6 +99,8 @@ pub struct ProcessLedger {
     geometry: FastMap<BufferType, Geometry>,
     /// Footprints announced for the next allocation of (device object, unique id).
     shard_pages: FastMap<(u64, u64), u64>,
+    /// Sites announced for the next allocation of (device object, unique id).
+    sites: FastMap<(u64, u64), Arc<Site>>,
     live: FastMap<(u64, u64), HeldBuffer>,
     /// Peaks whose holders are not taken yet: releases skip the peak bookkeeping while there
     /// are none (the common case once a session's high-water marks are set).
@@ -234,6 +238,14 @@ impl Ledger {
             } => {
                 p.shard_pages.insert((*device, *unique_id), *pages_per_bank);
             }
+            EventKind::AllocationSite {
+                device,
+                unique_id,
+                site,
+            } => {
+                p.sites
+                    .insert((*device, *unique_id), Arc::new(site.clone()));
+            }
             EventKind::Alloc { device, buffer } => {
                 let pages = p.shard_pages.remove(&(device.handle, buffer.unique_id));
                 let reserved = p.reserved_for(buffer, pages);
@@ -256,6 +268,7 @@ impl Ledger {
                         buffer: buffer.clone(),
                         reserved,
                         allocated_ns: ev.ts_ns,
+                        site: p.sites.remove(&key),
                     },
                 );
             }

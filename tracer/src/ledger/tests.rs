@@ -669,3 +669,37 @@ fn a_sharded_buffer_reserves_one_shard_in_every_bank() {
     assert_eq!(p.held(CHIP3, 2).unwrap().reserved, 2048 * 110);
     assert_eq!(p.devices[&0].reserved.get(BufferType::L1), 4 * 2048 * 110);
 }
+
+#[test]
+fn an_announced_site_sticks_to_its_buffer_only() {
+    use crate::model::{Frame, Site};
+    let mut l = Ledger::new();
+    let site = Site {
+        frames: vec![Frame {
+            file: "/home/u/model.py".into(),
+            function: "forward".into(),
+            line: 42,
+        }],
+        op: Some("ttnn.matmul".into()),
+    };
+    l.apply(&ev(
+        1,
+        EventKind::AllocationSite {
+            device: MESH,
+            unique_id: 1,
+            site: site.clone(),
+        },
+    ));
+    for (t, id) in [(2, 1), (3, 2)] {
+        l.apply(&ev(
+            t,
+            EventKind::Alloc {
+                device: mesh(),
+                buffer: buf(id, 4096, 2048, BufferType::Dram),
+            },
+        ));
+    }
+    let p = &l.processes[&7];
+    assert_eq!(p.held(MESH, 1).unwrap().site.as_deref(), Some(&site));
+    assert_eq!(p.held(MESH, 2).unwrap().site, None);
+}

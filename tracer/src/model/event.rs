@@ -1,6 +1,8 @@
 //! Decoded events: what the ledger consumes, live or replayed from a recording.
 use serde::{Deserialize, Serialize};
 
+use super::Site;
+
 /// tt-metal's `BufferType`, in its enum order (the raw value read from the runtime).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum BufferType {
@@ -153,6 +155,13 @@ pub enum EventKind {
     ProgramReleased {
         device: DeviceRef,
         program: u64,
+    },
+    /// Who asks for the buffer allocated next with this device object and unique id (its own
+    /// event before the `Alloc`, like [`EventKind::ShardFootprint`]).
+    AllocationSite {
+        device: u64,
+        unique_id: u64,
+        site: Site,
     },
 }
 

@@ -1,11 +1,13 @@
 //! The words every stage speaks: buffer types, devices and their chips, buffers, and the
 //! events the probes produce and the ledger consumes.
 mod event;
+mod site;
 
 pub use event::{
     BufferInfo, BufferType, CbClash, CircularBuffer, CoreRange, DeviceRef, Event, EventKind,
     Refusal,
 };
+pub use site::{Frame, Site};
 
 /// Allocator geometry for one buffer type, learned from the runtime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
