@@ -84,6 +84,56 @@ pub struct SlotSpec {
 
 /// `SlotSpec::flags` bit: the device object is going away.
 pub const SLOT_FORGETS_DEVICE: u16 = 1;
+/// `SlotSpec::flags` bit: the hit is preceded by a [`RawStack`] of the calling thread's Python
+/// frames, when its process has a [`PyStackSpec`].
+pub const SLOT_WANTS_STACK: u16 = 2;
+
+/// Python frames one [`RawStack`] carries at most (innermost first).
+pub const MAX_PY_FRAMES: usize = 24;
+/// Bytes of one frame object copied at once (its code, back and instruction fields lie in it).
+pub const PY_FRAME_BYTES: usize = 128;
+/// Loads from the thread pointer (or a global) to the thread state, at most.
+pub const PY_TSTATE_STEPS: usize = 4;
+
+/// How to walk one process's CPython stack: calibrated from its interpreter library and its
+/// memory by userspace (`runtime/python`), written per process into `PYSTACKS`.
+///
+/// `v = tstate_base` (0: the thread pointer, `task->thread.fsbase`), then `tstate_steps`
+/// loads `v = *(v + tstate_offsets[i])` give the thread state. With `thread_id_off >= 0` the
+/// thread state must name the calling thread (`*(tstate + thread_id_off) == fsbase`), or no
+/// stack is read. From the thread state, `frame_steps` loads give the innermost frame; each
+/// frame's first `frame_len` bytes hold its code object, its instruction (`instr_width`
+/// bytes) and the next frame out.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PyStackSpec {
+    pub tstate_base: u64,
+    pub tstate_offsets: [i64; PY_TSTATE_STEPS],
+    pub tstate_steps: u32,
+    pub frame_steps: u32,
+    pub frame_offsets: [i32; PY_TSTATE_STEPS],
+    pub thread_id_off: i32,
+    pub code_off: u32,
+    pub instr_off: u32,
+    pub back_off: u32,
+    pub instr_width: u32,
+    pub frame_len: u32,
+}
+
+/// The Python frames of the thread that made the hit after it: (code object, instruction)
+/// pairs, innermost first. Userspace resolves code objects to file, function and line.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct RawStack {
+    /// Always [`SLOT_STACK`].
+    pub slot: u32,
+    pub pid: u32,
+    pub tid: u32,
+    pub nframes: u32,
+    pub frames: [[u64; 2]; MAX_PY_FRAMES],
+}
+
+pub const SLOT_STACK: u32 = 0xfffb;
 
 /// Device pointers described per event at most (a mesh's chips).
 pub const MAX_MESH: usize = 64;
@@ -113,6 +163,9 @@ pub const SLOT_DEVICE: u32 = 0xfffd;
 pub const CFG_FLAGS: u32 = 0;
 /// Offset of `tgid` in the kernel's `struct task_struct` (from the kernel's BTF).
 pub const CFG_TASK_TGID_OFF: u32 = 1;
+/// Offset of the thread pointer (`thread.fsbase`) in `struct task_struct` (from the BTF): where
+/// a thread's TLS starts, and what `pthread_self()` returns.
+pub const CFG_TASK_FSBASE_OFF: u32 = 2;
 /// `Device::id()` offset in a device object.
 pub const CFG_DEVICE_ID_OFF: u32 = 4;
 /// Path from a mesh device object to its device-pointer vector: CFG_MESH_HOPS loads at the
@@ -174,6 +227,7 @@ mod user {
     unsafe impl aya::Pod for RawEvent {}
     unsafe impl aya::Pod for RawDevice {}
     unsafe impl aya::Pod for RawTailEvent {}
+    unsafe impl aya::Pod for PyStackSpec {}
 
     // The ring buffer's records: any bytes are a valid value, and there is no padding (checked
     // below), so userspace copies them out with bytemuck instead of raw pointer copies.
@@ -184,6 +238,10 @@ mod user {
     unsafe impl bytemuck::Pod for RawDevice {}
     unsafe impl bytemuck::Zeroable for RawTailEvent {}
     unsafe impl bytemuck::Pod for RawTailEvent {}
+    unsafe impl bytemuck::Zeroable for RawStack {}
+    unsafe impl bytemuck::Pod for RawStack {}
+    const _: () = assert!(core::mem::size_of::<RawStack>() == 16 + 16 * MAX_PY_FRAMES);
+    const _: () = assert!(core::mem::size_of::<PyStackSpec>() == 8 + 8 * 4 + 8 + 16 + 4 * 6);
     const _: () = assert!(
         core::mem::size_of::<RawTailEvent>() == core::mem::size_of::<RawEvent>() + 8 + TAIL_BYTES
     );

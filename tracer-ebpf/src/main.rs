@@ -7,7 +7,8 @@
 
 use aya_ebpf::{
     helpers::{
-        bpf_get_attach_cookie, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
+        bpf_get_attach_cookie, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns,
+        bpf_probe_read_kernel,
     },
     macros::{map, raw_tracepoint, uprobe},
     maps::{Array, HashMap, PerCpuArray, RingBuf},
@@ -16,11 +17,12 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use tracer_common::{
-    FieldPath, RawDevice, RawEvent, RawTailEvent, SlotSpec, ARG_WINDOW, CFG_DEVICE_ID_OFF,
-    CFG_FLAGS, CFG_LEN, CFG_MESH_ADD, CFG_MESH_HOP0, CFG_MESH_HOPS, CFG_TASK_TGID_OFF,
-    CFG_WAKEUP_BYTES, FLAG_ALL_PROCESSES, FLAG_DEBUG, MAX_MESH, MAX_SLOTS, MAX_STEPS, MAX_VALUES,
-    MESH_MAX_HOPS, SLOT_DEVICE, SLOT_FORGETS_DEVICE, SLOT_LIBRARY_CHANGE, SLOT_PROCESS_EXIT,
-    TAIL_BYTES, WINDOW_BYTES,
+    FieldPath, PyStackSpec, RawDevice, RawEvent, RawStack, RawTailEvent, SlotSpec, ARG_WINDOW,
+    CFG_DEVICE_ID_OFF, CFG_FLAGS, CFG_LEN, CFG_MESH_ADD, CFG_MESH_HOP0, CFG_MESH_HOPS,
+    CFG_TASK_FSBASE_OFF, CFG_TASK_TGID_OFF, CFG_WAKEUP_BYTES, FLAG_ALL_PROCESSES, FLAG_DEBUG,
+    MAX_MESH, MAX_PY_FRAMES, MAX_SLOTS, MAX_STEPS, MAX_VALUES, MESH_MAX_HOPS, PY_FRAME_BYTES,
+    PY_TSTATE_STEPS, SLOT_DEVICE, SLOT_FORGETS_DEVICE, SLOT_LIBRARY_CHANGE, SLOT_PROCESS_EXIT,
+    SLOT_STACK, SLOT_WANTS_STACK, TAIL_BYTES, WINDOW_BYTES,
 };
 
 #[map]
@@ -53,6 +55,15 @@ pub struct DeviceKey {
 /// so any in-window offset can be read as a u64.
 #[map]
 static WINDOW: PerCpuArray<[u8; WINDOW_BYTES + 8]> = PerCpuArray::with_max_entries(1, 0);
+
+/// How to walk the Python stack of each traced process (tgid -> spec), written by userspace
+/// once it has calibrated the process's interpreter; no entry, no stack.
+#[map]
+static PYSTACKS: HashMap<u32, PyStackSpec> = HashMap::with_max_entries(16384, 0);
+
+/// Per-CPU copy of one Python frame's first bytes; 8 spare bytes as for `WINDOW`.
+#[map]
+static PYFRAME: PerCpuArray<[u8; PY_FRAME_BYTES + 8]> = PerCpuArray::with_max_entries(1, 0);
 
 /// Events dropped because the ring buffer was full, per CPU.
 #[map]
@@ -181,6 +192,9 @@ pub fn tracer_probe(ctx: ProbeContext) -> u32 {
             }
         }
     }
+    if spec.flags & SLOT_WANTS_STACK != 0 {
+        emit_stack(tgid, pid_tgid);
+    }
     let valid = if spec.tail != 0 {
         emit_with_tail(&regs, window, spec, slot, pid_tgid)
     } else {
@@ -303,6 +317,107 @@ fn emit_with_tail(
     }
     entry.submit(wakeup_flags());
     Some(valid)
+}
+
+/// Emits a [`RawStack`] of the calling thread's Python frames, walked as the process's
+/// [`PyStackSpec`] says. Any load that faults, a thread state that belongs to another thread
+/// (the one holding the interpreter, not the caller), or no frame at all: no record (no stack
+/// is better than a wrong one).
+#[inline(never)]
+fn emit_stack(tgid: u32, pid_tgid: u64) {
+    let Some(spec) = (unsafe { PYSTACKS.get(&tgid) }) else {
+        return;
+    };
+    let task = unsafe { bpf_get_current_task() };
+    let at = task.wrapping_add(config(CFG_TASK_FSBASE_OFF)) as *const u64;
+    let fsbase = unsafe { bpf_probe_read_kernel(at) }.unwrap_or(0);
+    if fsbase == 0 {
+        return;
+    }
+    let mut v = if spec.tstate_base == 0 {
+        fsbase
+    } else {
+        spec.tstate_base
+    };
+    for i in 0..PY_TSTATE_STEPS {
+        if i as u32 >= spec.tstate_steps {
+            break;
+        }
+        let Some(next) = read_user(v.wrapping_add(spec.tstate_offsets[i] as u64), 8) else {
+            return;
+        };
+        v = next;
+    }
+    let tstate = v;
+    if tstate == 0 {
+        return;
+    }
+    if spec.thread_id_off >= 0
+        && read_user(tstate.wrapping_add(spec.thread_id_off as u64), 8) != Some(fsbase)
+    {
+        return;
+    }
+    for i in 0..PY_TSTATE_STEPS {
+        if i as u32 >= spec.frame_steps {
+            break;
+        }
+        let Some(next) = read_user(v.wrapping_add(spec.frame_offsets[i] as i64 as u64), 8) else {
+            return;
+        };
+        v = next;
+    }
+    let mut len = spec.frame_len;
+    if len == 0 || v == 0 {
+        return;
+    }
+    if len > PY_FRAME_BYTES as u32 {
+        len = PY_FRAME_BYTES as u32;
+    }
+    let Some(scratch) = PYFRAME.get_ptr_mut(0) else {
+        return;
+    };
+    let scratch = scratch as *mut u8;
+    let Some(mut entry) = EVENTS.reserve::<RawStack>(0) else {
+        bump(&LOST, 0);
+        return;
+    };
+    let rec = entry.as_mut_ptr();
+    let field = |off: u32| unsafe {
+        core::ptr::read_unaligned(scratch.add((off as usize) & (PY_FRAME_BYTES - 1)) as *const u64)
+    };
+    let mut frame = v;
+    let mut n = 0u32;
+    for i in 0..MAX_PY_FRAMES {
+        if frame == 0 {
+            break;
+        }
+        let rc = unsafe {
+            aya_ebpf::helpers::generated::bpf_probe_read_user(
+                scratch as *mut core::ffi::c_void,
+                len,
+                frame as *const core::ffi::c_void,
+            )
+        };
+        if rc != 0 {
+            break;
+        }
+        let code = field(spec.code_off);
+        let instr = mask(field(spec.instr_off), spec.instr_width as u8);
+        unsafe { (*rec).frames[i] = [code, instr] };
+        n += 1;
+        frame = field(spec.back_off);
+    }
+    if n == 0 {
+        entry.discard(0);
+        return;
+    }
+    unsafe {
+        (*rec).slot = SLOT_STACK;
+        (*rec).pid = tgid;
+        (*rec).tid = pid_tgid as u32;
+        (*rec).nframes = n;
+    }
+    entry.submit(wakeup_flags());
 }
 
 /// `--debug-probes`: the programs say why a read or a record failed.

@@ -41,10 +41,19 @@ impl Site {
     }
 }
 
-/// Files of installed packages and of the interpreter itself, which are not where a user
-/// looks for the line that allocated.
+impl Site {
+    /// Files of installed packages and of the interpreter itself, which are not where a user
+    /// looks for the line that allocated.
+    pub fn is_library_file(file: &str) -> bool {
+        is_library_file(file)
+    }
+}
+
 fn is_library_file(file: &str) -> bool {
-    file.contains("/site-packages/") || file.contains("/dist-packages/") || file.starts_with('<')
+    file.contains("/site-packages/")
+        || file.contains("/dist-packages/")
+        || file.contains("/lib/python3.")
+        || file.starts_with('<')
 }
 
 /// The file name without its directories.

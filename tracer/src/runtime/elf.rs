@@ -18,6 +18,9 @@ pub struct Library {
     pub build_id: Option<String>,
     /// (vaddr, file offset, size) of loadable segments, to turn addresses into file offsets.
     segments: Vec<(u64, u64, u64)>,
+    /// Pointer slots the dynamic linker fills with a link-time address (`R_X86_64_RELATIVE`),
+    /// by that address; read on first use.
+    relative: std::sync::OnceLock<HashMap<u64, Vec<u64>>>,
 }
 
 impl Library {
@@ -30,6 +33,7 @@ impl Library {
             symbols,
             build_id,
             segments,
+            relative: Default::default(),
         })
     }
 
@@ -122,6 +126,28 @@ impl Library {
                 start += i + 1;
             }
         }
+        out
+    }
+
+    /// Slots that the dynamic linker sets to the load address of `target` (pointers in
+    /// relocated constant data, such as a table of names).
+    pub fn pointers_to(&self, target: u64) -> Vec<u64> {
+        let map = self.relative.get_or_init(|| {
+            let mut map: HashMap<u64, Vec<u64>> = HashMap::new();
+            let Ok(file) = object::File::parse(self.data) else {
+                return map;
+            };
+            for (slot, r) in file.dynamic_relocations().into_iter().flatten() {
+                if r.kind() == object::RelocationKind::Relative
+                    || matches!(r.flags(), object::RelocationFlags::Elf { r_type } if r_type == object::elf::R_X86_64_RELATIVE)
+                {
+                    map.entry(r.addend() as u64).or_default().push(slot);
+                }
+            }
+            map
+        });
+        let mut out = map.get(&target).cloned().unwrap_or_default();
+        out.sort_unstable();
         out
     }
 

@@ -9,6 +9,7 @@ pub mod dynamic_linker;
 pub mod elf;
 pub mod loader;
 pub mod process;
+pub mod python;
 pub mod shm;
 pub mod symbols;
 pub mod x86;

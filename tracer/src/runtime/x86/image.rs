@@ -15,6 +15,14 @@ pub trait Image {
     fn bytes_at_address(&self, address: u64, len: usize) -> Option<&[u8]>;
     /// The (mangled) name of a symbol defined at `address`.
     fn symbol_at(&self, address: u64) -> Option<&str>;
+    /// Link-time addresses where `needle` occurs in the loaded image.
+    fn find_bytes(&self, _needle: &[u8]) -> Vec<u64> {
+        Vec::new()
+    }
+    /// Pointer slots relocated to the load address of `target`.
+    fn pointers_to(&self, _target: u64) -> Vec<u64> {
+        Vec::new()
+    }
 }
 
 impl Image for Library {
@@ -40,5 +48,13 @@ impl Image for Library {
 
     fn symbol_at(&self, address: u64) -> Option<&str> {
         Library::symbol_at(self, address)
+    }
+
+    fn find_bytes(&self, needle: &[u8]) -> Vec<u64> {
+        Library::find_bytes(self, needle)
+    }
+
+    fn pointers_to(&self, target: u64) -> Vec<u64> {
+        Library::pointers_to(self, target)
     }
 }

@@ -1,0 +1,210 @@
+//! Code objects of a live process -> file, function and line: read once with
+//! `process_vm_readv` per code object (and again only when the object at that address
+//! changed), the line from its line table.
+use std::{collections::HashMap, sync::Arc};
+
+use anyhow::{bail, Context, Result};
+
+use super::{lines::line_at, Instruction, Layout};
+use crate::model::{Frame, Site};
+
+/// Frames a site keeps (innermost user frames, after the library frames inside them).
+pub const SITE_FRAMES: usize = 8;
+
+/// `len` bytes of process `pid` at `addr`.
+pub fn read(pid: u32, addr: u64, len: usize) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    let remote = [nix::sys::uio::RemoteIoVec {
+        base: addr as usize,
+        len,
+    }];
+    let n = nix::sys::uio::process_vm_readv(
+        nix::unistd::Pid::from_raw(pid as i32),
+        &mut [std::io::IoSliceMut::new(&mut buf)],
+        &remote,
+    )
+    .with_context(|| format!("cannot read {len} bytes at {addr:#x} of PID {pid}"))?;
+    if n != len {
+        bail!("PID {pid}: short read at {addr:#x} ({n} of {len} bytes)");
+    }
+    Ok(buf)
+}
+
+pub fn read_u64(pid: u32, addr: u64) -> Result<u64> {
+    let b = read(pid, addr, 8)?;
+    Ok(u64::from_le_bytes(b.try_into().unwrap()))
+}
+
+fn word(b: &[u8], at: i32, width: usize) -> Option<u64> {
+    let at = usize::try_from(at).ok()?;
+    let mut out = [0u8; 8];
+    out[..width].copy_from_slice(b.get(at..at + width)?);
+    Some(u64::from_le_bytes(out))
+}
+
+/// What a code object names.
+#[derive(Debug)]
+struct Code {
+    /// The header it was read from: the same bytes at the same address are the same object.
+    header: Vec<u8>,
+    file: String,
+    function: String,
+    first: i32,
+    table: Vec<u8>,
+}
+
+/// Resolves the frames of one process.
+pub struct Resolver {
+    pid: u32,
+    layout: Arc<Layout>,
+    codes: HashMap<u64, Arc<Code>>,
+    header_len: usize,
+    /// Stacks whose frames could not be read at all (the process gone, a layout mismatch).
+    pub failed: u64,
+}
+
+impl Resolver {
+    pub fn new(pid: u32, layout: Arc<Layout>) -> Self {
+        let f = layout.code_fields;
+        let header_len = [f.filename, f.qualname, f.firstlineno, f.linetable]
+            .into_iter()
+            .max()
+            .unwrap_or(0) as usize
+            + 8;
+        Self {
+            pid,
+            layout,
+            codes: HashMap::new(),
+            header_len,
+            failed: 0,
+        }
+    }
+
+    fn string(&self, ptr: u64) -> Option<String> {
+        let s = self.layout.str;
+        let head = [s.length, s.state, s.ascii_data, s.utf8]
+            .into_iter()
+            .max()? as usize
+            + 8;
+        let h = read(self.pid, ptr, head).ok()?;
+        let len = word(&h, s.length, 8)? as usize;
+        if len > 4096 {
+            return None;
+        }
+        let state = word(&h, s.state, 1)? as u8;
+        let bytes = if state & s.ascii_mask == s.ascii_mask {
+            read(self.pid, ptr + s.ascii_data as u64, len).ok()?
+        } else {
+            let utf8 = word(&h, s.utf8, 8)?;
+            if utf8 == 0 {
+                return None;
+            }
+            let mut b = read(self.pid, utf8, (len * 4).min(4096)).ok()?;
+            let end = b.iter().position(|c| *c == 0)?;
+            b.truncate(end);
+            b
+        };
+        String::from_utf8(bytes).ok()
+    }
+
+    fn bytes(&self, ptr: u64) -> Option<Vec<u8>> {
+        let b = self.layout.bytes;
+        let size = read_u64(self.pid, ptr + b.size as u64).ok()? as usize;
+        if size > 1 << 20 {
+            return None;
+        }
+        read(self.pid, ptr + b.data as u64, size).ok()
+    }
+
+    fn code(&mut self, addr: u64) -> Option<Arc<Code>> {
+        let header = read(self.pid, addr, self.header_len).ok()?;
+        if let Some(c) = self.codes.get(&addr) {
+            if c.header == header {
+                return Some(c.clone());
+            }
+        }
+        let f = self.layout.code_fields;
+        let code = Arc::new(Code {
+            file: self.string(word(&header, f.filename, 8)?)?,
+            function: self.string(word(&header, f.qualname, 8)?)?,
+            first: word(&header, f.firstlineno, 4)? as u32 as i32,
+            table: self.bytes(word(&header, f.linetable, 8)?)?,
+            header,
+        });
+        self.codes.insert(addr, code.clone());
+        Some(code)
+    }
+
+    /// One frame: its code object and instruction as the probe read them.
+    pub fn frame(&mut self, code: u64, instr: u64) -> Option<Frame> {
+        let c = self.code(code)?;
+        let offset = match self.layout.instr {
+            Instruction::Pointer { code_start } => {
+                instr.checked_sub(code.checked_add(code_start as u64)?)
+            }
+            Instruction::Index { width } => {
+                let signed = match width {
+                    4 => i64::from(instr as u32 as i32),
+                    2 => i64::from(instr as u16 as i16),
+                    _ => instr as i64,
+                };
+                u64::try_from(signed).ok().map(|i| i * 2)
+            }
+        };
+        let line = offset
+            .and_then(|o| line_at(self.layout.lines, &c.table, c.first, o))
+            .unwrap_or(0);
+        Some(Frame {
+            file: c.file.clone(),
+            function: c.function.clone(),
+            line,
+        })
+    }
+
+    /// The site of a stack (innermost frame first); `None` when no frame could be read.
+    pub fn site(&mut self, frames: &[[u64; 2]]) -> Option<Site> {
+        let mut all = Vec::with_capacity(frames.len());
+        for [code, instr] in frames {
+            match self.frame(*code, *instr) {
+                Some(f) => all.push(f),
+                // A frame that cannot be read ends the stack (what lies past it is unknown).
+                None => break,
+            }
+        }
+        // Interpreter shims (3.12 runs its entry frames on a trampoline code object) are
+        // not lines of any program.
+        all.retain(|f| !(f.file.is_empty() || f.file.starts_with("<shim")));
+        if all.is_empty() {
+            self.failed += 1;
+            return None;
+        }
+        Some(trim(all))
+    }
+}
+
+/// Keeps the innermost library frame next to the program (the entry point the program
+/// called) and the program's frames out from there, at most [`SITE_FRAMES`].
+fn trim(all: Vec<Frame>) -> Site {
+    let first_user = all.iter().position(|f| !Site::is_library_file(&f.file));
+    let from = first_user.map_or(0, |u| u.saturating_sub(1));
+    let op = first_user.and_then(|u| entry_point(&all[..u]));
+    Site {
+        frames: all.into_iter().skip(from).take(SITE_FRAMES).collect(),
+        op,
+    }
+}
+
+/// The ttnn function the program called, from the library frames inside it (outermost
+/// last): a frame of ttnn's own Python whose function is not its operation wrapper.
+fn entry_point(library: &[Frame]) -> Option<String> {
+    library.iter().rev().find_map(|f| {
+        let at = f.file.rfind("/ttnn/")?;
+        let module = f.file[at + 1..].strip_suffix(".py")?.replace('/', ".");
+        let module = module
+            .strip_suffix(".__init__")
+            .unwrap_or(&module)
+            .to_string();
+        let wrapper = module.ends_with("decorators") || f.function.contains('<');
+        (!wrapper).then(|| format!("{module}.{}", f.function))
+    })
+}
