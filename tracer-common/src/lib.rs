@@ -84,10 +84,6 @@ pub struct SlotSpec {
 
 /// `SlotSpec::flags` bit: the device object is going away.
 pub const SLOT_FORGETS_DEVICE: u16 = 1;
-/// `SlotSpec::flags` bit: the hit is preceded by a [`RawStack`] of the calling thread's Python
-/// frames, when its process has a [`PyStackSpec`].
-pub const SLOT_WANTS_STACK: u16 = 2;
-
 /// Python frames one [`RawStack`] carries at most (innermost first).
 pub const MAX_PY_FRAMES: usize = 24;
 /// Bytes of one frame object copied at once (its code, back and instruction fields lie in it).
@@ -120,8 +116,8 @@ pub struct PyStackSpec {
     pub frame_len: u32,
 }
 
-/// The Python frames of the thread that made the hit after it: (code object, instruction)
-/// pairs, innermost first. Userspace resolves code objects to file, function and line.
+/// The Python frames of the thread whose hit follows (`tracer_stack` emits it, then runs
+/// `tracer_probe`): (code object, instruction) pairs, innermost first. Userspace resolves code objects to file, function and line.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct RawStack {

@@ -11,7 +11,7 @@ use aya_ebpf::{
         bpf_probe_read_kernel,
     },
     macros::{map, raw_tracepoint, uprobe},
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, ProgramArray, RingBuf},
     programs::{ProbeContext, RawTracePointContext},
     EbpfContext,
 };
@@ -22,7 +22,7 @@ use tracer_common::{
     CFG_TASK_FSBASE_OFF, CFG_TASK_TGID_OFF, CFG_WAKEUP_BYTES, FLAG_ALL_PROCESSES, FLAG_DEBUG,
     MAX_MESH, MAX_PY_FRAMES, MAX_SLOTS, MAX_STEPS, MAX_VALUES, MESH_MAX_HOPS, PY_FRAME_BYTES,
     PY_TSTATE_STEPS, SLOT_DEVICE, SLOT_FORGETS_DEVICE, SLOT_LIBRARY_CHANGE, SLOT_PROCESS_EXIT,
-    SLOT_STACK, SLOT_WANTS_STACK, TAIL_BYTES, WINDOW_BYTES,
+    SLOT_STACK, TAIL_BYTES, WINDOW_BYTES,
 };
 
 #[map]
@@ -192,9 +192,6 @@ pub fn tracer_probe(ctx: ProbeContext) -> u32 {
             }
         }
     }
-    if spec.flags & SLOT_WANTS_STACK != 0 {
-        emit_stack(tgid, pid_tgid);
-    }
     let valid = if spec.tail != 0 {
         emit_with_tail(&regs, window, spec, slot, pid_tgid)
     } else {
@@ -319,11 +316,30 @@ fn emit_with_tail(
     Some(valid)
 }
 
+/// `tracer_probe`, for `tracer_stack` to hand over to (set by userspace at load).
+#[map]
+static PROBES: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
+/// Attached instead of `tracer_probe` where a hit is to carry the caller's Python stack (a
+/// buffer's allocation): emits the stack, then becomes `tracer_probe` (a tail call: the
+/// probe's own work, and its stack budget, are untouched; the stack precedes the event).
+#[uprobe]
+pub fn tracer_stack(ctx: ProbeContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if is_traced(tgid) {
+        emit_stack(tgid, pid_tgid);
+    }
+    unsafe { PROBES.tail_call(&ctx, 0) };
+    // Only when the tail call failed (no program set): nothing else to do.
+    0
+}
+
 /// Emits a [`RawStack`] of the calling thread's Python frames, walked as the process's
 /// [`PyStackSpec`] says. Any load that faults, a thread state that belongs to another thread
 /// (the one holding the interpreter, not the caller), or no frame at all: no record (no stack
 /// is better than a wrong one).
-#[inline(never)]
+#[inline(always)]
 fn emit_stack(tgid: u32, pid_tgid: u64) {
     let Some(spec) = (unsafe { PYSTACKS.get(&tgid) }) else {
         return;

@@ -129,6 +129,9 @@ pub struct TraceOpts {
     /// The eBPF programs say on stderr why a read or a record failed.
     #[arg(long)]
     pub debug_probes: bool,
+    /// Do not read the Python stack at each allocation (no allocation sites).
+    #[arg(long)]
+    pub no_python_stacks: bool,
 }
 
 impl From<TraceOpts> for Options {
@@ -145,6 +148,7 @@ impl From<TraceOpts> for Options {
             probes: tracer::probe::Settings {
                 ring_bytes: o.ring_buffer,
                 debug: o.debug_probes,
+                no_stacks: o.no_python_stacks,
             },
         }
     }

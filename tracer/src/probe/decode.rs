@@ -1,14 +1,15 @@
 //! Raw probe records -> events: each probe kind (plan::kinds) says what its values mean; the
 //! decoder adds which chips a device object stands for and when a process first shows up.
-use tracer_common::{RawDevice, RawEvent, RawTailEvent, SLOT_PROCESS_EXIT};
+use tracer_common::{RawDevice, RawEvent, RawStack, RawTailEvent, SLOT_PROCESS_EXIT};
 
 use super::devices::{DeviceResolver, Vptrs};
 use crate::{
-    model::{CircularBuffer, DeviceRef, Event, EventKind},
+    model::{CircularBuffer, DeviceRef, Event, EventKind, Site},
     plan::{
         kinds::{self, Hit, Values},
         ProbePlan, Role,
     },
+    runtime::python::resolve::Resolver,
 };
 
 pub struct Decoder {
@@ -36,8 +37,15 @@ pub struct Decoder {
     placed: std::collections::HashSet<(u32, u64, u64)>,
     /// CBs no program registration claimed (placed again for a program already registered).
     pub unowned_cbs: u64,
-    /// An event the hit being decoded makes before its own (a sharded buffer's footprint).
-    before: Option<Event>,
+    /// Events the hit being decoded makes before its own (a sharded buffer's footprint, the
+    /// allocation's site).
+    before: Vec<Event>,
+    /// The Python frames each thread's probe read just before its hit, waiting for it.
+    stacks: rustc_hash::FxHashMap<(u32, u32), Vec<[u64; 2]>>,
+    /// Per process, what resolves its code objects (processes whose interpreter calibrated).
+    resolvers: rustc_hash::FxHashMap<u32, Resolver>,
+    /// Allocations that came with a stack none of whose frames could be resolved.
+    pub unresolved_stacks: u64,
 }
 
 impl Decoder {
@@ -54,7 +62,10 @@ impl Decoder {
             pending_cbs: Default::default(),
             placed: Default::default(),
             unowned_cbs: 0,
-            before: None,
+            before: Vec::new(),
+            stacks: Default::default(),
+            resolvers: Default::default(),
+            unresolved_stacks: 0,
             plan,
         }
     }
@@ -101,6 +112,34 @@ impl Decoder {
                 mesh: mesh_vptr,
             },
         );
+    }
+
+    /// `pid`'s Python frames can be resolved with `resolver` from now on.
+    pub fn python(&mut self, pid: u32, resolver: Resolver) {
+        self.resolvers.insert(pid, resolver);
+    }
+
+    /// Whether `pid`'s interpreter is known.
+    pub fn has_python(&self, pid: u32) -> bool {
+        self.resolvers.contains_key(&pid)
+    }
+
+    /// The Python frames the probe of the next hit of thread `tid` read.
+    pub fn stack(&mut self, raw: &RawStack) {
+        let n = (raw.nframes as usize).min(raw.frames.len());
+        self.stacks
+            .insert((raw.pid, raw.tid), raw.frames[..n].to_vec());
+    }
+
+    /// The site of a stack the thread's probe read before this hit, if any.
+    fn site_of(&mut self, pid: u32, tid: u32) -> Option<Site> {
+        let frames = self.stacks.remove(&(pid, tid))?;
+        let resolver = self.resolvers.get_mut(&pid)?;
+        let site = resolver.site(&frames);
+        if site.is_none() {
+            self.unresolved_stacks += 1;
+        }
+        site
     }
 
     /// Marks `pid` as announced (the launcher announces its child itself).
@@ -164,7 +203,7 @@ impl Decoder {
                 },
             });
         }
-        out.extend(self.before.take());
+        out.append(&mut self.before);
         out.push(ev);
         out
     }
@@ -176,6 +215,8 @@ impl Decoder {
             kind,
         };
         if raw.slot == SLOT_PROCESS_EXIT {
+            self.resolvers.remove(&raw.pid);
+            self.stacks.retain(|(p, _), _| *p != raw.pid);
             self.resolver.forget_process(raw.pid);
             self.geometry_gone(raw.pid);
             self.forget_cbs(raw.pid);
@@ -198,14 +239,22 @@ impl Decoder {
                 sharded,
                 shard_pages,
             } => {
+                let site = self.site_of(raw.pid, raw.tid);
                 if let Some(pages) = shard_pages {
-                    self.before = Some(event(EventKind::ShardFootprint {
+                    self.before.push(event(EventKind::ShardFootprint {
                         device,
                         unique_id: buffer.unique_id,
                         pages_per_bank: pages,
                     }));
                 } else if sharded {
                     self.sharded_allocations += 1;
+                }
+                if let (true, Some(site)) = (alloc, site) {
+                    self.before.push(event(EventKind::AllocationSite {
+                        device,
+                        unique_id: buffer.unique_id,
+                        site,
+                    }));
                 }
                 let device = self.device(raw.pid, device);
                 if alloc {

@@ -18,9 +18,10 @@ use aya::{
 };
 use tokio::io::unix::AsyncFd;
 use tracer_common::{
-    RawDevice, RawEvent, RawTailEvent, CFG_DEVICE_ID_OFF, CFG_FLAGS, CFG_MESH_ADD, CFG_MESH_HOP0,
-    CFG_MESH_HOPS, CFG_TASK_TGID_OFF, CFG_WAKEUP_BYTES, FLAG_ALL_PROCESSES, FLAG_DEBUG, MAX_SLOTS,
-    MESH_MAX_HOPS, SLOT_DEVICE,
+    PyStackSpec, RawDevice, RawEvent, RawStack, RawTailEvent, CFG_DEVICE_ID_OFF, CFG_FLAGS,
+    CFG_MESH_ADD, CFG_MESH_HOP0, CFG_MESH_HOPS, CFG_TASK_FSBASE_OFF, CFG_TASK_TGID_OFF,
+    CFG_WAKEUP_BYTES, FLAG_ALL_PROCESSES, FLAG_DEBUG, MAX_SLOTS, MESH_MAX_HOPS, SLOT_DEVICE,
+    SLOT_STACK,
 };
 
 use crate::plan::{ProbePlan, Role};
@@ -39,6 +40,8 @@ pub struct Settings {
     pub ring_bytes: Option<u32>,
     /// The programs log why a read or a record failed (aya-log), printed on stderr.
     pub debug: bool,
+    /// Allocations do not read the Python stack (`--no-python-stacks`).
+    pub no_stacks: bool,
 }
 
 static SETTINGS: std::sync::OnceLock<Settings> = std::sync::OnceLock::new();
@@ -86,7 +89,7 @@ fn load_object() -> Result<Ebpf, aya::EbpfError> {
     let mut loader = aya::EbpfLoader::new();
     loader
         .btf(None)
-        .verifier_log_level(aya::VerifierLogLevel::DISABLE);
+        .verifier_log_level(if std::env::var_os("TRACER_VLOG").is_some() { aya::VerifierLogLevel::DEBUG } else { aya::VerifierLogLevel::DISABLE });
     if let Some(bytes) = settings().ring_bytes {
         loader.map_max_entries("EVENTS", bytes);
     }
@@ -169,6 +172,13 @@ impl Loaded {
                 t.elapsed().as_secs_f64() * 1e3
             );
         }
+        let probe_fd = probe.fd()?.try_clone()?;
+        let stack: &mut UProbe = ebpf.program_mut("tracer_stack").unwrap().try_into()?;
+        stack
+            .load()
+            .context("the kernel rejected the Python stack program")?;
+        let mut next = aya::maps::ProgramArray::try_from(ebpf.map_mut("PROBES").unwrap())?;
+        next.set(0, &probe_fd, 0)?;
         Ok(Self { ebpf })
     }
 
@@ -177,6 +187,7 @@ impl Loaded {
     /// our descriptors).
     pub fn attach(self, plan: &ProbePlan, scope: Scope) -> Result<Probes> {
         let mut ebpf = self.ebpf;
+        let stacks;
         if plan.probes.len() as u32 > MAX_SLOTS {
             bail!(
                 "probe plan has {} probes; at most {MAX_SLOTS} fit",
@@ -198,6 +209,9 @@ impl Loaded {
             config.set(CFG_WAKEUP_BYTES, ring / 4, 0)?;
             let task = task_layout::TaskLayout::of_running_kernel()?;
             config.set(CFG_TASK_TGID_OFF, u64::from(task.tgid), 0)?;
+            if let Some(fsbase) = task.fsbase {
+                config.set(CFG_TASK_FSBASE_OFF, u64::from(fsbase), 0)?;
+            }
             config.set(
                 CFG_DEVICE_ID_OFF,
                 plan.layout.device_id.offsets[0] as i64 as u64,
@@ -217,6 +231,7 @@ impl Loaded {
             for (i, p) in plan.probes.iter().enumerate() {
                 slots.set(i as u32, p.spec, 0)?;
             }
+            stacks = !settings().no_stacks && task.fsbase.is_some();
         }
         for (prog, tp) in PROCESS_TRACEPOINTS {
             let p: &mut RawTracePoint = ebpf.program_mut(prog).unwrap().try_into()?;
@@ -225,12 +240,19 @@ impl Loaded {
         }
         let mut geometry_links = Vec::new();
         {
-            let probe: &mut UProbe = ebpf.program_mut("tracer_probe").unwrap().try_into()?;
             for (slot, p) in plan.probes.iter().enumerate() {
                 let geometry = p.role == Role::AllocatorGeometry;
                 if geometry && !plan.mid_run {
                     continue;
                 }
+                // A buffer's allocation is preceded by its thread's Python stack (for the
+                // processes whose interpreter was calibrated, see `set_python_stack`).
+                let program = if p.role == Role::Alloc && stacks {
+                    "tracer_stack"
+                } else {
+                    "tracer_probe"
+                };
+                let probe: &mut UProbe = ebpf.program_mut(program).unwrap().try_into()?;
                 let point = UProbeAttachPoint {
                     location: UProbeAttachLocation::AbsoluteOffset(p.file_offset),
                     cookie: Some(slot as u64),
@@ -320,6 +342,20 @@ impl Probes {
         Ok(())
     }
 
+    /// How the probes walk `pid`'s Python stack (its calibrated interpreter).
+    pub fn set_python_stack(&mut self, pid: u32, spec: &PyStackSpec) -> Result<()> {
+        let mut m: HashMap<_, u32, PyStackSpec> =
+            HashMap::try_from(self.ebpf.map_mut("PYSTACKS").unwrap())?;
+        m.insert(pid, *spec, 0)
+            .with_context(|| format!("cannot set the Python stack layout of PID {pid}"))?;
+        Ok(())
+    }
+
+    /// Whether allocations read Python stacks at all in this session.
+    pub fn stacks_enabled() -> bool {
+        !settings().no_stacks
+    }
+
     /// Events the kernel dropped because the ring buffer was full.
     pub fn lost(&self) -> Result<u64> {
         let m: PerCpuArray<_, u64> = PerCpuArray::try_from(self.ebpf.map("LOST").unwrap())?;
@@ -370,6 +406,8 @@ pub enum Raw {
     /// An event of a slot that copies an array after its values.
     Tailed(Box<RawTailEvent>),
     Device(Box<RawDevice>),
+    /// The Python frames of the thread whose hit follows.
+    Stack(Box<RawStack>),
 }
 
 /// Copies a plain-data record out of ring buffer bytes (shorter input leaves zeros).
@@ -385,6 +423,9 @@ fn parse(bytes: &[u8]) -> Raw {
     let slot = u32::from_ne_bytes(bytes[..4].try_into().unwrap_or([0; 4]));
     if slot == SLOT_DEVICE && bytes.len() >= std::mem::size_of::<RawDevice>() {
         return Raw::Device(Box::new(read_pod::<RawDevice>(bytes)));
+    }
+    if slot == SLOT_STACK && bytes.len() >= std::mem::size_of::<RawStack>() {
+        return Raw::Stack(Box::new(read_pod::<RawStack>(bytes)));
     }
     if bytes.len() >= std::mem::size_of::<RawTailEvent>() {
         return Raw::Tailed(Box::new(read_pod::<RawTailEvent>(bytes)));

@@ -14,6 +14,9 @@ pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 pub struct TaskLayout {
     pub pid: u32,
     pub tgid: u32,
+    /// `thread.fsbase`: the user thread pointer (x86-64), where Python's thread state is
+    /// found; `None` when the kernel's BTF does not describe it.
+    pub fsbase: Option<u32>,
 }
 
 impl TaskLayout {
@@ -45,9 +48,16 @@ impl TaskLayout {
             }
             Ok(bits / 8)
         };
+        let fsbase = (|| {
+            let thread = find("thread").ok()?;
+            let inner = btf.struct_members("thread_struct").ok()??;
+            let bits = inner.iter().find(|(n, _)| *n == "fsbase")?.1;
+            (bits % 8 == 0).then(|| thread + bits / 8)
+        })();
         Ok(Self {
             pid: find("pid")?,
             tgid: find("tgid")?,
+            fsbase,
         })
     }
 }
@@ -155,6 +165,7 @@ mod tests {
         // pid_t pid; pid_t tgid; are adjacent in every kernel since 2.6.
         assert_eq!(l.tgid, l.pid + 4, "{l:?}");
         assert!(l.pid > 256, "{l:?}");
+        assert!(l.fsbase.is_some_and(|f| f > l.tgid), "{l:?}");
     }
 
     #[test]

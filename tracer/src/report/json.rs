@@ -2,6 +2,7 @@
 use serde_json::{json, Map, Value};
 
 use super::{explain, SessionInfo};
+use crate::model::{Frame, Site};
 use crate::ledger::{
     program_bytes, Amounts, BufferType, ChipCircularBuffers, HeldBuffer, Ledger, PreAttach,
     ProcessLedger,
@@ -26,6 +27,26 @@ fn held(h: &HeldBuffer) -> Value {
         "reserved": h.reserved,
         "allocated_ns": h.allocated_ns,
         "chips": h.device.chips,
+        "site": site(h.site.as_deref()),
+    })
+}
+
+/// Where a buffer was allocated: the program's own line (`file`, `line`, `function`), the
+/// ttnn entry point it called (`op`), and the frames kept (`stack`, innermost first); `null`
+/// when the stack could not be read.
+pub fn site(site: Option<&Site>) -> Value {
+    let Some(s) = site else {
+        return Value::Null;
+    };
+    let frame = |f: &Frame| json!({"file": f.file, "line": f.line, "function": f.function});
+    let user = s.user_frame();
+    json!({
+        "file": user.map(|f| &f.file),
+        "line": user.map(|f| f.line),
+        "function": user.map(|f| &f.function),
+        "op": s.op,
+        "describe": s.describe(),
+        "stack": s.frames.iter().map(frame).collect::<Vec<_>>(),
     })
 }
 
@@ -203,6 +224,7 @@ pub fn summary(ledger: &Ledger, info: &SessionInfo) -> Value {
                             "reserved": o.held.reserved,
                             "allocated_ns": o.held.allocated_ns,
                             "class": o.outcome.name(),
+                            "site": site(o.held.site.as_deref()),
                         })
                     })
                 })

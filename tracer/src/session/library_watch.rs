@@ -35,6 +35,12 @@ impl LibraryWatch {
                     "tracer: warning: PID {pid} loaded {}, which cannot be traced: {e:#}",
                     lib.display()
                 );
+                continue;
+            }
+            // Stopped, with the runtime mapped: the interpreter (loaded before it) can be
+            // read before the first allocation.
+            if let Some(set) = discover::file_id(&lib).ok().and_then(|id| source.set_of(id)) {
+                source.python(set, pid);
             }
         }
         self.watch.resume(pid);

@@ -8,7 +8,10 @@ use crate::{
     model::{Event, EventKind},
     plan::ProbePlan,
     probe::{decode::Decoder, Loaded, Probes, Raw, Scope},
-    runtime::process,
+    runtime::{
+        process,
+        python::{self, resolve::Resolver},
+    },
 };
 
 /// The probes on one library file and their decoder.
@@ -39,6 +42,9 @@ pub struct Source {
     sets: Vec<ProbeSet>,
     /// Which set's library each process ran on.
     libraries: BTreeMap<u32, String>,
+    /// Per process, how often its interpreter was looked at, and whether that is settled
+    /// (its stacks are read, or they cannot be).
+    python_tries: BTreeMap<u32, (u8, bool)>,
 }
 
 impl Source {
@@ -46,6 +52,7 @@ impl Source {
         Self {
             sets: vec![first],
             libraries: BTreeMap::new(),
+            python_tries: BTreeMap::new(),
         }
     }
 
@@ -100,7 +107,17 @@ impl Source {
                 decoder.describe(&d);
                 return Vec::new();
             }
+            Raw::Stack(s) => {
+                decoder.stack(&s);
+                return Vec::new();
+            }
         };
+        // The interpreter is looked at with a process's first event from the runtime (it
+        // has long been loaded then; a launched command may not have started it when the
+        // session announced the process).
+        if let Some(pid) = events.first().map(|e| e.pid) {
+            self.python(set, pid);
+        }
         for ev in &mut events {
             if let EventKind::ProcessStart { command } = &mut ev.kind {
                 if command.is_empty() {
@@ -113,6 +130,44 @@ impl Source {
             }
         }
         events
+    }
+
+    /// Starts reading the Python stacks of `pid` at its allocations, if it runs a CPython
+    /// that calibrates. Called at every stop of a launched process at the dynamic linker's
+    /// hook and with a process's events, until settled: early in a process's life its
+    /// interpreter may not be relocated yet (a note on stderr when it never works out: its
+    /// buffers just have no site).
+    pub fn python(&mut self, set: usize, pid: u32) {
+        const TRIES: u8 = 16;
+        let tries = self.python_tries.entry(pid).or_insert((0, false));
+        if tries.1 || !Probes::stacks_enabled() {
+            return;
+        }
+        tries.0 += 1;
+        let last = tries.0 >= TRIES;
+        let s = &mut self.sets[set];
+        let settled = match python::for_process(pid) {
+            Ok(Some((layout, spec))) => match s.probes.set_python_stack(pid, &spec) {
+                Ok(()) => {
+                    s.decoder.python(pid, Resolver::new(pid, layout));
+                    true
+                }
+                Err(e) => {
+                    eprintln!("tracer: warning: PID {pid}: no Python stacks: {e:#}");
+                    true
+                }
+            },
+            Ok(None) => true,
+            Err(e) => {
+                if last {
+                    eprintln!("tracer: note: PID {pid}: no Python stacks: {e:#}");
+                }
+                last
+            }
+        };
+        if let Some(t) = self.python_tries.get_mut(&pid) {
+            t.1 = settled;
+        }
     }
 
     /// Events the kernel dropped so far, over every set.

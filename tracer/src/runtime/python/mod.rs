@@ -631,3 +631,44 @@ pub fn stack_spec(
     spec.frame_len = len as u32;
     Ok(spec)
 }
+
+/// Calibrations done in this tracer process, by library file (interpreters and linkers are
+/// shared by many processes).
+type Cache<T> = std::sync::Mutex<std::collections::HashMap<PathBuf, std::result::Result<T, String>>>;
+static LAYOUTS: std::sync::OnceLock<Cache<std::sync::Arc<Layout>>> = std::sync::OnceLock::new();
+static DTVS: std::sync::OnceLock<Cache<Dtv>> = std::sync::OnceLock::new();
+
+fn cached<T: Clone>(
+    cache: &'static std::sync::OnceLock<Cache<T>>,
+    path: &Path,
+    make: impl FnOnce(&super::elf::Library) -> Result<T>,
+) -> Result<T> {
+    let mut map = cache.get_or_init(Default::default).lock().unwrap();
+    let entry = map.entry(path.to_path_buf()).or_insert_with(|| {
+        super::elf::Library::open(path)
+            .and_then(|lib| make(&lib))
+            .map_err(|e| format!("{e:#}"))
+    });
+    entry.clone().map_err(|e| anyhow::anyhow!(e))
+}
+
+/// The interpreter of process `pid`: its layout, and how the probes walk its stacks.
+/// `Ok(None)`: the process runs no (shared-library) CPython.
+pub fn for_process(
+    pid: u32,
+) -> Result<Option<(std::sync::Arc<Layout>, tracer_common::PyStackSpec)>> {
+    let Some((path, base)) = library_in_process(pid)? else {
+        return Ok(None);
+    };
+    let layout = cached(&LAYOUTS, &path, |lib| calibrate(lib).map(std::sync::Arc::new))?;
+    let dtv = match layout.tstate {
+        ThreadState::Tls { .. } => {
+            let linker = linker_in_process(pid)?
+                .with_context(|| format!("PID {pid} maps no dynamic linker (ld-linux)"))?;
+            Some(cached(&DTVS, &linker, |lib| calibrate_dtv(lib))?)
+        }
+        ThreadState::Global { .. } => None,
+    };
+    let spec = stack_spec(&layout, dtv, pid, base)?;
+    Ok(Some((layout, spec)))
+}
