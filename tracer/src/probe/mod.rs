@@ -89,7 +89,7 @@ fn load_object() -> Result<Ebpf, aya::EbpfError> {
     let mut loader = aya::EbpfLoader::new();
     loader
         .btf(None)
-        .verifier_log_level(if std::env::var_os("TRACER_VLOG").is_some() { aya::VerifierLogLevel::DEBUG } else { aya::VerifierLogLevel::DISABLE });
+        .verifier_log_level(aya::VerifierLogLevel::DISABLE);
     if let Some(bytes) = settings().ring_bytes {
         loader.map_max_entries("EVENTS", bytes);
     }

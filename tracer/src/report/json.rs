@@ -2,11 +2,11 @@
 use serde_json::{json, Map, Value};
 
 use super::{explain, SessionInfo};
-use crate::model::{Frame, Site};
 use crate::ledger::{
     program_bytes, Amounts, BufferType, ChipCircularBuffers, HeldBuffer, Ledger, PreAttach,
     ProcessLedger,
 };
+use crate::model::{Frame, Site};
 
 pub const SCHEMA: &str = "tracer.summary/1";
 

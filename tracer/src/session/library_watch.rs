@@ -39,7 +39,10 @@ impl LibraryWatch {
             }
             // Stopped, with the runtime mapped: the interpreter (loaded before it) can be
             // read before the first allocation.
-            if let Some(set) = discover::file_id(&lib).ok().and_then(|id| source.set_of(id)) {
+            if let Some(set) = discover::file_id(&lib)
+                .ok()
+                .and_then(|id| source.set_of(id))
+            {
                 source.python(set, pid);
             }
         }

@@ -147,9 +147,9 @@ impl Source {
         let last = tries.0 >= TRIES;
         let s = &mut self.sets[set];
         let settled = match python::for_process(pid) {
-            Ok(Some((layout, spec))) => match s.probes.set_python_stack(pid, &spec) {
+            Ok(Some((layout, spec, base))) => match s.probes.set_python_stack(pid, &spec) {
                 Ok(()) => {
-                    s.decoder.python(pid, Resolver::new(pid, layout));
+                    s.decoder.python(pid, Resolver::new(pid, layout, base));
                     true
                 }
                 Err(e) => {

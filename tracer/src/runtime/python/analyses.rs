@@ -369,3 +369,107 @@ pub fn returned_offsets(code: &[u8], ip: u64) -> Vec<(i64, bool)> {
     }
     out
 }
+
+/// `PyGILState_GetThisThreadState`: `mov R,[rip+G]` (the runtime state's address from the
+/// GOT), `lea rdi,[R+K]` (its thread-state key, a `Py_tss_t`), then the call or jump to
+/// `PyThread_tss_get`. Returns (G, K).
+pub fn key_of_runtime(code: &[u8], ip: u64) -> Option<(u64, i32)> {
+    let mut slot: Option<(Register, u64)> = None;
+    let mut key: Option<(Register, i32)> = None;
+    let mut copies: Vec<Register> = Vec::new();
+    for i in decode(code, ip, LIMIT) {
+        match i.mnemonic() {
+            Mnemonic::Mov
+                if i.op1_kind() == OpKind::Memory
+                    && i.is_ip_rel_memory_operand()
+                    && i.op0_register().is_gpr64() =>
+            {
+                slot = Some((i.op0_register(), i.ip_rel_memory_address()));
+            }
+            Mnemonic::Lea if i.op1_kind() == OpKind::Memory => {
+                if let Some((r, _)) = slot {
+                    if i.memory_base() == r && i.memory_index() == Register::None {
+                        key = Some((i.op0_register(), i.memory_displacement64() as i64 as i32));
+                        copies = vec![i.op0_register()];
+                    }
+                }
+            }
+            Mnemonic::Mov
+                if i.op0_kind() == OpKind::Register && i.op1_kind() == OpKind::Register =>
+            {
+                if copies.contains(&i.op1_register()) {
+                    copies.push(i.op0_register());
+                }
+            }
+            Mnemonic::Call | Mnemonic::Jmp => {
+                if let (Some((_, g)), Some((_, k))) = (slot, key) {
+                    if copies.contains(&Register::RDI) {
+                        // The first call taking the key may be a check that it exists; the
+                        // key is the same either way.
+                        return Some((g, k));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// `PyThread_tss_get(Py_tss_t *key)`: `mov edi,[rdi+F]` then a jump to
+/// `pthread_getspecific`. Returns F (where the pthread key sits in a `Py_tss_t`).
+pub fn tss_key_field(code: &[u8], ip: u64) -> Option<i32> {
+    let first = decode(code, ip, 4).next()?;
+    (first.mnemonic() == Mnemonic::Mov
+        && first.op0_register() == Register::EDI
+        && first.op1_kind() == OpKind::Memory
+        && first.memory_base() == Register::RDI
+        && first.memory_index() == Register::None)
+        .then(|| first.memory_displacement64() as i64 as i32)
+}
+
+/// glibc's `pthread_getspecific(key)`, its fast path for the first block of keys:
+/// `add rax,C; shl rax,N; add rax,fs:[S]; mov rdx,[rax+D]`: the value is at
+/// `*(tp + S) + ((key + C) << N) + D`. Also the first block's size (`cmp edi,B-1` guards the
+/// slow path, or `and`/`shr` tests). Returns (S, C, N, D, B).
+pub fn specific_fast_path(code: &[u8], ip: u64) -> Option<(i32, i64, u8, i32, u64)> {
+    let (mut add, mut shl, mut selfp) = (None, None, None);
+    let mut block = None;
+    for i in decode(code, ip, 32) {
+        match i.mnemonic() {
+            Mnemonic::Cmp
+                if i.op0_register() == Register::EDI && i.op1_kind() != OpKind::Register =>
+            {
+                block.get_or_insert(i.immediate(1) + 1);
+            }
+            Mnemonic::Add
+                if i.op1_kind() == OpKind::Memory
+                    && i.segment_prefix() == Register::FS
+                    && i.memory_base() == Register::None =>
+            {
+                selfp = Some(i.memory_displacement64() as i64 as i32);
+            }
+            Mnemonic::Add
+                if matches!(
+                    i.op1_kind(),
+                    OpKind::Immediate8to64 | OpKind::Immediate32to64
+                ) =>
+            {
+                add = Some(i.immediate(1) as i64);
+            }
+            Mnemonic::Shl if i.op1_kind() == OpKind::Immediate8 => shl = Some(i.immediate8()),
+            Mnemonic::Mov if i.op1_kind() == OpKind::Memory && selfp.is_some() => {
+                return Some((
+                    selfp?,
+                    add.unwrap_or(0),
+                    shl?,
+                    i.memory_displacement64() as i64 as i32,
+                    block.unwrap_or(32),
+                ));
+            }
+            Mnemonic::Ret => return None,
+            _ => {}
+        }
+    }
+    None
+}

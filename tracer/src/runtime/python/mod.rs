@@ -20,6 +20,16 @@ use analyses as an;
 /// Where the current thread's `PyThreadState*` lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ThreadState {
+    /// The thread's own, kept under the interpreter's pthread key (`_PyRuntime`'s
+    /// `autoTSSkey`, what `PyGILState_GetThisThreadState` reads): set while the thread runs
+    /// C code with the interpreter released too (ttnn's ops release it). The runtime state's
+    /// address is in the GOT slot `slot`; its key's `Py_tss_t` at `key_at`, the key itself at
+    /// `key_field` in it.
+    Key {
+        slot: u64,
+        key_at: i32,
+        key_field: i32,
+    },
     /// A field at `offset` of the object that the pointer slot `slot` (a GOT entry) points to:
     /// 3.10's `_PyRuntime.gilstate.tstate_current`, the thread holding the interpreter.
     Global { slot: u64, offset: i32 },
@@ -95,6 +105,13 @@ pub struct Layout {
     pub str: StrLayout,
     pub bytes: BytesLayout,
     pub lines: LineFormat,
+    /// `ob_type` in every object, and the link-time addresses of the code, str and bytes
+    /// types: an object read from a stale pointer (freed and reused, as code objects are when
+    /// the interpreter finalizes) is not taken for one.
+    pub ob_type: i32,
+    pub code_type: u64,
+    pub str_type: u64,
+    pub bytes_type: u64,
 }
 
 /// glibc's thread control block: the DTV pointer's offset from the thread pointer, and the
@@ -104,6 +121,39 @@ pub struct Dtv {
     pub tcb_offset: i32,
     pub entry_shift: u8,
     pub entry_offset: i32,
+}
+
+/// glibc's thread-specific values (`pthread_getspecific`'s fast path): the value of key `k`
+/// (below `block`) is at `*(tp + self_off) + ((k + add) << shift) + data`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Specific {
+    pub self_off: i32,
+    pub add: i64,
+    pub shift: u8,
+    pub data: i32,
+    pub block: u64,
+}
+
+/// Reads the C library's `pthread_getspecific`.
+pub fn calibrate_specific(libc: &dyn Image) -> Result<Specific> {
+    let (code, ip) = function(libc, "pthread_getspecific")?;
+    let (self_off, add, shift, data, block) =
+        an::specific_fast_path(code, ip).with_context(|| {
+            format!(
+                "{}: pthread_getspecific has no fast path of the expected shape",
+                libc.name()
+            )
+        })?;
+    if shift > 6 || block > 1024 {
+        bail!("{}: implausible thread-specific layout", libc.name());
+    }
+    Ok(Specific {
+        self_off,
+        add,
+        shift,
+        data,
+        block,
+    })
 }
 
 /// Reads the dynamic linker's `__tls_get_addr`.
@@ -277,7 +327,25 @@ pub fn calibrate(img: &dyn Image) -> Result<Layout> {
         };
         sources.push((name, found));
     }
-    let tstate = agree("the current thread state", &sources)?;
+    // The thread's own state under its pthread key is preferred: the current-thread
+    // pointers (3.10's GIL holder, 3.12's TLS) are cleared while a thread runs C code with
+    // the interpreter released, which is where ttnn's ops allocate.
+    let keyed = function(img, "PyGILState_GetThisThreadState")
+        .ok()
+        .and_then(|(c, ip)| an::key_of_runtime(c, ip))
+        .zip(
+            function(img, "PyThread_tss_get")
+                .ok()
+                .and_then(|(c, ip)| an::tss_key_field(c, ip)),
+        );
+    let tstate = match keyed {
+        Some(((slot, key_at), key_field)) => ThreadState::Key {
+            slot,
+            key_at,
+            key_field,
+        },
+        None => agree("the current thread state", &sources)?,
+    };
     let thread_id = function(img, "PyThreadState_SetAsyncExc")
         .ok()
         .and_then(|(code, ip)| an::compared_with_argument(code, ip));
@@ -294,6 +362,19 @@ pub fn calibrate(img: &dyn Image) -> Result<Layout> {
     } else {
         frame_objects(img)?
     };
+    let (bcode, bip) = function(img, "PyBytes_Size")?;
+    let ob_type = an::loads_from_argument(bcode, bip)
+        .iter()
+        .find_map(|a| match an::split(&a.address)? {
+            (l, off) if l.is_empty() && a.width == 8 => Some(off as i32),
+            _ => None,
+        })
+        .context("PyBytes_Size: no load of its argument's type")?;
+    let type_of = |name: &str| {
+        img.symbol(name)
+            .map(|s| s.address)
+            .with_context(|| format!("{}: no symbol {name}", img.name()))
+    };
     Ok(Layout {
         version,
         tstate,
@@ -307,6 +388,10 @@ pub fn calibrate(img: &dyn Image) -> Result<Layout> {
         str,
         bytes,
         lines,
+        ob_type,
+        code_type: type_of("PyCode_Type")?,
+        str_type: type_of("PyUnicode_Type")?,
+        bytes_type: type_of("PyBytes_Type")?,
     })
 }
 
@@ -546,13 +631,18 @@ pub fn library_in_process(pid: u32) -> Result<Option<(PathBuf, u64)>> {
 
 /// The dynamic linker a process has mapped (`ld-linux...`).
 pub fn linker_in_process(pid: u32) -> Result<Option<PathBuf>> {
+    mapped_named(pid, "ld-linux")
+}
+
+/// The first file a process maps whose name starts with `prefix`.
+fn mapped_named(pid: u32, prefix: &str) -> Result<Option<PathBuf>> {
     for m in super::process::maps(pid)? {
         let procfs::process::MMapPath::Path(file) = &m.pathname else {
             continue;
         };
         if file
             .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with("ld-linux"))
+            .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
         {
             let path = if file.exists() {
                 file.clone()
@@ -570,12 +660,39 @@ pub fn linker_in_process(pid: u32) -> Result<Option<PathBuf>> {
 pub fn stack_spec(
     layout: &Layout,
     dtv: Option<Dtv>,
+    specific: Option<Specific>,
     pid: u32,
     base: u64,
 ) -> Result<tracer_common::PyStackSpec> {
     use tracer_common::{PyStackSpec, PY_FRAME_BYTES, PY_TSTATE_STEPS};
     let mut spec = PyStackSpec::default();
     match &layout.tstate {
+        ThreadState::Key {
+            slot,
+            key_at,
+            key_field,
+        } => {
+            let sp = specific.context(
+                "the thread state is thread-specific, and the C library's layout is unknown",
+            )?;
+            let runtime = resolve::read_u64(pid, base + slot).with_context(|| {
+                format!("PID {pid}: cannot read the interpreter's runtime pointer")
+            })?;
+            if runtime == 0 {
+                bail!("PID {pid}: the interpreter's runtime pointer is not set yet");
+            }
+            let at = runtime.wrapping_add((key_at + key_field) as i64 as u64);
+            let key = resolve::read(pid, at, 4)
+                .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+                .with_context(|| format!("PID {pid}: cannot read the interpreter's thread key"))?;
+            if u64::from(key) >= sp.block {
+                bail!("PID {pid}: the interpreter's thread key {key} is past the first block");
+            }
+            spec.tstate_base = 0;
+            spec.tstate_offsets[0] = i64::from(sp.self_off);
+            spec.tstate_offsets[1] = ((i64::from(key) + sp.add) << sp.shift) + i64::from(sp.data);
+            spec.tstate_steps = 2;
+        }
         ThreadState::Global { slot, offset } => {
             let runtime = resolve::read_u64(pid, base + slot).with_context(|| {
                 format!("PID {pid}: cannot read the interpreter's runtime pointer")
@@ -634,9 +751,11 @@ pub fn stack_spec(
 
 /// Calibrations done in this tracer process, by library file (interpreters and linkers are
 /// shared by many processes).
-type Cache<T> = std::sync::Mutex<std::collections::HashMap<PathBuf, std::result::Result<T, String>>>;
+type Cache<T> =
+    std::sync::Mutex<std::collections::HashMap<PathBuf, std::result::Result<T, String>>>;
 static LAYOUTS: std::sync::OnceLock<Cache<std::sync::Arc<Layout>>> = std::sync::OnceLock::new();
 static DTVS: std::sync::OnceLock<Cache<Dtv>> = std::sync::OnceLock::new();
+static SPECIFICS: std::sync::OnceLock<Cache<Specific>> = std::sync::OnceLock::new();
 
 fn cached<T: Clone>(
     cache: &'static std::sync::OnceLock<Cache<T>>,
@@ -656,19 +775,29 @@ fn cached<T: Clone>(
 /// `Ok(None)`: the process runs no (shared-library) CPython.
 pub fn for_process(
     pid: u32,
-) -> Result<Option<(std::sync::Arc<Layout>, tracer_common::PyStackSpec)>> {
+) -> Result<Option<(std::sync::Arc<Layout>, tracer_common::PyStackSpec, u64)>> {
     let Some((path, base)) = library_in_process(pid)? else {
         return Ok(None);
     };
-    let layout = cached(&LAYOUTS, &path, |lib| calibrate(lib).map(std::sync::Arc::new))?;
+    let layout = cached(&LAYOUTS, &path, |lib| {
+        calibrate(lib).map(std::sync::Arc::new)
+    })?;
     let dtv = match layout.tstate {
         ThreadState::Tls { .. } => {
             let linker = linker_in_process(pid)?
                 .with_context(|| format!("PID {pid} maps no dynamic linker (ld-linux)"))?;
             Some(cached(&DTVS, &linker, |lib| calibrate_dtv(lib))?)
         }
-        ThreadState::Global { .. } => None,
+        ThreadState::Global { .. } | ThreadState::Key { .. } => None,
     };
-    let spec = stack_spec(&layout, dtv, pid, base)?;
-    Ok(Some((layout, spec)))
+    let specific = match layout.tstate {
+        ThreadState::Key { .. } => {
+            let libc = mapped_named(pid, "libc.so")?
+                .with_context(|| format!("PID {pid} maps no C library (libc.so)"))?;
+            Some(cached(&SPECIFICS, &libc, |lib| calibrate_specific(lib))?)
+        }
+        _ => None,
+    };
+    let spec = stack_spec(&layout, dtv, specific, pid, base)?;
+    Ok(Some((layout, spec, base)))
 }

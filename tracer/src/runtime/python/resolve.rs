@@ -57,36 +57,57 @@ struct Code {
 pub struct Resolver {
     pid: u32,
     layout: Arc<Layout>,
+    /// Where the interpreter library is loaded (its types' addresses are link-time).
+    base: u64,
     codes: HashMap<u64, Arc<Code>>,
     header_len: usize,
     /// Stacks whose frames could not be read at all (the process gone, a layout mismatch).
     pub failed: u64,
+    /// The op a program line calls, by (file, line).
+    ops: HashMap<(String, u32), Option<String>>,
 }
 
 impl Resolver {
-    pub fn new(pid: u32, layout: Arc<Layout>) -> Self {
+    pub fn new(pid: u32, layout: Arc<Layout>, base: u64) -> Self {
         let f = layout.code_fields;
-        let header_len = [f.filename, f.qualname, f.firstlineno, f.linetable]
-            .into_iter()
-            .max()
-            .unwrap_or(0) as usize
+        let header_len = [
+            f.filename,
+            f.qualname,
+            f.firstlineno,
+            f.linetable,
+            layout.ob_type,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0) as usize
             + 8;
         Self {
             pid,
             layout,
+            base,
             codes: HashMap::new(),
             header_len,
             failed: 0,
+            ops: HashMap::new(),
         }
+    }
+
+    /// Whether the object whose first bytes are `head` is of the type at link-time address
+    /// `ty`.
+    fn is(&self, head: &[u8], ty: u64) -> bool {
+        word(head, self.layout.ob_type, 8) == Some(self.base.wrapping_add(ty))
     }
 
     fn string(&self, ptr: u64) -> Option<String> {
         let s = self.layout.str;
-        let head = [s.length, s.state, s.ascii_data, s.utf8]
+        let head = [s.length, s.state, s.ascii_data, s.utf8, self.layout.ob_type]
             .into_iter()
             .max()? as usize
             + 8;
         let h = read(self.pid, ptr, head).ok()?;
+        if !self.is(&h, self.layout.str_type) {
+            return None;
+        }
         let len = word(&h, s.length, 8)? as usize;
         if len > 4096 {
             return None;
@@ -109,7 +130,16 @@ impl Resolver {
 
     fn bytes(&self, ptr: u64) -> Option<Vec<u8>> {
         let b = self.layout.bytes;
-        let size = read_u64(self.pid, ptr + b.size as u64).ok()? as usize;
+        let head = read(
+            self.pid,
+            ptr,
+            (b.size.max(self.layout.ob_type) + 8) as usize,
+        )
+        .ok()?;
+        if !self.is(&head, self.layout.bytes_type) {
+            return None;
+        }
+        let size = word(&head, b.size, 8)? as usize;
         if size > 1 << 20 {
             return None;
         }
@@ -118,6 +148,9 @@ impl Resolver {
 
     fn code(&mut self, addr: u64) -> Option<Arc<Code>> {
         let header = read(self.pid, addr, self.header_len).ok()?;
+        if !self.is(&header, self.layout.code_type) {
+            return None;
+        }
         if let Some(c) = self.codes.get(&addr) {
             if c.header == header {
                 return Some(c.clone());
@@ -164,22 +197,95 @@ impl Resolver {
     /// The site of a stack (innermost frame first); `None` when no frame could be read.
     pub fn site(&mut self, frames: &[[u64; 2]]) -> Option<Site> {
         let mut all = Vec::with_capacity(frames.len());
+        let mut cut = false;
         for [code, instr] in frames {
             match self.frame(*code, *instr) {
                 Some(f) => all.push(f),
-                // A frame that cannot be read ends the stack (what lies past it is unknown).
-                None => break,
+                // A frame that cannot be read ends the stack (what lies past it is unknown:
+                // the code object is gone, e.g. freed by the interpreter's finalization before
+                // the tracer read it).
+                None => {
+                    cut = true;
+                    break;
+                }
             }
         }
         // Interpreter shims (3.12 runs its entry frames on a trampoline code object) are
         // not lines of any program.
         all.retain(|f| !(f.file.is_empty() || f.file.starts_with("<shim")));
-        if all.is_empty() {
+        // A cut stack of library frames only would name ttnn's own code as the site.
+        let user = all.iter().any(|f| !Site::is_library_file(&f.file));
+        if all.is_empty() || cut && !user {
             self.failed += 1;
             return None;
         }
-        Some(trim(all))
+        let mut site = trim(all);
+        if site.op.is_none() {
+            site.op = self.op_on_line(&site);
+        }
+        Some(site)
     }
+
+    /// The ttnn operation the program's line calls, when the frame inside it is ttnn's
+    /// operation wrapper (which every operation shares, so its code names none): the one
+    /// `ttnn.NAME(` the line's source text calls. A line calling several, or none by that
+    /// name (an alias), gives no op rather than a guess.
+    fn op_on_line(&mut self, site: &Site) -> Option<String> {
+        let user = site
+            .frames
+            .iter()
+            .position(|f| !Site::is_library_file(&f.file))?;
+        let inner = site.frames.get(user.checked_sub(1)?)?;
+        if !inner.file.contains("/ttnn/") {
+            return None;
+        }
+        let f = &site.frames[user];
+        let key = (f.file.clone(), f.line);
+        if let Some(op) = self.ops.get(&key) {
+            return op.clone();
+        }
+        let path = format!("/proc/{}/root{}", self.pid, f.file);
+        let text = std::fs::read_to_string(&path)
+            .or_else(|_| std::fs::read_to_string(&f.file))
+            .ok();
+        let op = text.and_then(|t| {
+            let line = t.lines().nth((f.line as usize).checked_sub(1)?)?;
+            called_op(line)
+        });
+        self.ops.insert(key, op.clone());
+        op
+    }
+}
+
+/// The one distinct `ttnn.NAME(` (NAME an identifier, dotted submodules allowed, not a
+/// class) a line of source calls; `None` for none or several.
+fn called_op(line: &str) -> Option<String> {
+    let code = line.split('#').next().unwrap_or(line);
+    let mut found: Vec<String> = Vec::new();
+    let mut rest = code;
+    while let Some(at) = rest.find("ttnn.") {
+        let before = rest[..at].chars().next_back();
+        let tail = &rest[at + 5..];
+        let name: String = tail
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '.')
+            .collect();
+        let after = tail[name.len()..].trim_start();
+        let standalone = !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        // `ttnn.Shape(...)`: constructing a value, not calling an operation.
+        let class = name
+            .rsplit('.')
+            .next()
+            .is_some_and(|n| n.starts_with(|c: char| c.is_ascii_uppercase()));
+        if standalone && !class && !name.is_empty() && after.starts_with('(') {
+            let op = format!("ttnn.{name}");
+            if !found.contains(&op) {
+                found.push(op);
+            }
+        }
+        rest = &tail[name.len()..];
+    }
+    (found.len() == 1).then(|| found.remove(0))
 }
 
 /// Keeps the innermost library frame next to the program (the entry point the program
@@ -207,4 +313,52 @@ fn entry_point(library: &[Frame]) -> Option<String> {
         let wrapper = module.ends_with("decorators") || f.function.contains('<');
         (!wrapper).then(|| format!("{module}.{}", f.function))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_op_a_line_calls() {
+        assert_eq!(
+            called_op("    b = ttnn.matmul(a, a); note(line(), 'ops')"),
+            Some("ttnn.matmul".into())
+        );
+        assert_eq!(
+            called_op("x = ttnn.experimental.foo (a)"),
+            Some("ttnn.experimental.foo".into())
+        );
+        // Arguments that are ttnn constants are not calls.
+        assert_eq!(
+            called_op("t = ttnn.allocate_tensor_on_device(ttnn.Shape([1]), ttnn.bfloat16, mesh, ttnn.DRAM_MEMORY_CONFIG)"),
+            Some("ttnn.allocate_tensor_on_device".into())
+        );
+        assert_eq!(called_op("y = ttnn.add(ttnn.matmul(a, b), c)"), None);
+        assert_eq!(called_op("y = mm(a, b)  # ttnn.matmul(a, b)"), None);
+        assert_eq!(called_op("y = myttnn.add(a)"), None);
+        assert_eq!(called_op("s = ttnn.Shape([1, 2])"), None);
+    }
+
+    #[test]
+    fn a_site_keeps_the_entry_point_and_the_program_frames() {
+        let f = |file: &str, line, function: &str| Frame {
+            file: file.into(),
+            line,
+            function: function.into(),
+        };
+        let site = trim(vec![
+            f("/v/site-packages/ttnn/operations/core.py", 10, "to_device"),
+            f("/v/site-packages/ttnn/decorators.py", 650, "__call__"),
+            f("/home/u/model.py", 42, "forward"),
+            f("/home/u/main.py", 7, "<module>"),
+        ]);
+        assert_eq!(site.frames.len(), 3);
+        assert_eq!(site.frames[0].function, "__call__");
+        assert_eq!(site.op.as_deref(), Some("ttnn.operations.core.to_device"));
+        assert_eq!(
+            site.describe(),
+            "model.py:42 in forward (ttnn.operations.core.to_device)"
+        );
+    }
 }
