@@ -9,7 +9,7 @@ use crate::{
     report::replay::Replay,
 };
 
-pub const COLUMNS: &str = "seq,ts_ns,t_s,pid,event,device_handle,mesh,chips,buffer_id,unique_id,type,requested,page_size,reserved,detail";
+pub const COLUMNS: &str = "seq,ts_ns,t_s,pid,event,device_handle,mesh,chips,buffer_id,unique_id,type,requested,page_size,reserved,detail,site_file,site_line,site_function,site_op";
 
 /// Quotes a field when CSV needs it.
 /// A device's chips in one CSV field: `1;0;2;3`.
@@ -47,14 +47,25 @@ pub fn export(rec: &Recording, out: &Path) -> Result<Replayed> {
                     "free"
                 };
                 // Reserved bytes per chip, as the ledger computed them at allocation.
-                let reserved = ledger
+                let held = ledger
                     .processes
                     .get(&ev.pid)
                     .and_then(|p| p.held(device.handle, buffer.unique_id))
-                    .filter(|_| name == "alloc")
-                    .map_or(String::new(), |h| h.reserved.to_string());
+                    .filter(|_| name == "alloc");
+                let reserved = held.map_or(String::new(), |h| h.reserved.to_string());
+                let site = held.and_then(|h| h.site.as_deref());
+                let site = match (site.and_then(|s| s.user_frame()), site) {
+                    (Some(f), Some(s)) => format!(
+                        "{},{},{},{}",
+                        field(&f.file),
+                        f.line,
+                        field(&f.function),
+                        field(s.op.as_deref().unwrap_or(""))
+                    ),
+                    _ => ",,,".to_string(),
+                };
                 format!(
-                    "{seq},{},{t_s:.9},{},{name},{},{},{},{},{},{},{},{},{reserved},",
+                    "{seq},{},{t_s:.9},{},{name},{},{},{},{},{},{},{},{},{reserved},,{site}",
                     ev.ts_ns,
                     ev.pid,
                     device.handle,
@@ -87,7 +98,7 @@ pub fn export(rec: &Recording, out: &Path) -> Result<Replayed> {
                     _ => Default::default(),
                 };
                 format!(
-                    "{seq},{},{t_s:.9},{},{},{handle},{mesh},{chips},,,,,,,{}",
+                    "{seq},{},{t_s:.9},{},{},{handle},{mesh},{chips},,,,,,,{},,,,",
                     ev.ts_ns,
                     ev.pid,
                     field(&snake(&name)),

@@ -4,14 +4,19 @@
 use std::fmt::Write as _;
 
 use super::{human_bytes, since};
-use crate::ledger::{BufferType, HeldBuffer, Outcome, Outstanding, ProcessLedger};
+use crate::{
+    ledger::{BufferType, HeldBuffer, Outcome, Outstanding, ProcessLedger},
+    model::Site,
+};
 
-/// Outstanding buffers from the same allocation site: same class, type, size and chips.
+/// Outstanding buffers from the same allocation site: same class, type, size, chips and
+/// Python line (when the probes read it).
 pub struct Group<'a> {
     pub outcome: Outcome,
     pub kind: BufferType,
     pub size: u64,
     pub chips: Vec<i32>,
+    pub site: Option<&'a Site>,
     pub members: Vec<&'a Outstanding>,
 }
 
@@ -27,11 +32,13 @@ pub fn groups(p: &ProcessLedger) -> Vec<Group<'_>> {
     let mut out: Vec<Group> = Vec::new();
     for o in &p.outstanding {
         let b = &o.held.buffer;
+        let site = o.held.site.as_deref();
         match out.iter_mut().find(|g| {
             g.outcome == o.outcome
                 && g.kind == b.kind
                 && g.size == b.size
                 && g.chips == o.held.device.chips
+                && g.site == site
         }) {
             Some(g) => g.members.push(o),
             None => out.push(Group {
@@ -39,6 +46,7 @@ pub fn groups(p: &ProcessLedger) -> Vec<Group<'_>> {
                 kind: b.kind,
                 size: b.size,
                 chips: o.held.device.chips.clone(),
+                site,
                 members: vec![o],
             }),
         }
@@ -71,8 +79,13 @@ pub fn buffer_line(h: &HeldBuffer, origin: Option<u64>) -> String {
             chip_list(&h.device.chips)
         )
     };
+    let site = h
+        .site
+        .as_deref()
+        .map(|s| format!(", by {}", s.describe()))
+        .unwrap_or_default();
     format!(
-        "{size} ({}, buffer_id={}, allocated at {})",
+        "{size} ({}, buffer_id={}, allocated at {}{site})",
         b.kind.name(),
         b.address,
         since(h.allocated_ns, origin)
@@ -102,15 +115,26 @@ fn group_line(g: &Group, origin: Option<u64>) -> String {
         .map(|o| o.held.allocated_ns)
         .max()
         .unwrap_or(0);
-    format!(
-        "{count} buffers of {} x {n} chip(s) = {} ({}, buffer_ids={}, allocated {} .. {})",
-        human_bytes(g.size),
-        human_bytes(g.size * n * count),
+    let total = human_bytes(g.size * n * count);
+    let details = format!(
+        "{}, buffer_ids={}, allocated {} .. {}",
         g.kind.name(),
         ids.join(","),
         since(first, origin),
         since(last, origin)
-    )
+    );
+    match g.site {
+        // `4 MiB x 8 chips, 12 buffers, allocated at model.py:42 in forward (ttnn.matmul)`
+        Some(site) => format!(
+            "{} x {n} chip(s), {count} buffers = {total}, allocated at {} ({details})",
+            human_bytes(g.size),
+            site.describe(),
+        ),
+        None => format!(
+            "{count} buffers of {} x {n} chip(s) = {total} ({details})",
+            human_bytes(g.size),
+        ),
+    }
 }
 
 fn why(outcome: Outcome) -> &'static str {
@@ -129,7 +153,7 @@ pub fn outstanding(s: &mut String, p: &ProcessLedger, call_stacks: &str) {
     }
     let _ = writeln!(
         s,
-        "Buffers still held, grouped by allocation site (type, size, chips):"
+        "Buffers still held, grouped by allocation site (type, size, chips, Python line):"
     );
     let _ = writeln!(s, "    (native call stacks: {call_stacks})");
     for outcome in [

@@ -147,6 +147,7 @@ fn groups(p: &ProcessLedger) -> Value {
                 "reserved_per_chip": g.reserved_per_chip(),
                 "requested_total": g.size * g.members.len() as u64 * g.chips.len() as u64,
                 "allocated_ns": g.members.iter().map(|o| o.held.allocated_ns).collect::<Vec<_>>(),
+                "site": site(g.site),
             })
         })
         .collect()

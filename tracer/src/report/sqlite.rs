@@ -23,7 +23,11 @@ CREATE TABLE devices(pid INTEGER, handle INTEGER, chip INTEGER, mesh INTEGER,
 CREATE TABLE buffers(id INTEGER PRIMARY KEY, pid INTEGER, device_handle INTEGER,
                      unique_id INTEGER, buffer_id INTEGER, type TEXT, requested INTEGER,
                      page_size INTEGER, reserved INTEGER, allocated_ns INTEGER,
-                     freed_ns INTEGER, outcome TEXT);
+                     freed_ns INTEGER, outcome TEXT,
+                     -- Where it was allocated: the program's Python line and the ttnn op it
+                     -- called; site_stack is the kept frames as JSON (NULL: no stack read).
+                     site_file TEXT, site_line INTEGER, site_function TEXT, site_op TEXT,
+                     site_stack TEXT);
 CREATE TABLE events(seq INTEGER PRIMARY KEY, ts_ns INTEGER, pid INTEGER, kind TEXT,
                     buffer INTEGER REFERENCES buffers(id), detail TEXT);
 -- One row per circular buffer of a program on a chip: size bytes of L1 on each of its cores
@@ -68,7 +72,8 @@ pub fn export(rec: &Recording, out: &Path) -> Result<Replayed> {
         )?;
         let mut ins_buf = tx.prepare(
             "INSERT INTO buffers(pid, device_handle, unique_id, buffer_id, type, requested,
-             page_size, reserved, allocated_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             page_size, reserved, allocated_ns, site_file, site_line, site_function, site_op,
+             site_stack) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         )?;
         let mut end_buf =
             tx.prepare("UPDATE buffers SET freed_ns = ?2, outcome = ?3 WHERE id = ?1")?;
@@ -93,11 +98,13 @@ pub fn export(rec: &Recording, out: &Path) -> Result<Replayed> {
                         if let Some(old) = live.remove(&key) {
                             end_buf.execute(params![old, ts, "replaced"])?;
                         }
-                        let reserved = ledger
+                        let held = ledger
                             .processes
                             .get(&ev.pid)
-                            .and_then(|p| p.held(device.handle, buffer.unique_id))
-                            .map_or(buffer.size, |h| h.reserved);
+                            .and_then(|p| p.held(device.handle, buffer.unique_id));
+                        let reserved = held.map_or(buffer.size, |h| h.reserved);
+                        let site = held.and_then(|h| h.site.as_deref());
+                        let user = site.and_then(|s| s.user_frame());
                         ins_buf.execute(params![
                             ev.pid,
                             device.handle as i64,
@@ -107,7 +114,12 @@ pub fn export(rec: &Recording, out: &Path) -> Result<Replayed> {
                             buffer.size as i64,
                             buffer.page_size as i64,
                             reserved as i64,
-                            ts
+                            ts,
+                            user.map(|f| f.file.as_str()),
+                            user.map(|f| f.line),
+                            user.map(|f| f.function.as_str()),
+                            site.and_then(|s| s.op.as_deref()),
+                            site.map(|s| super::json::site(Some(s))["stack"].to_string()),
                         ])?;
                         let id = tx.last_insert_rowid();
                         live.insert(key, id);
