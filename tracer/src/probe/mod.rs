@@ -48,7 +48,22 @@ static SETTINGS: std::sync::OnceLock<Settings> = std::sync::OnceLock::new();
 
 /// Sets how probes load; the first call wins (a session sets it once at its start).
 pub fn configure(s: Settings) {
+    if s.no_stacks {
+        set_python_stacks(false);
+    }
     let _ = SETTINGS.set(s);
+}
+
+/// Whether probe sets attached from now on read Python stacks at allocations (on unless
+/// `--no-python-stacks`; the benchmark turns it off and on to compare).
+static NO_STACKS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn set_python_stacks(on: bool) {
+    NO_STACKS.store(!on, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn python_stacks() -> bool {
+    !NO_STACKS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 fn settings() -> Settings {
@@ -231,7 +246,7 @@ impl Loaded {
             for (i, p) in plan.probes.iter().enumerate() {
                 slots.set(i as u32, p.spec, 0)?;
             }
-            stacks = !settings().no_stacks && task.fsbase.is_some();
+            stacks = python_stacks() && task.fsbase.is_some();
         }
         for (prog, tp) in PROCESS_TRACEPOINTS {
             let p: &mut RawTracePoint = ebpf.program_mut(prog).unwrap().try_into()?;
@@ -353,7 +368,7 @@ impl Probes {
 
     /// Whether allocations read Python stacks at all in this session.
     pub fn stacks_enabled() -> bool {
-        !settings().no_stacks
+        python_stacks()
     }
 
     /// Events the kernel dropped because the ring buffer was full.

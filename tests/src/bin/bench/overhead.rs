@@ -173,8 +173,28 @@ pub fn traced_script(
         alloc: first.decoder.records_of(Role::Alloc),
         free: first.decoder.records_of(Role::Free),
     };
-    let stats = first.probes.run_stats("tracer_probe");
+    // With stacks, allocations enter through `tracer_stack` (which tail-calls the probe: its
+    // run time includes the probe's); without, every hit runs `tracer_probe`.
+    let program = if Probes::stacks_enabled() {
+        "tracer_stack"
+    } else {
+        "tracer_probe"
+    };
+    let stats = first.probes.run_stats(program);
     Ok((seconds, traps, stats))
+}
+
+/// The same, with the Python stack reading of allocations on or off.
+fn traced_stacks(
+    opts: &BenchOpts,
+    plan: &ProbePlan,
+    pairs: u64,
+    stacks: bool,
+) -> Result<(f64, Traps, RunStats)> {
+    tracer::probe::set_python_stacks(stacks);
+    let r = traced(opts, plan, pairs, (2, 4));
+    tracer::probe::set_python_stacks(true);
+    r
 }
 
 fn bare(opts: &BenchOpts, plan: &ProbePlan, pairs: u64) -> Result<(f64, RunStats)> {
@@ -206,32 +226,35 @@ pub fn bench(opts: BenchOpts) -> Result<()> {
     );
     println!("runtime: {}", lib.display());
     let (mut t_none, mut t_bare, mut t_tracer, mut t_shm) = (vec![], vec![], vec![], vec![]);
+    let mut t_nostacks = vec![];
     let (mut k_bare, mut k_tracer) = (KernelTime::default(), KernelTime::default());
     let mut hits = Traps::default();
     for round in 0..opts.rounds {
         // Rotate the order so a drift in machine load does not favour one configuration.
-        for step in 0..4 {
-            match (step + round) % 4 {
+        for step in 0..5 {
+            match (step + round) % 5 {
                 0 => t_none.push(loop_seconds(
                     workload(&opts, opts.pairs, (2, 4), false).output()?,
                 )?),
                 1 => t_bare.push(bare(&opts, &plan, opts.pairs)?.0),
                 2 => {
-                    let (t, h, _) = traced(&opts, &plan, opts.pairs, (2, 4))?;
+                    let (t, h, _) = traced_stacks(&opts, &plan, opts.pairs, true)?;
                     t_tracer.push(t);
                     hits = h;
                 }
+                3 => t_nostacks.push(traced_stacks(&opts, &plan, opts.pairs, false)?.0),
                 _ => t_shm.push(loop_seconds(
                     workload(&opts, opts.pairs, (2, 4), true).output()?,
                 )?),
             }
         }
         eprintln!(
-            "round {}: untraced {:.3}s, bare uprobe {:.3}s, tracer {:.3}s, SHM tracker {:.3}s",
+            "round {}: untraced {:.3}s, bare uprobe {:.3}s, tracer {:.3}s, tracer without Python stacks {:.3}s, SHM tracker {:.3}s",
             round + 1,
             t_none[round],
             t_bare[round],
             t_tracer[round],
+            t_nostacks[round],
             t_shm[round]
         );
     }
@@ -240,8 +263,11 @@ pub fn bench(opts: BenchOpts) -> Result<()> {
     let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).ok();
     let (_, k) = bare(&opts, &plan, opts.pairs)?;
     k_bare.add(k);
-    let (_, _, k) = traced(&opts, &plan, opts.pairs, (2, 4))?;
+    let (_, _, k) = traced_stacks(&opts, &plan, opts.pairs, true)?;
     k_tracer.add(k);
+    let mut k_nostacks = KernelTime::default();
+    let (_, _, k) = traced_stacks(&opts, &plan, opts.pairs, false)?;
+    k_nostacks.add(k);
     let per_pair = |t: f64| t / opts.pairs as f64 * 1e6;
     let (none, bare_t, tracer_t, shm) =
         (best(&t_none), best(&t_bare), best(&t_tracer), best(&t_shm));
@@ -253,7 +279,9 @@ pub fn bench(opts: BenchOpts) -> Result<()> {
     );
     println!("  untraced            {:8.2} us", per_pair(none));
     println!("  bare uprobe x2      {:8.2} us", per_pair(bare_t));
+    let nostacks_t = best(&t_nostacks);
     println!("  tracer              {:8.2} us", per_pair(tracer_t));
+    println!("  tracer, no stacks   {:8.2} us", per_pair(nostacks_t));
     println!("  tt-metal SHM tracker{:8.2} us", per_pair(shm));
     println!(
         "uprobe traps per mesh tensor (8 chips): allocation {:.3}, free {:.3}",
@@ -271,21 +299,37 @@ pub fn bench(opts: BenchOpts) -> Result<()> {
         );
     }
     let ratio = (tracer_t - none) / (bare_t - none);
-    println!("cost per tracked event, tracer / bare uprobe on the same functions: {ratio:.3} (target <= 1.15)");
+    println!("cost per tracked event, tracer / bare uprobe on the same functions: {ratio:.3} (target <= 1.15; {:.3} without Python stacks)", (nostacks_t - none) / (bare_t - none));
     println!(
         "overhead vs untraced: tracer {:+.1}%, SHM tracker {:+.1}%; tracer cost / SHM tracker cost: {:.3}",
         (tracer_t / none - 1.0) * 100.0,
         (shm / none - 1.0) * 100.0,
         (tracer_t - none) / (shm - none)
     );
-    if stats.is_some() && k_bare.runs > 0 && k_tracer.runs > 0 {
+    if stats.is_some() && k_bare.runs > 0 && k_nostacks.runs > 0 {
         let trap_ns = (bare_t - none) / opts.pairs as f64 / 2.0 * 1e9;
         println!(
             "per probe hit: bare uprobe {:.0} ns in all ({:.0} ns inside its eBPF program); \
              tracer's eBPF program {:.0} ns",
             trap_ns,
             k_bare.per_run(),
-            k_tracer.per_run()
+            k_nostacks.per_run()
+        );
+    }
+    // One Python stack is read per allocation (frees read none): the difference of the two
+    // traced configurations is all allocations'.
+    let stack_us = (tracer_t - nostacks_t) / opts.pairs as f64 * 1e6;
+    println!(
+        "cost per tracked allocation, Python stacks on / off: {:.3} (a stack adds {stack_us:.2} us per allocation in the workload; tracer cost vs untraced {:.2} us with, {:.2} us without)",
+        (tracer_t - none) / (nostacks_t - none),
+        per_pair(tracer_t - none),
+        per_pair(nostacks_t - none)
+    );
+    if stats.is_some() && k_tracer.runs > 0 && k_nostacks.runs > 0 {
+        println!(
+            "in-kernel per allocation hit: {:.0} ns with the stack (tracer_stack, the probe included), {:.0} ns per hit without (tracer_probe)",
+            k_tracer.per_run(),
+            k_nostacks.per_run()
         );
     }
     report_attach_latency(&opts)?;
