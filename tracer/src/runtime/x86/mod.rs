@@ -36,7 +36,7 @@ pub mod value;
 #[cfg(test)]
 mod calibration_tests;
 #[cfg(test)]
-mod fixture;
+pub(crate) mod fixture;
 
 pub use accessor::accessor_chain;
 pub use chain::Chain;
