@@ -85,7 +85,7 @@ pub struct SlotSpec {
 /// `SlotSpec::flags` bit: the device object is going away.
 pub const SLOT_FORGETS_DEVICE: u16 = 1;
 /// Python frames one [`RawStack`] carries at most (innermost first).
-pub const MAX_PY_FRAMES: usize = 24;
+pub const MAX_PY_FRAMES: usize = 16;
 /// Bytes of one frame object copied at once (its code, back and instruction fields lie in it).
 pub const PY_FRAME_BYTES: usize = 128;
 /// Loads from the thread pointer (or a global) to the thread state, at most.

@@ -120,11 +120,7 @@ impl Library {
             let Some(hay) = self.data.get(off..(off + len).min(self.data.len())) else {
                 continue;
             };
-            let mut start = 0;
-            while let Some(i) = hay[start..].windows(needle.len()).position(|w| w == needle) {
-                out.push(vaddr + (start + i) as u64);
-                start += i + 1;
-            }
+            out.extend(memchr::memmem::find_iter(hay, needle).map(|i| vaddr + i as u64));
         }
         out
     }

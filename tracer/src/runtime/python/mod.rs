@@ -249,10 +249,12 @@ fn version(img: &dyn Image) -> Result<(u8, u8)> {
 /// name. Several tables may name it (a code and a frame type): `owner_also` is another member
 /// that the same table must have, right before or after.
 fn member(img: &dyn Image, name: &str, neighbours: &[&str]) -> Option<i32> {
-    const DEF: u64 = 40;
-    let mut needle = name.as_bytes().to_vec();
-    needle.push(0);
-    let neighbour_slots: std::collections::HashSet<u64> = neighbours
+    member_among(img, name, &pointer_slots(img, neighbours))
+}
+
+/// The slots pointing to any of `names` (NUL-terminated strings of the image).
+fn pointer_slots(img: &dyn Image, names: &[&str]) -> std::collections::HashSet<u64> {
+    names
         .iter()
         .flat_map(|m| {
             let mut want = m.as_bytes().to_vec();
@@ -260,7 +262,17 @@ fn member(img: &dyn Image, name: &str, neighbours: &[&str]) -> Option<i32> {
             img.find_bytes(&want)
         })
         .flat_map(|t| img.pointers_to(t))
-        .collect();
+        .collect()
+}
+
+fn member_among(
+    img: &dyn Image,
+    name: &str,
+    neighbour_slots: &std::collections::HashSet<u64>,
+) -> Option<i32> {
+    const DEF: u64 = 40;
+    let mut needle = name.as_bytes().to_vec();
+    needle.push(0);
     let mut found = Vec::new();
     for s in img.find_bytes(&needle) {
         for slot in img.pointers_to(s) {

@@ -65,7 +65,17 @@ pub struct Resolver {
     pub failed: u64,
     /// The op a program line calls, by (file, line).
     ops: HashMap<(String, u32), Option<String>>,
+    /// Sites of stacks seen recently, by their raw frames: a loop allocating from one line
+    /// makes the same stack again and again, and reading its code objects each time (a
+    /// system call per frame) made the tracer fall behind. An entry is read again once it is
+    /// [`STACK_FRESH`] old, so a code object freed and another made at its address is caught
+    /// too (never a wrong frame for long; the same instruction pointers in every frame of a
+    /// new code object at the same addresses within that time is all it would take).
+    stacks: HashMap<Vec<[u64; 2]>, (std::time::Instant, Option<Site>)>,
 }
+
+/// How long a resolved stack is reused without reading its code objects again.
+const STACK_FRESH: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl Resolver {
     pub fn new(pid: u32, layout: Arc<Layout>, base: u64) -> Self {
@@ -89,6 +99,7 @@ impl Resolver {
             header_len,
             failed: 0,
             ops: HashMap::new(),
+            stacks: HashMap::new(),
         }
     }
 
@@ -196,6 +207,21 @@ impl Resolver {
 
     /// The site of a stack (innermost frame first); `None` when no frame could be read.
     pub fn site(&mut self, frames: &[[u64; 2]]) -> Option<Site> {
+        let now = std::time::Instant::now();
+        if let Some((at, site)) = self.stacks.get(frames) {
+            if now.duration_since(*at) < STACK_FRESH {
+                return site.clone();
+            }
+        }
+        let site = self.read_site(frames);
+        if self.stacks.len() > 1 << 16 {
+            self.stacks.retain(|_, (at, _)| now.duration_since(*at) < STACK_FRESH);
+        }
+        self.stacks.insert(frames.to_vec(), (now, site.clone()));
+        site
+    }
+
+    fn read_site(&mut self, frames: &[[u64; 2]]) -> Option<Site> {
         let mut all = Vec::with_capacity(frames.len());
         let mut cut = false;
         for [code, instr] in frames {
