@@ -12,8 +12,11 @@ fn run(era: &str) -> (Value, Value, String) {
     let dir = tempdir();
     let summary = dir.join("summary.json");
     let truth = dir.join("truth.json");
+    let rec = dir.join("run.trace");
     let out = tracer()
-        .args(["run", "--quiet", "--summary-json"])
+        .args(["run", "--quiet", "-o"])
+        .arg(&rec)
+        .arg("--summary-json")
         .arg(&summary)
         .arg("--")
         .arg(python(era))
@@ -35,7 +38,34 @@ fn run(era: &str) -> (Value, Value, String) {
         )
         .unwrap()
     };
-    (read(&summary), read(&truth), stderr)
+    let live = read(&summary);
+    // The recording carries the sites: its replay lists the same ones.
+    let report = tracer()
+        .arg("report")
+        .arg(&rec)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    let replayed: Value = serde_json::from_slice(&report.stdout).unwrap();
+    let sites = |s: &Value| -> Vec<Value> {
+        s["processes"][0]["outstanding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["site"].clone())
+            .collect()
+    };
+    assert_eq!(
+        sites(&replayed),
+        sites(&live),
+        "sites replayed from the recording"
+    );
+    (live, read(&truth), stderr)
 }
 
 fn every_outstanding_buffer_names_its_line(era: &str) {

@@ -159,6 +159,8 @@ impl Session {
         let decoder = &mut self.source.set_mut(set).decoder;
         decoder.announce(pid);
         decoder.attached(pid);
+        // Its interpreter runs already: its stacks can be read from its next allocation.
+        self.source.python(set, pid);
         let seed = seeding::read(pid);
         for ev in &seed.events {
             self.apply(ev);

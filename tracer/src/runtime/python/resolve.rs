@@ -215,7 +215,8 @@ impl Resolver {
         }
         let site = self.read_site(frames);
         if self.stacks.len() > 1 << 16 {
-            self.stacks.retain(|_, (at, _)| now.duration_since(*at) < STACK_FRESH);
+            self.stacks
+                .retain(|_, (at, _)| now.duration_since(*at) < STACK_FRESH);
         }
         self.stacks.insert(frames.to_vec(), (now, site.clone()));
         site
