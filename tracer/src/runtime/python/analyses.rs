@@ -395,11 +395,11 @@ pub fn key_of_runtime(code: &[u8], ip: u64) -> Option<(u64, i32)> {
                 }
             }
             Mnemonic::Mov
-                if i.op0_kind() == OpKind::Register && i.op1_kind() == OpKind::Register =>
+                if i.op0_kind() == OpKind::Register
+                    && i.op1_kind() == OpKind::Register
+                    && copies.contains(&i.op1_register()) =>
             {
-                if copies.contains(&i.op1_register()) {
-                    copies.push(i.op0_register());
-                }
+                copies.push(i.op0_register());
             }
             Mnemonic::Call | Mnemonic::Jmp => {
                 if let (Some((_, g)), Some((_, k))) = (slot, key) {
