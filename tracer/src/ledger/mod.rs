@@ -112,6 +112,11 @@ pub struct ProcessLedger {
 type FastMap<K, V> = rustc_hash::FxHashMap<K, V>;
 
 impl ProcessLedger {
+    /// Every buffer the ledger holds now.
+    pub fn live(&self) -> impl Iterator<Item = &HeldBuffer> {
+        self.live.values()
+    }
+
     /// The live buffer of `device_handle` with `unique_id`, if the ledger holds it.
     pub fn held(&self, device_handle: u64, unique_id: u64) -> Option<&HeldBuffer> {
         self.live.get(&(device_handle, unique_id))

@@ -124,6 +124,48 @@ pub fn process_rows(ledger: &Ledger) -> Vec<ProcessRow> {
     rows
 }
 
+/// Live buffers of one process from one allocation site (its Python line).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SiteRow {
+    pub pid: u32,
+    /// `model.py:42 in forward (ttnn.matmul)`, or `unknown site` (no stack read).
+    pub site: String,
+    pub buffers: u64,
+    /// Reserved bytes summed over the chips the buffers are on.
+    pub reserved: u64,
+}
+
+/// Sites that hold the most reserved bytes now (largest first, at most `n`).
+pub fn site_rows(ledger: &Ledger, n: usize) -> Vec<SiteRow> {
+    let mut by: std::collections::BTreeMap<(u32, String), (u64, u64)> = Default::default();
+    for p in ledger.processes.values() {
+        for h in p.live() {
+            let site = h
+                .site
+                .as_deref()
+                .map_or_else(|| "unknown site".to_string(), |s| s.describe());
+            let e = by.entry((p.pid, site)).or_default();
+            e.0 += 1;
+            e.1 += h.reserved * h.device.chips.len().max(1) as u64;
+        }
+    }
+    let mut rows: Vec<SiteRow> = by
+        .into_iter()
+        .map(|((pid, site), (buffers, reserved))| SiteRow {
+            pid,
+            site,
+            buffers,
+            reserved,
+        })
+        .collect();
+    rows.sort_by_key(|r| (std::cmp::Reverse(r.reserved), r.pid, r.site.clone()));
+    rows.truncate(n);
+    rows
+}
+
+/// Site rows shown.
+const SITES: usize = 8;
+
 fn header(status: &Status) -> String {
     format!(
         "tracer top: {} process(es) | {:.0} s | {} events | {} lost",
@@ -188,6 +230,14 @@ pub fn snapshot(ledger: &Ledger, status: &Status) -> String {
             if r.exited { " (exited)" } else { "" }
         );
     }
+    let _ = writeln!(s, "{:>8} {:>7} {:>13}  SITE", "PID", "BUFFERS", "RESERVED");
+    for r in site_rows(ledger, SITES) {
+        let _ = writeln!(
+            s,
+            "{:>8} {:>7} {:>13}  {}",
+            r.pid, r.buffers, r.reserved, r.site
+        );
+    }
     s
 }
 
@@ -201,11 +251,13 @@ pub fn draw<B: Backend>(
 ) -> Result<()> {
     let chips = chip_rows(ledger);
     let procs = process_rows(ledger);
+    let sites = site_rows(ledger, SITES);
     terminal.draw(|f| {
-        let [top, middle, bottom, last] = Layout::vertical([
+        let [top, middle, bottom, by_site, last] = Layout::vertical([
             Constraint::Length(1),
             Constraint::Length(chips.len() as u16 + 3),
             Constraint::Min(3),
+            Constraint::Length(sites.len() as u16 + 3),
             Constraint::Length(footer.is_some().into()),
         ])
         .areas(f.area());
@@ -254,15 +306,29 @@ pub fn draw<B: Backend>(
             }),
         );
         f.render_widget(proc_table, bottom);
+        let site_table = table(
+            "largest holders by allocation site (reserved, summed over chips)",
+            ["PID", "BUFFERS", "RESERVED", "SITE"],
+            [9, 8, 12, 0],
+            sites.iter().map(|r| {
+                vec![
+                    r.pid.to_string(),
+                    r.buffers.to_string(),
+                    human_bytes(r.reserved),
+                    r.site.clone(),
+                ]
+            }),
+        );
+        f.render_widget(site_table, by_site);
     })?;
     Ok(())
 }
 
 /// A bordered table; a width of 0 takes the rest of the line.
-fn table<'a>(
+fn table<'a, const N: usize>(
     title: &'a str,
-    header: [&'a str; 9],
-    widths: [u16; 9],
+    header: [&'a str; N],
+    widths: [u16; N],
     rows: impl Iterator<Item = Vec<String>>,
 ) -> Table<'a> {
     let widths = widths.map(|w| {
@@ -513,6 +579,55 @@ mod tests {
         assert_eq!(chip0.reserved.get(BufferType::Dram), 4096);
         assert_eq!(chip0.reserved.get(BufferType::L1), 1 << 20);
         assert_eq!(rows[1].reserved.get(BufferType::L1), 0);
+    }
+
+    #[test]
+    fn sites_hold_what_their_buffers_reserve() {
+        let mut l = ledger();
+        let site = crate::model::Site {
+            frames: vec![crate::model::Frame {
+                file: "/home/u/model.py".into(),
+                function: "forward".into(),
+                line: 42,
+            }],
+            op: Some("ttnn.matmul".into()),
+        };
+        for uid in [2, 3] {
+            l.apply(&Event {
+                ts_ns: 3,
+                pid: 10,
+                kind: EventKind::AllocationSite {
+                    device: 1,
+                    unique_id: uid,
+                    site: site.clone(),
+                },
+            });
+            l.apply(&Event {
+                ts_ns: 3,
+                pid: 10,
+                kind: EventKind::Alloc {
+                    device: DeviceRef {
+                        handle: 1,
+                        chips: vec![1, 0],
+                        mesh: true,
+                    },
+                    buffer: BufferInfo {
+                        address: 64 * uid,
+                        size: 1 << 21,
+                        page_size: 0,
+                        kind: BufferType::Dram,
+                        unique_id: uid,
+                    },
+                },
+            });
+        }
+        let rows = site_rows(&l, 8);
+        assert_eq!(rows[0].site, "model.py:42 in forward (ttnn.matmul)");
+        assert_eq!((rows[0].pid, rows[0].buffers), (10, 2));
+        // Two buffers of 2 MiB on two chips each.
+        assert_eq!(rows[0].reserved, 2 * 2 * (1 << 21));
+        assert!(rows[1..].iter().all(|r| r.site == "unknown site"));
+        assert!(snapshot(&l, &Status::default()).contains("model.py:42 in forward (ttnn.matmul)"));
     }
 
     #[test]
