@@ -111,6 +111,19 @@ fn load_object() -> Result<Ebpf, aya::EbpfError> {
     loader.load(OBJECT)
 }
 
+/// Loads `tracer_stack` and points its tail call at the loaded `tracer_probe`.
+fn load_stack_program(ebpf: &mut Ebpf) -> Result<()> {
+    let probe: &mut UProbe = ebpf.program_mut("tracer_probe").unwrap().try_into()?;
+    let probe_fd = probe.fd()?.try_clone()?;
+    let stack: &mut UProbe = ebpf.program_mut("tracer_stack").unwrap().try_into()?;
+    stack
+        .load()
+        .context("the kernel rejected the Python stack program")?;
+    let mut next = aya::maps::ProgramArray::try_from(ebpf.map_mut("PROBES").unwrap())?;
+    next.set(0, &probe_fd, 0)?;
+    Ok(())
+}
+
 /// Prints the programs' log records (`--debug-probes`) on stderr.
 struct ProbeLog;
 
@@ -187,13 +200,13 @@ impl Loaded {
                 t.elapsed().as_secs_f64() * 1e3
             );
         }
-        let probe_fd = probe.fd()?.try_clone()?;
-        let stack: &mut UProbe = ebpf.program_mut("tracer_stack").unwrap().try_into()?;
-        stack
-            .load()
-            .context("the kernel rejected the Python stack program")?;
-        let mut next = aya::maps::ProgramArray::try_from(ebpf.map_mut("PROBES").unwrap())?;
-        next.set(0, &probe_fd, 0)?;
+        if python_stacks() {
+            // Without it, allocations are traced as before, only without their sites.
+            if let Err(e) = load_stack_program(&mut ebpf) {
+                eprintln!("tracer: warning: no Python stacks: {e:#}");
+                set_python_stacks(false);
+            }
+        }
         Ok(Self { ebpf })
     }
 
@@ -246,7 +259,11 @@ impl Loaded {
             for (i, p) in plan.probes.iter().enumerate() {
                 slots.set(i as u32, p.spec, 0)?;
             }
-            stacks = python_stacks() && task.fsbase.is_some();
+            let loaded = ebpf
+                .program("tracer_stack")
+                .and_then(|p| <&UProbe>::try_from(p).ok())
+                .is_some_and(|p| p.fd().is_ok());
+            stacks = python_stacks() && loaded && task.fsbase.is_some();
         }
         for (prog, tp) in PROCESS_TRACEPOINTS {
             let p: &mut RawTracePoint = ebpf.program_mut(prog).unwrap().try_into()?;
