@@ -58,6 +58,18 @@ static WINDOW: PerCpuArray<[u8; WINDOW_BYTES + 8]> = PerCpuArray::with_max_entri
 #[map]
 static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
+/// The parts of `tracer_probe`, in order, for [`PROFILE_STOP`]: the process filter, the
+/// register copy and the slot, the window copy, the device check, the ring buffer
+/// reservation, the values.
+const PART_FILTER: u32 = 1;
+const PART_REGISTERS: u32 = 2;
+const PART_WINDOW: u32 = 3;
+const PART_DEVICE: u32 = 4;
+const PART_RESERVE: u32 = 5;
+const PART_VALUES: u32 = 6;
+
+const BPF_RB_NO_WAKEUP: u64 = 1;
+
 /// x86-64 `struct pt_regs` is 21 words; `FieldPath::arg` indexes it (userspace maps argument
 /// registers to words).
 const PT_REGS_WORDS: usize = 21;
@@ -66,7 +78,6 @@ const PT_REGS_WORDS: usize = 21;
 /// on a short timer instead, and is woken only when the ring buffer fills up.
 #[inline(always)]
 fn wakeup_flags() -> u64 {
-    const BPF_RB_NO_WAKEUP: u64 = 1;
     const BPF_RB_FORCE_WAKEUP: u64 = 2;
     const BPF_RB_AVAIL_DATA: u64 = 0;
     let mut threshold = config(CFG_WAKEUP_BYTES);
@@ -151,11 +162,24 @@ fn mask(v: u64, width: u8) -> u64 {
     }
 }
 
+/// The benchmark's profile of `tracer_probe` (`cargo xtask bench --profile-probe`): the part
+/// after which the program returns, 0 for none (what tracer always loads). A read-only global
+/// set at load time, so the verifier removes the parts after the stop and each variant costs
+/// exactly its parts, with no branch left on the path that tracer runs.
+#[unsafe(no_mangle)]
+static PROFILE_STOP: u32 = 0;
+
+#[inline(always)]
+fn stop_after(part: u32) -> bool {
+    let stop = unsafe { core::ptr::read_volatile(&PROFILE_STOP) };
+    stop != 0 && stop <= part
+}
+
 #[uprobe]
 pub fn tracer_probe(ctx: ProbeContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
-    if !is_traced(tgid) {
+    if !is_traced(tgid) || stop_after(PART_FILTER) {
         return 0;
     }
     let slot = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
@@ -166,7 +190,13 @@ pub fn tracer_probe(ctx: ProbeContext) -> u32 {
     let regs: [u64; PT_REGS_WORDS] =
         unsafe { bpf_probe_read_kernel(ctx.as_ptr() as *const [u64; PT_REGS_WORDS]) }
             .unwrap_or([0; PT_REGS_WORDS]);
+    if stop_after(PART_REGISTERS) {
+        return 0;
+    }
     let window = copy_window(&regs, spec);
+    if stop_after(PART_WINDOW) {
+        return 0;
+    }
     if spec.device_field != 0 {
         let handle = read_path(&regs, window, &spec.fields[0]).unwrap_or(0);
         if handle != 0 {
@@ -181,13 +211,24 @@ pub fn tracer_probe(ctx: ProbeContext) -> u32 {
             }
         }
     }
+    if stop_after(PART_DEVICE) {
+        return 0;
+    }
     let valid = if spec.tail != 0 {
         emit_with_tail(&regs, window, spec, slot, pid_tgid)
     } else {
         let Some(mut entry) = EVENTS.reserve::<RawEvent>(0) else {
             return lost(&ctx, slot, tgid);
         };
+        if stop_after(PART_RESERVE) {
+            entry.discard(BPF_RB_NO_WAKEUP);
+            return 0;
+        }
         let valid = fill(entry.as_mut_ptr(), &regs, window, spec, slot, pid_tgid);
+        if stop_after(PART_VALUES) {
+            entry.discard(BPF_RB_NO_WAKEUP);
+            return 0;
+        }
         entry.submit(wakeup_flags());
         Some(valid)
     };

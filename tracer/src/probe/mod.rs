@@ -82,11 +82,12 @@ pub fn ring_bytes(spec: &str) -> Result<u32> {
 /// offsets userspace found in the kernel's BTF, see [`task_layout`]) and without verifier
 /// logs: relocating against vmlinux BTF and logging the verifier's work took most of the
 /// attach latency.
-fn load_object() -> Result<Ebpf, aya::EbpfError> {
+fn load_object(profile_stop: u32) -> Result<Ebpf, aya::EbpfError> {
     let mut loader = aya::EbpfLoader::new();
     loader
         .btf(None)
-        .verifier_log_level(aya::VerifierLogLevel::DISABLE);
+        .verifier_log_level(aya::VerifierLogLevel::DISABLE)
+        .override_global("PROFILE_STOP", &profile_stop, true);
     if let Some(bytes) = settings().ring_bytes {
         loader.map_max_entries("EVENTS", bytes);
     }
@@ -138,10 +139,27 @@ pub struct Loaded {
     ebpf: Ebpf,
 }
 
+/// The parts of the probe program in the order it runs them, for [`Loaded::profiled`]: a
+/// program loaded with part N returns after it (the verifier drops the rest).
+pub const PROBE_PARTS: [&str; 6] = [
+    "process filter",
+    "registers + slot",
+    "window copy",
+    "device check",
+    "ring buffer reserve",
+    "values",
+];
+
 impl Loaded {
     pub fn new() -> Result<Self> {
+        Self::profiled(0)
+    }
+
+    /// The benchmark's profile: the probe program stops after part `stop` (1-based, see
+    /// [`PROBE_PARTS`]; 0 runs it whole).
+    pub fn profiled(stop: u32) -> Result<Self> {
         let t = std::time::Instant::now();
-        let mut ebpf = load_object().map_err(|e| {
+        let mut ebpf = load_object(stop).map_err(|e| {
             anyhow!("cannot load the eBPF programs: {e}. Is this root, on a kernel with BPF? (`tracer doctor` checks)")
         })?;
         let timing = std::env::var_os("TRACER_TIMING").is_some();
@@ -279,7 +297,7 @@ impl Probes {
     /// Only the do-nothing program, on the functions of `roles` (the benchmark's baseline:
     /// the cost of the trap itself).
     pub fn attach_bare_only(plan: &ProbePlan, roles: &[Role]) -> Result<Ebpf> {
-        let mut ebpf = load_object()?;
+        let mut ebpf = load_object(0)?;
         let bare: &mut UProbe = ebpf.program_mut("tracer_bare").unwrap().try_into()?;
         bare.load()?;
         for p in plan.probes.iter().filter(|p| roles.contains(&p.role)) {

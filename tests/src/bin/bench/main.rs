@@ -6,10 +6,12 @@
 //!   attach latency.
 //! - `--real-ops N`: N iterations of real ops (matmul, softmax, add), per op untraced, under
 //!   tracer and under the SHM tracker.
+//! - `--profile-probe`: the probe program's in-kernel time, part by part.
 //! - `--recording`: bytes per event of a real recording, and `report` throughput on a
 //!   synthesized stand-in recording.
 mod attach;
 mod overhead;
+mod profile;
 mod real_ops;
 mod recording;
 
@@ -48,12 +50,18 @@ struct Args {
     /// and under tt-metal's SHM tracker.
     #[arg(long, value_name = "ITERATIONS")]
     real_ops: Option<u64>,
+    /// Instead: the probe program's in-kernel cost part by part (PAIRS pairs per variant).
+    #[arg(long)]
+    profile_probe: bool,
 }
 
 fn main() -> Result<()> {
     let a = Args::parse();
     if let Some(iterations) = a.real_ops {
         return real_ops::bench(&a.python, iterations, a.rounds);
+    }
+    if a.profile_probe {
+        return profile::bench(&a.python, a.pairs, a.rounds);
     }
     if a.recording {
         return recording::bench_recording(&a.python, a.pairs, a.events, a.stand_in);

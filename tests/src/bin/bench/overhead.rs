@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use tracer::{
     exit::require_root,
     plan::{self, ProbePlan, Role},
-    probe::{decode::Decoder, Probes, RunStats, Scope},
+    probe::{decode::Decoder, Loaded, Probes, RunStats, Scope},
     runtime::discover,
     session::{launch, Options, Session, Stop},
 };
@@ -110,13 +110,24 @@ fn traced(
     pairs: u64,
     shape: (u32, u32),
 ) -> Result<(f64, Traps, RunStats)> {
+    traced_profiled(&opts.python, plan, pairs, shape, 0)
+}
+
+/// [`traced`] with the probe program stopping after part `profile_stop` (0: whole).
+pub fn traced_profiled(
+    python: &std::path::Path,
+    plan: &ProbePlan,
+    pairs: u64,
+    shape: (u32, u32),
+    profile_stop: u32,
+) -> Result<(f64, Traps, RunStats)> {
     let args = [
         script("alloc_loop.py").display().to_string(),
         pairs.to_string(),
         shape.0.to_string(),
         shape.1.to_string(),
     ];
-    traced_script(&opts.python, plan, &args)
+    traced_script(python, plan, &args, profile_stop)
 }
 
 /// Runs `python ARGS... TIMING_FILE` under the full tracer (the SHM tracker off).
@@ -124,6 +135,7 @@ pub fn traced_script(
     python: &std::path::Path,
     plan: &ProbePlan,
     args: &[String],
+    profile_stop: u32,
 ) -> Result<(f64, Traps, RunStats)> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -142,7 +154,7 @@ pub fn traced_script(
     argv.extend(args.iter().cloned());
     argv.push(out_file.display().to_string());
     let mut child = launch::spawn_gated(&argv, None)?;
-    let probes = match Probes::attach(plan, Scope::Tracked) {
+    let probes = match Loaded::profiled(profile_stop).and_then(|l| l.attach(plan, Scope::Tracked)) {
         Ok(p) => p,
         Err(e) => {
             child.abort();
@@ -178,12 +190,25 @@ pub fn traced_script(
 }
 
 fn bare(opts: &BenchOpts, plan: &ProbePlan, pairs: u64) -> Result<(f64, RunStats)> {
+    bare_loop(&opts.python, plan, pairs)
+}
+
+/// The loop under the do-nothing program on the allocation and free functions.
+pub fn bare_loop(
+    python: &std::path::Path,
+    plan: &ProbePlan,
+    pairs: u64,
+) -> Result<(f64, RunStats)> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let _g = rt.enter();
     let bare = Probes::attach_bare_only(plan, &[Role::Alloc, Role::Free])?;
-    let t = loop_seconds(workload(opts, pairs, (2, 4), false).output()?)?;
+    let mut c = Command::new(python);
+    c.arg(script("alloc_loop.py"))
+        .args([pairs.to_string(), "2".into(), "4".into()])
+        .env("TT_METAL_SHM_TRACKING_DISABLED", "1");
+    let t = loop_seconds(c.output()?)?;
     Ok((t, tracer::probe::run_stats(&bare, "tracer_bare")))
 }
 

@@ -36,7 +36,7 @@ pub fn bench(python: &Path, iterations: u64, rounds: usize) -> Result<()> {
             match (step + round) % 3 {
                 0 => none.push(untraced(python, iterations, false)?),
                 1 => {
-                    let (t, h, _) = traced_script(python, &plan, &args)?;
+                    let (t, h, _) = traced_script(python, &plan, &args, 0)?;
                     traced.push(t);
                     traps = Some(h);
                 }
