@@ -4,12 +4,13 @@
 pub mod decode;
 pub mod devices;
 pub mod loader_watch;
+pub mod processes;
 pub mod self_test;
 pub mod task_layout;
 
 use anyhow::{anyhow, bail, Context, Result};
 use aya::{
-    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, MapData, PerCpuArray, RingBuf},
     programs::{
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
         RawTracePoint, UProbe,
@@ -83,15 +84,44 @@ pub fn ring_bytes(spec: &str) -> Result<u32> {
 /// logs: relocating against vmlinux BTF and logging the verifier's work took most of the
 /// attach latency.
 fn load_object(profile_stop: u32) -> Result<Ebpf, aya::EbpfError> {
+    load_object_logged(profile_stop, aya::VerifierLogLevel::DISABLE)
+}
+
+fn load_object_logged(
+    profile_stop: u32,
+    log: aya::VerifierLogLevel,
+) -> Result<Ebpf, aya::EbpfError> {
     let mut loader = aya::EbpfLoader::new();
     loader
         .btf(None)
-        .verifier_log_level(aya::VerifierLogLevel::DISABLE)
+        .verifier_log_level(log)
         .override_global("PROFILE_STOP", &profile_stop, true);
     if let Some(bytes) = settings().ring_bytes {
         loader.map_max_entries("EVENTS", bytes);
     }
+    loader.map_max_entries(processes::MAP, processes::entries());
     loader.load(OBJECT)
+}
+
+/// The last lines of the verifier's log for the probe program (loaded again with logging on,
+/// which the normal load skips for speed).
+fn verifier_log_tail(stop: u32) -> String {
+    let logged =
+        load_object_logged(stop, aya::VerifierLogLevel::VERBOSE).map_err(|e| e.to_string());
+    let failure = logged.and_then(|mut ebpf| {
+        let probe: &mut UProbe = ebpf
+            .program_mut("tracer_probe")
+            .ok_or("no tracer_probe program")?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+        match probe.load() {
+            Ok(()) => Err("(it passed when loaded again)".to_string()),
+            Err(e) => Ok(e.to_string()),
+        }
+    });
+    let text = failure.unwrap_or_else(|e| e);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
 /// Prints the programs' log records (`--debug-probes`) on stderr.
@@ -125,6 +155,7 @@ pub struct Probes {
     log: Option<aya_log::EbpfLogger<ProbeLog>>,
     /// The allocator geometry probes (mid-run attach only), removed once not needed.
     geometry_links: Vec<aya::programs::uprobe::UProbeLinkId>,
+    processes: processes::ProcessStates,
 }
 
 /// The raw tracepoints that follow the traced process tree (program, tracepoint).
@@ -174,9 +205,12 @@ impl Loaded {
             p.load().with_context(|| format!("loading {prog}"))?;
         }
         let probe: &mut UProbe = ebpf.program_mut("tracer_probe").unwrap().try_into()?;
-        probe
-            .load()
-            .context("the kernel rejected the uprobe program")?;
+        if let Err(e) = probe.load() {
+            bail!(
+                "the kernel rejected the uprobe program ({e}); the verifier said:\n{}",
+                verifier_log_tail(stop)
+            );
+        }
         if timing {
             let insns = probe
                 .info()
@@ -232,8 +266,8 @@ impl Loaded {
             }
             let mut slots: Array<_, tracer_common::SlotSpec> =
                 Array::try_from(ebpf.map_mut("SLOTS").unwrap())?;
-            for (i, p) in plan.probes.iter().enumerate() {
-                slots.set(i as u32, p.spec, 0)?;
+            for i in 0..plan.probes.len() {
+                slots.set(i as u32, plan.slot_spec(i), 0)?;
             }
         }
         for (prog, tp) in PROCESS_TRACEPOINTS {
@@ -280,6 +314,7 @@ impl Loaded {
         let ring = unsafe { AsyncFd::register(ring) }
             .map_err(|e| anyhow!("cannot poll the ring buffer: {e}"))?;
         Ok(Probes {
+            processes: processes::ProcessStates::of(&ebpf)?,
             ebpf,
             ring,
             log,
@@ -332,9 +367,17 @@ impl Probes {
 
     /// Starts reporting `pid` (and, from now on, its descendants).
     pub fn track(&mut self, pid: u32) -> Result<()> {
-        let mut m: HashMap<_, u32, u8> = HashMap::try_from(self.ebpf.map_mut("TRACKED").unwrap())?;
-        m.insert(pid, 1, 0)
-            .with_context(|| format!("cannot track PID {pid}"))?;
+        self.processes
+            .set(pid, tracer_common::TRACKED)
+            .with_context(|| format!("cannot track PID {pid}"))
+    }
+
+    /// Under `--all`: report the exit of `pid`, a process tracer attached to before it hit a
+    /// probe (the programs report exits only of processes that used the runtime).
+    pub fn watch_exit(&mut self, pid: u32) -> Result<()> {
+        if self.processes.get(pid)? == tracer_common::UNTRACKED {
+            self.processes.set(pid, tracer_common::SEEN)?;
+        }
         Ok(())
     }
 

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 
 use tracer::{
     exit::require_root,
-    plan::{self},
+    plan::{self, Role},
     probe::PROBE_PARTS,
     runtime::discover,
 };
@@ -33,6 +33,18 @@ pub fn bench(python: &Path, pairs: u64, rounds: usize) -> Result<()> {
         "probe profile: {pairs} allocate+deallocate pairs of a 2x4-mesh DRAM tensor per variant, \
          best of {rounds} rounds, ns inside the eBPF program per hit (kernel run-time counters)"
     );
+    for (i, p) in plan.probes.iter().enumerate() {
+        if !matches!(p.role, Role::Alloc | Role::Free) {
+            continue;
+        }
+        let spec = plan.slot_spec(i);
+        let reads = match (spec.window.steps, spec.window_len) {
+            (0, 0) => "no user-memory read".to_string(),
+            (_, 0) => "one read (its object's pointer)".to_string(),
+            (_, n) => format!("one read (a window of {n} bytes)"),
+        };
+        println!("  {:?} probe: {} values, {reads}", p.role, spec.nfields);
+    }
     // Variant 0 is the whole program; it runs last in each round, after every stop.
     let stops: Vec<u32> = (1..=PROBE_PARTS.len() as u32).chain([0]).collect();
     let mut best = vec![f64::INFINITY; stops.len()];
