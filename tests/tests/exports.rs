@@ -389,6 +389,34 @@ fn trace_counts(section: &str) -> (u64, u64) {
     (allocs as u64, frees as u64)
 }
 
+/// Whether `_memory_viz.py` shows a frame (its `_frame_filter` drops the interpreter's and
+/// PyTorch's own C++ frames by name).
+fn torch_shows(file: &str, function: &str) -> bool {
+    const FUNCTIONS: [&str; 8] = [
+        "unwind::unwind",
+        "CapturedTraceback::gather",
+        "gather_with_cpp",
+        "_start",
+        "__libc_start_main",
+        "PyEval_",
+        "PyObject_",
+        "PyFunction_",
+    ];
+    const FILES: [&str; 10] = [
+        "core/boxing",
+        "/Register",
+        "/Redispatch",
+        "pythonrun.c",
+        "Modules/main.c",
+        "Objects/call.c",
+        "Objects/methodobject.c",
+        "pycore_ceval.h",
+        "ceval.c",
+        "cpython/abstract.h",
+    ];
+    !FUNCTIONS.iter().any(|f| function.contains(f)) && !FILES.iter().any(|f| file.contains(f))
+}
+
 /// `_memory_viz.py`'s own size format (`_format_size`).
 fn torch_size(n: u64) -> String {
     let mut v = n as f64;
@@ -489,6 +517,7 @@ fn pytorch_snapshot_is_read_by_pytorchs_memory_viz_and_agrees_with_the_ledger() 
                 Some(f) if !f.is_empty() => f
                     .iter()
                     .rev()
+                    .filter(|(file, _, function)| torch_shows(file, function))
                     .map(|(file, line, function)| {
                         format!("{}:{line}:{function}", file.rsplit('/').next().unwrap())
                     })
@@ -541,8 +570,11 @@ fn pytorch_snapshot_is_read_by_pytorchs_memory_viz_and_agrees_with_the_ledger() 
             "{cmd}: the flame graph's total is the bytes held"
         );
         for o in outstanding {
-            if let Some((file, line, function)) = ledger_frames(o).and_then(|f| f.first().cloned())
-            {
+            let innermost = ledger_frames(o).and_then(|f| {
+                f.into_iter()
+                    .find(|(file, _, func)| torch_shows(file, func))
+            });
+            if let Some((file, line, function)) = innermost {
                 let frame = format!("{}:{line}:{function}", file.rsplit('/').next().unwrap());
                 assert!(svg.contains(&frame), "{cmd}: {frame} missing");
             }
