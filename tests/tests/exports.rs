@@ -209,11 +209,22 @@ fn html_page_renders_offline_in_chromium_with_the_summarys_peaks() {
     let dom =
         String::from_utf8(chromium(&page, &["--dump-dom", "--virtual-time-budget=5000"]).stdout)
             .unwrap();
+    // What the script built links only within the page.
+    assert!(!dom.contains(" src="), "the rendered page loads something");
+    for (i, _) in dom.match_indices(" href=\"") {
+        assert!(dom[i + 7..].starts_with('#'), "{}", &dom[i..i + 40]);
+    }
     let p = only_process(&report);
     let pid = p["pid"].as_u64().unwrap();
     let truth = t.truth.as_ref().unwrap();
     let chips = devices(p);
     assert_eq!(chips.len(), 8, "the mesh's 8 chips");
+    for chip in chips.keys() {
+        assert!(
+            dom.contains(&format!("href=\"#chip-{chip}\"")),
+            "chip {chip} at a glance"
+        );
+    }
     assert!(
         dom.contains(&format!("data-rendered=\"{}\"", chips.len())),
         "the page's script ran and drew every chip"
