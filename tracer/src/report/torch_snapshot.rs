@@ -24,7 +24,9 @@
 //!   have address spaces of their own and the tools need one address per live block. Blocks
 //!   also carry `tt_buffer_id`, `tt_type`, `tt_pid` and `tt_unique_id` (ignored by PyTorch);
 //! - frames: the allocation site's Python frames, innermost first as in PyTorch; none when
-//!   the probes read no stack. Circular buffers are not allocator buffers and are left out.
+//!   the probes read no stack. Circular buffers are not allocator buffers and are left out, and
+//!   so is what an attached process held before the attach (seeded totals, frees of buffers
+//!   never seen allocated): PyTorch's tools need the block of every free.
 use std::{
     collections::{BTreeMap, HashMap},
     io::Write,
