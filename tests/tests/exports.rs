@@ -681,3 +681,171 @@ fn a_refused_allocation_is_marked_on_the_page_and_in_the_snapshot() {
     let stats = memory_viz(&["stats", pickle.to_str().unwrap()], &dir);
     assert!(stats.lines().any(|l| l == "segments: 0"), "{stats}");
 }
+
+/// The real model on ttnn 0.75.0 (real ops, circular buffers; every chip's ground truth is
+/// tt-metal's own after each step), traced with a /dev/shm of its own as tests/real_ops.rs
+/// does: the recording, the truth, `report --json` of the recording.
+fn recorded_real_model() -> (PathBuf, Value, Value) {
+    let era = "0.75.0";
+    let dir = tempdir();
+    let file = dir.join("model.trec");
+    let truth_file = dir.join("truth.json");
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        "mount -t tmpfs tmpfs /dev/shm && exec \"$0\" \"$@\"",
+    ])
+    .arg(tracer_bin());
+    mock(&mut cmd);
+    let out = cmd
+        .args(["run", "--quiet", "-o"])
+        .arg(&file)
+        .arg("--")
+        .arg(python(era))
+        .arg(workload("real_model.py"))
+        .args(["--seed", "3", "--ops", "16"])
+        .env("TRACER_GROUND_TRUTH", &truth_file)
+        .env(
+            "TT_METAL_CACHE",
+            scratch_dir().join(format!("kernels-{era}")),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let truth = serde_json::from_str(&std::fs::read_to_string(&truth_file).unwrap()).unwrap();
+    let out = tracer()
+        .arg("report")
+        .arg(&file)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    (file, truth, serde_json::from_slice(&out.stdout).unwrap())
+}
+
+/// A real model's recording: the page shows each chip's DRAM, L1 and circular-buffer peaks as
+/// the summary has them, and in the snapshot no two live segments of a device ever overlap
+/// (PyTorch's tools lay blocks out by address), every free finds its allocation, and the
+/// counts per chip are the ledger's.
+#[test]
+fn a_real_models_page_and_snapshot_agree_with_the_ledger() {
+    let (file, truth, report) = recorded_real_model();
+    let p = only_process(&report);
+    let pid = p["pid"].as_u64().unwrap();
+    let chips = devices(p);
+    let steps = truth["steps"].as_array().unwrap();
+    assert!(steps.len() > 20, "a short model");
+
+    let page = export(&file, "html", "html");
+    let dom =
+        String::from_utf8(chromium(&page, &["--dump-dom", "--virtual-time-budget=5000"]).stdout)
+            .unwrap();
+    for (chip, d) in &chips {
+        let shown = |ty: &str| {
+            element_text(&dom, &format!("id=\"peak-c{chip}-p{pid}-{ty}\""))
+                .map(|s| exact_bytes(&s))
+                .unwrap_or_else(|| panic!("no {ty} peak of chip {chip} on the page"))
+        };
+        for ty in ["DRAM", "L1"] {
+            let peak = n(&d["peak"]["reserved"][ty]);
+            assert_eq!(shown(ty), peak, "chip {chip} {ty}");
+            let highest_seen = steps
+                .iter()
+                .map(|s| {
+                    let v = &s["memory_view"];
+                    v[ty]
+                        .as_u64()
+                        .or_else(|| v[chip.to_string()][ty].as_u64())
+                        .unwrap()
+                })
+                .max()
+                .unwrap();
+            assert!(
+                peak >= highest_seen,
+                "chip {chip} {ty}: {peak} < tt-metal's {highest_seen}"
+            );
+        }
+        let cb_peak = n(&d["circular_buffers"]["peak_bytes"]);
+        assert!(
+            cb_peak > 0,
+            "chip {chip}: the model's ops placed circular buffers"
+        );
+        assert_eq!(shown("CB"), cb_peak, "chip {chip} CB");
+    }
+
+    let pickle = export(&file, "pytorch-snapshot", "pickle");
+    let home = tempdir();
+    let trace = memory_viz(&["trace", pickle.to_str().unwrap()], &home);
+    for (chip, section) in trace_sections(&trace) {
+        let d = &chips[&chip];
+        let dropped: u64 = p["outstanding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["device"] == chip && o["class"] == "freed_by_close")
+            .count() as u64;
+        assert_eq!(
+            trace_counts(&section),
+            (n(&d["allocations"]), n(&d["deallocations"]) + dropped),
+            "chip {chip}: (allocations, frees + dropped by the close)"
+        );
+        // A free of an address with no live allocation is printed with the bare address.
+        for l in section.lines() {
+            let freed = l
+                .strip_prefix("del ")
+                .or_else(|| l.strip_prefix("# free completed for "));
+            if let Some(name) = freed {
+                assert!(
+                    !name.starts_with(|c: char| c.is_ascii_digit()),
+                    "chip {chip}: {l}"
+                );
+            }
+        }
+    }
+    // The snapshot's own segment events, from the pickle: live segments never overlap.
+    let script = format!(
+        "import json, pickle\n\
+         d = pickle.load(open({:?}, 'rb'))\n\
+         print(json.dumps([[[e['action'], e['addr'], e['size']] for e in t] for t in d['device_traces']]))\n",
+        pickle.display().to_string()
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let traces: Vec<Vec<(String, u64, u64)>> = serde_json::from_slice(&out.stdout).unwrap();
+    for (chip, t) in traces.iter().enumerate() {
+        let mut live: BTreeMap<u64, u64> = BTreeMap::new();
+        for (action, addr, size) in t {
+            match action.as_str() {
+                "segment_alloc" => {
+                    let before = live.range(..=addr).next_back();
+                    let after = live.range(addr..).next();
+                    assert!(
+                        before.is_none_or(|(a, s)| a + s <= *addr)
+                            && after.is_none_or(|(a, _)| addr + size <= *a),
+                        "chip {chip}: segment {addr}+{size} overlaps {before:?} / {after:?}"
+                    );
+                    live.insert(*addr, *size);
+                }
+                "segment_free" => {
+                    assert_eq!(
+                        live.remove(addr),
+                        Some(*size),
+                        "chip {chip}: free of {addr}"
+                    )
+                }
+                _ => {}
+            }
+        }
+    }
+}
