@@ -80,7 +80,7 @@ fn data(rec: &Recording) -> Result<(Value, Replayed)> {
         Some(t) => t.end_ns,
         None => replay.read.last_ns.unwrap_or(base),
     };
-    let mut chips: BTreeMap<i32, Value> = BTreeMap::new();
+    let mut chips: Vec<Value> = Vec::new();
     let chip_ids: std::collections::BTreeSet<i32> = series
         .keys()
         .map(|(c, _)| *c)
@@ -113,9 +113,7 @@ fn data(rec: &Recording) -> Result<(Value, Replayed)> {
             .map(|(ty, (bytes, at))| json!({"type": ty, "bytes": bytes, "t": secs(at)}))
             .collect();
         peaks.sort_by_key(|p| order(p["type"].as_str().unwrap_or_default()));
-        chips.insert(
-            chip,
-            json!({
+        chips.push(json!({
                 "chip": chip,
                 "series": chip_series.iter().map(|(ty, pts)| json!({
                     "type": ty,
@@ -124,8 +122,7 @@ fn data(rec: &Recording) -> Result<(Value, Replayed)> {
                 "peaks": peaks,
                 "ooms": ooms(&replay.ledger, chip, &secs),
                 "processes": processes(&replay.ledger, chip, &secs),
-            }),
-        );
+        }));
     }
     let h = &rec.header;
     let data = json!({
@@ -138,7 +135,7 @@ fn data(rec: &Recording) -> Result<(Value, Replayed)> {
         "truncated": replay.read.truncated.as_ref().map(|t| t.describe(replay.read.chunks)),
         "damaged": replay.read.damage_note(),
         "call_stacks": replay.info.call_stacks,
-        "chips": chips.into_values().collect::<Vec<_>>(),
+        "chips": chips,
     });
     Ok((data, replay.read))
 }
