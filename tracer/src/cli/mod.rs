@@ -41,7 +41,8 @@ enum Command {
         #[arg(long, value_name = "SECONDS")]
         at: Option<f64>,
     },
-    /// Convert a recording: Chrome/Perfetto trace JSON, CSV (one row per event) or SQLite.
+    /// Convert a recording: Chrome/Perfetto trace JSON, CSV (one row per event), SQLite, an
+    /// offline HTML page, or a PyTorch memory snapshot.
     Export {
         file: PathBuf,
         #[arg(long, value_enum)]
@@ -156,6 +157,10 @@ enum Format {
     Chrome,
     Csv,
     Sqlite,
+    /// One self-contained page: memory over time per chip, peaks, OOMs, top holders.
+    Html,
+    /// The pickle of torch.cuda.memory._snapshot(), for PyTorch's memory tools.
+    PytorchSnapshot,
 }
 
 impl From<Format> for ExportFormat {
@@ -164,6 +169,8 @@ impl From<Format> for ExportFormat {
             Format::Chrome => ExportFormat::Chrome,
             Format::Csv => ExportFormat::Csv,
             Format::Sqlite => ExportFormat::Sqlite,
+            Format::Html => ExportFormat::Html,
+            Format::PytorchSnapshot => ExportFormat::PytorchSnapshot,
         }
     }
 }
