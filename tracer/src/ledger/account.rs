@@ -25,6 +25,9 @@ pub struct DeviceAccount {
     /// [`super::EventKind::Seed`]); they count in `requested` and, lacking a per-bank
     /// footprint, as the same figure in `reserved`.
     pub seeded: Amounts,
+    /// Buffers the seed read from the process's own allocators (their bytes are in `seeded`,
+    /// and they are live buffers like any other: no `seeded_left`).
+    pub seeded_buffers: u64,
     /// What is left of `seeded` after frees of pre-attach buffers and closes.
     pub seeded_left: Amounts,
     /// Frees of buffers allocated before the attach, and their `requested` bytes.

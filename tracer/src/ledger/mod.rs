@@ -246,7 +246,8 @@ impl Ledger {
                 p.sites
                     .insert((*device, *unique_id), Arc::new(site.clone()));
             }
-            EventKind::Alloc { device, buffer } => {
+            EventKind::Alloc { device, buffer } | EventKind::Held { device, buffer } => {
+                let seen = matches!(ev.kind, EventKind::Alloc { .. });
                 let pages = p.shard_pages.remove(&(device.handle, buffer.unique_id));
                 let reserved = p.reserved_for(buffer, pages);
                 let key = (device.handle, buffer.unique_id);
@@ -256,7 +257,12 @@ impl Ledger {
                     let acct = p.devices.entry(*chip).or_default();
                     let before = acct.peak_reserved.get(buffer.kind);
                     acct.add(buffer.kind, buffer.size, reserved);
-                    acct.allocations += 1;
+                    if seen {
+                        acct.allocations += 1;
+                    } else {
+                        acct.seeded.0[buffer.kind.index()] += buffer.size;
+                        acct.seeded_buffers += 1;
+                    }
                     if acct.reserved.get(buffer.kind) > before {
                         p.new_peak(*chip, buffer.kind, ev.ts_ns);
                     }
