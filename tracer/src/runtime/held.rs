@@ -548,13 +548,16 @@ fn describe(
     }
     let n = ((end - begin) / 8) as usize;
     let devices: Vec<u64> = (0..n as u64).map(|i| begin + 8 * i).collect();
+    // Some releases keep more than a pointer per element (a pointer and a flag): the words
+    // that point to a `Device` are the chips, as the probes' description of a mesh reads them.
     let mut chips = Vec::with_capacity(n);
-    for d in mem.words(&devices) {
-        let d = d?;
-        if mem.word(d)? != device_vptr {
-            return None;
+    for d in mem.words(&devices).into_iter().flatten() {
+        if d != 0 && mem.word(d) == Some(device_vptr) {
+            chips.push(chip_id(d)?);
         }
-        chips.push(chip_id(d)?);
+    }
+    if chips.is_empty() {
+        return None;
     }
     Some(DeviceRef {
         handle: object,
