@@ -102,6 +102,9 @@ pub struct ProcessLedger {
     /// Sites announced for the next allocation of (device object, unique id).
     sites: FastMap<(u64, u64), Arc<Site>>,
     live: FastMap<(u64, u64), HeldBuffer>,
+    /// Live buffers that came from a read of the process's memory ([`EventKind::Held`]), not
+    /// from an allocation the probes saw.
+    held_keys: rustc_hash::FxHashSet<(u64, u64)>,
     /// Peaks whose holders are not taken yet: releases skip the peak bookkeeping while there
     /// are none (the common case once a session's high-water marks are set).
     pending_peaks: usize,
@@ -130,7 +133,18 @@ impl ProcessLedger {
         }
     }
 
+    /// Takes a live buffer off the books without counting a deallocation.
+    fn forget(&mut self, key: (u64, u64)) {
+        if let Some(held) = self.live.remove(&key) {
+            for chip in &held.device.chips {
+                let acct = self.devices.entry(*chip).or_default();
+                acct.remove(held.buffer.kind, held.buffer.size, held.reserved);
+            }
+        }
+    }
+
     fn release(&mut self, key: (u64, u64), at_ns: u64, outcome: Option<Outcome>) -> bool {
+        self.held_keys.remove(&key);
         if self.pending_peaks > 0 {
             let Some(kind) = self.live.get(&key).map(|h| h.buffer.kind) else {
                 return false;
@@ -251,8 +265,17 @@ impl Ledger {
                 let pages = p.shard_pages.remove(&(device.handle, buffer.unique_id));
                 let reserved = p.reserved_for(buffer, pages);
                 let key = (device.handle, buffer.unique_id);
-                // The same key twice means we missed the free: drop the stale record first.
-                p.release(key, ev.ts_ns, None);
+                if p.held_keys.remove(&key) {
+                    // Read from the process's memory, and its allocation seen too (it raced
+                    // with the read): one buffer, replaced by what the probe saw.
+                    p.forget(key);
+                } else {
+                    // The same key twice means we missed the free: drop the stale record.
+                    p.release(key, ev.ts_ns, None);
+                }
+                if !seen {
+                    p.held_keys.insert(key);
+                }
                 for chip in &device.chips {
                     let acct = p.devices.entry(*chip).or_default();
                     let before = acct.peak_reserved.get(buffer.kind);
