@@ -47,6 +47,14 @@ impl DeviceAccount {
         self.peak_reserved.0[i] = self.peak_reserved.0[i].max(self.reserved.0[i]);
     }
 
+    /// Like `add`, without moving the high-water marks.
+    pub(super) fn add_quietly(&mut self, kind: BufferType, requested: u64, reserved: u64) {
+        let i = kind.index();
+        self.live_buffers += 1;
+        self.requested.0[i] += requested;
+        self.reserved.0[i] += reserved;
+    }
+
     pub(super) fn seed(&mut self, kind: BufferType, requested: u64) {
         let i = kind.index();
         self.seeded.0[i] += requested;

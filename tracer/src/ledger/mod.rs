@@ -105,6 +105,11 @@ pub struct ProcessLedger {
     /// Live buffers that came from a read of the process's memory ([`EventKind::Held`]), not
     /// from an allocation the probes saw.
     held_keys: rustc_hash::FxHashSet<(u64, u64)>,
+    /// When the read of the process's memory ended (0: no such seed).
+    pub seed_read_ns: u64,
+    /// Buffers both read at the attach and seen allocated by the probes (the allocation raced
+    /// with the read; counted once, as an allocation).
+    pub seed_raced: u64,
     /// Peaks whose holders are not taken yet: releases skip the peak bookkeeping while there
     /// are none (the common case once a session's high-water marks are set).
     pending_peaks: usize,
@@ -269,17 +274,27 @@ impl Ledger {
                     // Read from the process's memory, and its allocation seen too (it raced
                     // with the read): one buffer, replaced by what the probe saw.
                     p.forget(key);
+                    p.seed_raced += 1;
                 } else {
                     // The same key twice means we missed the free: drop the stale record.
                     p.release(key, ev.ts_ns, None);
                 }
                 if !seen {
                     p.held_keys.insert(key);
+                    p.seed_read_ns = p.seed_read_ns.max(ev.ts_ns);
                 }
+                // An allocation the probes saw before the read ended is applied after the
+                // seed, out of time order: the seed may hold it already, or it was freed
+                // before the read. Either way it sets no high-water mark.
+                let peaks = !seen || ev.ts_ns > p.seed_read_ns;
                 for chip in &device.chips {
                     let acct = p.devices.entry(*chip).or_default();
                     let before = acct.peak_reserved.get(buffer.kind);
-                    acct.add(buffer.kind, buffer.size, reserved);
+                    if peaks {
+                        acct.add(buffer.kind, buffer.size, reserved);
+                    } else {
+                        acct.add_quietly(buffer.kind, buffer.size, reserved);
+                    }
                     if seen {
                         acct.allocations += 1;
                     } else {

@@ -226,7 +226,8 @@ pub fn summary(ledger: &Ledger, info: &SessionInfo) -> Value {
                 "attach": match &p.pre_attach {
                     None => Value::Null,
                     Some(PreAttach::Seeded(source)) => json!({"mode": "seeded", "source": source,
-                        "unknown_frees": p.unknown_frees, "unknown_free_bytes": p.unknown_free_bytes}),
+                        "unknown_frees": p.unknown_frees, "unknown_free_bytes": p.unknown_free_bytes,
+                        "raced_with_read": p.seed_raced}),
                     Some(PreAttach::SinceAttach) => json!({"mode": "since_attach",
                         "unknown_frees": p.unknown_frees, "unknown_free_bytes": p.unknown_free_bytes}),
                 },
