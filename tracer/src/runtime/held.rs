@@ -39,8 +39,8 @@ use super::{
     calibrate::{is_function, pretty, FieldSources, Layout},
     symbols as sym,
     x86::{
-        accessor_chain, forwarded_member, indexed_member, member_at_call, member_lea_at_call,
-        returned_after_calls, returned_member_address, Chain, Image,
+        accessor_chain, field_reads, forwarded_member, indexed_member, member_at_call,
+        member_lea_at_call, returned_after_calls, returned_member_address, Chain, Image,
     },
 };
 use crate::model::{BufferInfo, BufferType, DeviceRef, Geometry};
@@ -122,50 +122,107 @@ pub fn calibrate(lib: &dyn Image, mesh_hops: Option<&[i32]>) -> Result<HeldLayou
         function(sym::MESH_IMPL_ALLOCATOR_IMPL)
             .and_then(|(c, ip)| member_at_call(c, ip, Register::RDI, 32, is_default)),
     );
+    let tracker_of_id = single(
+        function(sym::MESH_IMPL_DEFAULT_MANAGER_ID)
+            .and_then(|(c, ip)| member_at_call(c, ip, Register::RDI, 32, is_default)),
+    );
     let impl_tracker = one(
         "MeshDeviceImpl sub-device manager tracker",
-        vec![finding(
-            format!(
-                "the member `{}` asks for its default manager",
-                name(sym::MESH_IMPL_ALLOCATOR_IMPL)
+        vec![
+            finding(
+                format!(
+                    "the member `{}` asks for its default manager",
+                    name(sym::MESH_IMPL_ALLOCATOR_IMPL)
+                ),
+                tracker,
+                8,
             ),
-            tracker,
-            8,
-        )],
+            finding(
+                format!(
+                    "the member `{}` asks for its default manager",
+                    name(sym::MESH_IMPL_DEFAULT_MANAGER_ID)
+                ),
+                tracker_of_id,
+                8,
+            ),
+        ],
     )?;
     let default =
         single(function(sym::TRACKER_DEFAULT_MANAGER).and_then(|(c, ip)| accessor_chain(c, ip, 0)));
+    // The id accessor reads the id through the same pointer: its first hop.
+    let default_of_id = function(sym::TRACKER_DEFAULT_MANAGER_ID)
+        .and_then(|(c, ip)| accessor_chain(c, ip, 0))
+        .filter(|c| c.offsets.len() == 2)
+        .map(|c| c.offsets[0]);
     let tracker_default = one(
         "SubDeviceManagerTracker default manager",
-        vec![finding(
-            format!("accessor `{}`", name(sym::TRACKER_DEFAULT_MANAGER)),
-            default,
-            8,
-        )],
+        vec![
+            finding(
+                format!("accessor `{}`", name(sym::TRACKER_DEFAULT_MANAGER)),
+                default,
+                8,
+            ),
+            finding(
+                format!(
+                    "the pointer `{}` reads the id through",
+                    name(sym::TRACKER_DEFAULT_MANAGER_ID)
+                ),
+                default_of_id,
+                8,
+            ),
+        ],
     )?;
     let indexed = single(
         function(sym::SUB_DEVICE_MANAGER_ALLOCATOR).and_then(|(c, ip)| indexed_member(c, ip)),
     );
+    // `sub_device_allocator(id)` checks the id against the sub-devices vector, then adds the
+    // allocators vector's begin pointer: its last read.
+    let offset_into = function(sym::SUB_DEVICE_ALLOCATOR)
+        .and_then(|(c, ip)| field_reads(c, ip, 0, 32).pop())
+        .filter(|c| c.offsets.len() == 1)
+        .map(|c| c.offsets[0]);
     let manager_allocators = one(
         "SubDeviceManager allocators",
-        vec![finding(
-            format!(
-                "the vector `{}` indexes",
-                name(sym::SUB_DEVICE_MANAGER_ALLOCATOR)
+        vec![
+            finding(
+                format!(
+                    "the vector `{}` indexes",
+                    name(sym::SUB_DEVICE_MANAGER_ALLOCATOR)
+                ),
+                indexed,
+                8,
             ),
-            indexed,
-            8,
-        )],
+            finding(
+                format!(
+                    "the vector `{}` offsets into",
+                    name(sym::SUB_DEVICE_ALLOCATOR)
+                ),
+                offset_into,
+                8,
+            ),
+        ],
     )?;
     let member =
         function(sym::DEVICE_ALLOCATOR_IMPL).and_then(|(c, ip)| returned_member_address(c, ip));
+    let member_of =
+        function(sym::DEVICE_ALLOCATOR_IMPL_OF).and_then(|(c, ip)| returned_member_address(c, ip));
     let device_allocator = one(
         "Device allocator",
-        vec![finding(
-            format!("the member `{}` returns", name(sym::DEVICE_ALLOCATOR_IMPL)),
-            member,
-            8,
-        )],
+        vec![
+            finding(
+                format!("the member `{}` returns", name(sym::DEVICE_ALLOCATOR_IMPL)),
+                member,
+                8,
+            ),
+            finding(
+                format!(
+                    "the member `{}` returns",
+                    name(sym::DEVICE_ALLOCATOR_IMPL_OF)
+                ),
+                member_of,
+                8,
+            ),
+        ],
     )?;
     let is_copy = |t: u64| {
         lib.symbol_at(t)

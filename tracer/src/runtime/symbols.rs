@@ -146,3 +146,14 @@ pub const ALLOCATOR_ALLOCATED_BUFFERS: &str =
     "_ZNK2tt8tt_metal13AllocatorImpl21get_allocated_buffersEv";
 pub const ALLOCATOR_NUM_ALLOCATED_BUFFERS: &str =
     "_ZNK2tt8tt_metal13AllocatorImpl25get_num_allocated_buffersEv";
+/// Second sources of the same hops: the default manager's id goes through the tracker and the
+/// default manager too; `sub_device_allocator` offsets into the allocators vector; the
+/// per-sub-device `Device::allocator_impl` returns the same member.
+pub const MESH_IMPL_DEFAULT_MANAGER_ID: &str =
+    "_ZNK2tt8tt_metal11distributed14MeshDeviceImpl33get_default_sub_device_manager_idEv";
+pub const TRACKER_DEFAULT_MANAGER_ID: &str =
+    "_ZNK2tt8tt_metal23SubDeviceManagerTracker33get_default_sub_device_manager_idEv";
+pub const SUB_DEVICE_ALLOCATOR: &str =
+    "_ZN2tt8tt_metal16SubDeviceManager20sub_device_allocatorEN4ttsl10StrongTypeIhNS0_14SubDeviceIdTagEEE";
+pub const DEVICE_ALLOCATOR_IMPL_OF: &str =
+    "_ZNK2tt8tt_metal6Device14allocator_implEN4ttsl10StrongTypeIhNS0_14SubDeviceIdTagEEE";
