@@ -13,7 +13,7 @@ use crate::{
 };
 
 /// How the ledger and the output name this source of a seed.
-pub const MEMORY_SOURCE: &str = "the process's own allocators (read from its memory)";
+pub const MEMORY_SOURCE: &str = "the process's own allocators";
 
 /// A read and when it happened.
 pub struct Read {
