@@ -84,6 +84,19 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// What a running process holds now, read from its own memory (no probes): per chip and
+    /// buffer type, and every buffer.
+    Snapshot {
+        /// The process to read.
+        #[arg(long)]
+        pid: u32,
+        /// The tracer.summary/1 JSON (plus a "snapshot" object) instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The runtime library (default: the one the process maps).
+        #[arg(long)]
+        lib: Option<PathBuf>,
+    },
     /// Check kernel, permissions and the runtime library; print the probe plan and layout.
     Doctor {
         /// The runtime library to calibrate.
@@ -203,5 +216,6 @@ pub fn main() -> Result<i32> {
             output,
         } => offline::export(&file, format.into(), &output),
         Command::Doctor { lib, pid, cmd } => doctor::doctor(lib, pid, cmd),
+        Command::Snapshot { pid, json, lib } => session::snapshot::snapshot(pid, json, lib),
     }
 }

@@ -164,7 +164,7 @@ impl Session {
         let decoder = &mut probe_set.decoder;
         decoder.announce(pid);
         decoder.attached(pid);
-        let seed = seeding::read(pid);
+        let seed = seeding::read(pid, decoder.plan());
         for ev in &seed.events {
             self.apply(ev);
         }

@@ -3,7 +3,7 @@
 //!
 //! - default: one allocate/deallocate loop untraced, under a bare uprobe on the same two
 //!   functions, under tracer, and under tt-metal's SHM tracker; traps per mesh allocation;
-//!   attach latency.
+//!   attach latency; `tracer snapshot` of a process holding 1,000 buffers.
 //! - `--real-ops N`: N iterations of real ops (matmul, softmax, add), per op untraced, under
 //!   tracer and under the SHM tracker.
 //! - `--profile-probe`: the probe program's in-kernel time, part by part.
@@ -14,6 +14,7 @@ mod overhead;
 mod profile;
 mod real_ops;
 mod recording;
+mod snapshot;
 
 use std::path::PathBuf;
 
@@ -46,6 +47,12 @@ struct Args {
     /// Only the attach latency (skip the overhead loops).
     #[arg(long)]
     attach_only: bool,
+    /// `tracer snapshot` runs on a process holding 1,000 buffers.
+    #[arg(long, default_value_t = 5)]
+    snapshot_rounds: usize,
+    /// Only the snapshot time (skip the overhead loops and the attach latency).
+    #[arg(long)]
+    snapshot_only: bool,
     /// Instead: real ops, ITERATIONS of matmul + softmax + add, per op untraced, under tracer
     /// and under tt-metal's SHM tracker.
     #[arg(long, value_name = "ITERATIONS")]
@@ -72,5 +79,7 @@ fn main() -> Result<()> {
         rounds: a.rounds,
         attach_rounds: a.attach_rounds,
         attach_only: a.attach_only,
+        snapshot_rounds: a.snapshot_rounds,
+        snapshot_only: a.snapshot_only,
     })
 }

@@ -22,6 +22,28 @@ pub struct BenchOpts {
     pub rounds: usize,
     pub attach_rounds: usize,
     pub attach_only: bool,
+    pub snapshot_rounds: usize,
+    pub snapshot_only: bool,
+}
+
+fn report_snapshot_time(opts: &BenchOpts) -> Result<()> {
+    if opts.snapshot_rounds == 0 {
+        return Ok(());
+    }
+    let (mut t, buffers) = super::snapshot::snapshot_times(&opts.python, opts.snapshot_rounds)?;
+    t.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
+    let mut whole: Vec<f64> = t.iter().map(|x| x.1).collect();
+    whole.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "snapshot of a process holding {} buffers ({buffers} read), {} runs: reading its memory min {:.1} ms, median {:.1} ms, max {:.1} ms (target < 100 ms); the whole command (library calibration included) median {:.0} ms",
+        super::snapshot::BUFFERS,
+        t.len(),
+        t[0].0,
+        t[t.len() / 2].0,
+        t[t.len() - 1].0,
+        whole[whole.len() / 2]
+    );
+    Ok(())
 }
 
 fn report_attach_latency(opts: &BenchOpts) -> Result<()> {
@@ -227,6 +249,9 @@ pub fn bench(opts: BenchOpts) -> Result<()> {
     if opts.attach_only {
         return report_attach_latency(&opts);
     }
+    if opts.snapshot_only {
+        return report_snapshot_time(&opts);
+    }
     println!(
         "benchmark: {} allocate+deallocate pairs of a 2x4-mesh DRAM tensor, {} rounds",
         opts.pairs, opts.rounds
@@ -316,6 +341,7 @@ pub fn bench(opts: BenchOpts) -> Result<()> {
         );
     }
     report_attach_latency(&opts)?;
+    report_snapshot_time(&opts)?;
     println!("(benchmark took {:.0}s)", started.elapsed().as_secs_f64());
     Ok(())
 }
