@@ -7,6 +7,7 @@
 #                                       LLVM dev files and bpf-linker (to rebuild tracer-ebpf)
 #   scripts/setup.sh --all              the eBPF toolchain and what the tests need: ttnn 0.75.0
 #                                       (the second layout era), sqlite3, Prometheus, bpftool,
+#                                       Chromium, PyTorch's _memory_viz.py and flamegraph.pl,
 #                                       and every PyPI release tests/tests/releases.rs traces
 #   scripts/setup.sh --releases         the Python environments of those releases only
 #   scripts/setup.sh --print-toolchain  the nightly the eBPF build uses, and nothing else
@@ -45,6 +46,11 @@ ERAS=("0.81.1")
 
 VENV_ROOT="${TRACER_VENV_ROOT:-$HOME/.cache/tracer/venvs}"
 LLVM_VERSION=22
+# The PyTorch release whose memory tool reads tracer's pytorch-snapshot export in the tests.
+TORCH_VERSION=2.9.1
+TORCH_PLATFORM=manylinux_2_28_x86_64
+MEMORY_VIZ_SHA256=67eaf02c9d61a38c2676fae6e2e67eb9e919ee085b3fd06e576593c882632579
+FLAMEGRAPH_PL=/usr/share/perl5/Devel/NYTProf/flamegraph.pl
 BPF_LINKER_VERSION=0.13.0
 
 # The pinned eBPF toolchain lives in one file; read it rather than repeat it.
@@ -103,6 +109,12 @@ if [ -n "$TESTS" ]; then
     apt_step "tmux (the tests read tracer top's screen from it)" tmux command -v tmux
     apt_step "patchelf (the source-build layout test sets extension-module RPATHs)" patchelf \
         command -v patchelf
+    apt_step "Chromium (the tests open the HTML export in it, headless)" chromium \
+        command -v chromium
+    # _memory_viz.py's `segments` and `memory` pipe their stacks through flamegraph.pl, which it
+    # would download; Debian ships Brendan Gregg's script inside Devel::NYTProf.
+    apt_step "flamegraph.pl (PyTorch's _memory_viz.py draws its flame graphs with it)" \
+        libdevel-nytprof-perl test -f "$FLAMEGRAPH_PL"
 fi
 
 # ttnn wheels exist for CPython 3.10 and 3.12 only (0.75.0: 3.10 only).
@@ -248,4 +260,30 @@ for era in "${ERAS[@]}"; do
     install_compiler_standin "$site"
     ok "compiler stand-in in place"
 done
+if [ -n "$TESTS" ]; then
+    # PyTorch's memory tool, one file of the torch wheel, read without downloading the ~900 MB
+    # wheel: pip resolves the wheel (metadata only), range requests on its zip fetch the file.
+    # It runs on a plain Python, without torch.
+    step "PyTorch ${TORCH_VERSION}'s torch/cuda/_memory_viz.py (the tests read the pytorch-snapshot export with it)"
+    viz="$VENV_ROOT/torch-${TORCH_VERSION}/_memory_viz.py"
+    if [ -f "$viz" ] && echo "${MEMORY_VIZ_SHA256}  $viz" | sha256sum -c --status; then
+        ok "$viz present"
+    else
+        mkdir -p "$(dirname "$viz")"
+        report="$(dirname "$viz")/pip-report.json"
+        "$VENV_ROOT/ttnn-0.81.1/bin/python" -m pip install --dry-run --ignore-installed --no-deps \
+            --quiet --report "$report" --only-binary=:all: --platform "$TORCH_PLATFORM" \
+            --python-version 3.12 --implementation cp --abi cp312 \
+            --target "$(dirname "$viz")/unused" "torch==${TORCH_VERSION}"
+        url=$("$VENV_ROOT/ttnn-0.81.1/bin/python" -c \
+            'import json, sys; print(json.load(open(sys.argv[1]))["install"][0]["download_info"]["url"])' "$report")
+        python3 "$(dirname "$0")/wheel_member.py" "$url" torch/cuda/_memory_viz.py "$viz"
+        if ! echo "${MEMORY_VIZ_SHA256}  $viz" | sha256sum -c --status; then
+            echo "error: $viz from torch ${TORCH_VERSION} does not have the pinned SHA-256" >&2
+            rm -f "$viz"
+            exit 1
+        fi
+        ok "$viz"
+    fi
+fi
 step "setup complete"

@@ -95,6 +95,7 @@ def run(args):
             "pre_attach_frees": len(freed_old),
             "pre_attach_free_requested": sum(s for _, _, s in freed_old),
         },
+        "live_buffers": len(live_old) + len(live_new),
         "live_requested": requested(live_old + live_new),
         "live_requested_since_attach": requested(live_new),
         "memory_view_at_end": memory_view(mesh),

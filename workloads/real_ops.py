@@ -2,7 +2,11 @@
 transpose, layout changes, moves to height/width/block-sharded L1 and back), with explicit
 deallocations, and ground truth after every step.
 
-Usage: real_ops.py [--seed N] [--ops N] [--interleaved]
+Usage: real_ops.py [--seed N] [--ops N] [--interleaved] [--hold-at K]
+
+With --hold-at K the workload stops after step K (programs loaded, tensors live): it writes the
+file named by $REAL_OPS_READY and waits for the file named by $REAL_OPS_GO (a tracer attaches
+in between).
 
 Every op runs at least once, then a seeded mix. `--interleaved` leaves out sharded outputs
 (height/width/block-sharded L1, height/width-sharded DRAM tensors).
@@ -91,6 +95,7 @@ def sharded(kind, shape, mesh):
 def main():
     rng = random.Random(arg("--seed", 1))
     n_ops = arg("--ops", 16)
+    hold_at = arg("--hold-at", 0)
     mesh = ttnn.open_mesh_device(ttnn.MeshShape(2, 4))
     chips = list(mesh.get_device_ids())
     steps = []
@@ -164,6 +169,11 @@ def main():
         while len(live) > 4 or (live and rng.random() < 0.25):
             drop(live.pop(rng.randrange(len(live))))
         record(op)
+        if len(steps) == hold_at:
+            with open(os.environ["REAL_OPS_READY"], "w") as f:
+                f.write(str(os.getpid()))
+            while not os.path.exists(os.environ["REAL_OPS_GO"]):
+                time.sleep(0.02)
     while live:
         drop(live.pop())
     time.sleep(0.12)

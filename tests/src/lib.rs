@@ -373,3 +373,17 @@ pub fn check_seed_scenario_ledger(t: &Traced, what: &str) {
     }
     assert!(p["outstanding"].as_array().unwrap().is_empty(), "{what}");
 }
+
+/// PyTorch's memory tool (`torch/cuda/_memory_viz.py`), fetched by scripts/setup.sh --all.
+pub fn torch_memory_viz() -> PathBuf {
+    let p = venv_root().join("torch-2.9.1/_memory_viz.py");
+    assert!(
+        p.exists(),
+        "{} missing: run scripts/setup.sh --all",
+        p.display()
+    );
+    p
+}
+
+/// The flamegraph.pl that Debian's libdevel-nytprof-perl ships (scripts/setup.sh --all).
+pub const FLAMEGRAPH_PL: &str = "/usr/share/perl5/Devel/NYTProf/flamegraph.pl";

@@ -152,10 +152,14 @@ fn collect(r: impl std::io::Read + Send + 'static, into: Arc<Mutex<String>>) {
 impl Tracer {
     /// `tracer ARGS --summary-json FILE` in a fresh directory; returns it and FILE.
     fn with_summary(args: &[&str]) -> (Self, PathBuf) {
+        Self::with_summary_env(args, &[])
+    }
+
+    fn with_summary_env(args: &[&str], env: &[(&str, &str)]) -> (Self, PathBuf) {
         let summary = tempdir().join("summary.json");
         let mut all = args.to_vec();
         all.extend(["--summary-json", summary.to_str().unwrap()]);
-        (Self::start(&all, &[]), summary)
+        (Self::start(&all, env), summary)
     }
 
     fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
@@ -235,8 +239,8 @@ fn summary_process(summary: &Path, pid: u32) -> Value {
         .clone()
 }
 
-/// Per-chip ledger of a process attached mid-run with the SHM tracker on: seeded from it, then
-/// exact after the attach.
+/// Per-chip ledger of a process attached mid-run, seeded with the buffers read from its own
+/// allocators: exact, against the workload's own counts and `get_memory_view`.
 fn check_seeded(p: &Value, truth: &Value) {
     let devs: BTreeMap<i64, Value> = devices(p);
     assert_eq!(
@@ -244,12 +248,22 @@ fn check_seeded(p: &Value, truth: &Value) {
         sorted_chips(truth)
     );
     assert_eq!(p["attach"]["mode"], "seeded", "{p}");
+    assert!(
+        p["attach"]["source"]
+            .as_str()
+            .unwrap()
+            .contains("own allocators"),
+        "{p}"
+    );
     assert_eq!(p["reserved_estimated"], 0, "{p}");
+    // Every free of a buffer allocated before the attach matched a buffer read at the attach.
+    assert_eq!(p["unknown_frees"], 0, "{p}");
     let after = &truth["after"];
     for (chip, d) in &devs {
         let what = format!("PID {} chip {chip}", truth["pid"]);
         // What was seeded is what the process held at the attach, by its own count and by
         // tt-metal's get_memory_view (phase-1 DRAM tensors reserve exactly their size).
+        assert_eq!(d["seeded"]["buffers"], truth["before"]["tensors"], "{what}");
         assert_eq!(
             d["seeded"]["requested"]["DRAM"], truth["before"]["requested"]["DRAM"],
             "{what}"
@@ -264,62 +278,71 @@ fn check_seeded(p: &Value, truth: &Value) {
             n(&after["deallocations"]) + n(&after["pre_attach_frees"]),
             "{what}"
         );
+        assert_eq!(n(&d["freed_before_attach"]["count"]), 0, "{what}");
+        assert_eq!(
+            d["live"]["buffers"], truth["live_buffers"],
+            "{what}: live buffers == the workload's"
+        );
         for ty in ["DRAM", "L1"] {
             assert_eq!(
                 d["live"]["requested"][ty], truth["live_requested"][ty],
                 "{what}: live requested {ty}"
             );
+            assert_eq!(
+                d["live"]["reserved"][ty], truth["memory_view_at_end"][ty],
+                "{what}: live reserved {ty} == get_memory_view"
+            );
         }
-        assert_eq!(
-            d["live"]["reserved"]["DRAM"], truth["memory_view_at_end"]["DRAM"],
-            "{what}: live reserved DRAM == get_memory_view"
-        );
-        // No L1 before the attach; the L1 allocated since is padded by the allocator, with the
-        // geometry tracer read in the process (its bank managers predate the probes).
-        assert_eq!(
-            d["live"]["reserved"]["L1"], truth["memory_view_at_end"]["L1"],
-            "{what}: live reserved L1 == get_memory_view"
-        );
-        assert_eq!(
-            n(&d["freed_before_attach"]["count"]),
-            n(&after["pre_attach_frees"]),
-            "{what}"
-        );
-        assert_eq!(
-            d["freed_before_attach"]["requested"], after["pre_attach_free_requested"],
-            "{what}"
-        );
     }
 }
 
-/// Per-chip ledger of a process traced from its start.
 #[test]
-fn attach_mid_run_seeds_from_the_shm_tracker() {
-    attach_mid_run_seeded(ERA);
+fn attach_mid_run_seeds_from_the_allocators() {
+    attach_mid_run_seeded(ERA, true);
 }
 
-/// The other layout era: same tracker format, older `Buffer` layout.
+/// The other layout era: older `Buffer`, allocator and mesh layouts.
 #[test]
-fn attach_mid_run_seeds_from_the_shm_tracker_0_75_0() {
-    attach_mid_run_seeded("0.75.0");
+fn attach_mid_run_seeds_from_the_allocators_0_75_0() {
+    attach_mid_run_seeded("0.75.0", true);
 }
 
-fn attach_mid_run_seeded(era: &str) {
-    let target = Target::start_era(era, &[], true);
+/// Without tt-metal's SHM tracker (`TT_METAL_SHM_TRACKING_DISABLED=1`): the same exact seed.
+#[test]
+fn attach_mid_run_seeds_from_the_allocators_without_shm_tracker() {
+    attach_mid_run_seeded(ERA, false);
+}
+
+#[test]
+fn attach_mid_run_seeds_from_the_allocators_without_shm_tracker_0_75_0() {
+    attach_mid_run_seeded("0.75.0", false);
+}
+
+fn attach_mid_run_seeded(era: &str, shm: bool) {
+    let mut env = vec![("ATTACH_TARGET_ODD_L1", "1")];
+    if !shm {
+        env.push(("TT_METAL_SHM_TRACKING_DISABLED", "1"));
+    }
+    let target = Target::start_era(era, &env, true);
     let pid = target.pid.to_string();
     let (mut t, summary) = Tracer::with_summary(&["attach", "--pid", &pid]);
     t.wait_line(&format!("attached: PID {pid}"));
     target.go();
     let truth = target.finish();
     assert_eq!(t.wait_exit(60), 0, "{}", t.stderr());
+    let stderr = t.stderr();
     assert!(
-        t.stderr().contains("seeded from tt-metal SHM tracker"),
-        "{}",
-        t.stderr()
+        stderr.contains(&format!(
+            "seeded with {} live buffer(s) read from the process's own allocators",
+            truth["before"]["tensors"]
+        )),
+        "{stderr}"
     );
+    // With the tracker on, it is the cross-check, and it agrees.
+    assert!(!stderr.contains("disagrees"), "{stderr}");
     assert!(t
         .stdout()
-        .contains("pre-attach state: seeded from tt-metal SHM tracker"));
+        .contains("pre-attach state: seeded with the buffers read from"));
     // Allocations after the attach appear on every chip, with their exact size.
     let lines = t.stdout();
     for chip in sorted_chips(&truth) {
@@ -332,6 +355,50 @@ fn attach_mid_run_seeded(era: &str) {
         assert!(lines.contains(&format!("✗ [PID {pid}] Freed buffer")));
     }
     check_seeded(&summary_process(&summary, target_pid(&truth)), &truth);
+}
+
+/// The seed of a release whose allocators cannot be read (forced with TRACER_SEED=shm): the
+/// SHM tracker's byte totals, then exact after the attach.
+#[test]
+fn attach_mid_run_seeds_from_the_shm_tracker_when_memory_is_not_read() {
+    let target = Target::start(&[], true);
+    let pid = target.pid.to_string();
+    let (mut t, summary) =
+        Tracer::with_summary_env(&["attach", "--pid", &pid], &[("TRACER_SEED", "shm")]);
+    t.wait_line(&format!("attached: PID {pid}"));
+    target.go();
+    let truth = target.finish();
+    assert_eq!(t.wait_exit(60), 0, "{}", t.stderr());
+    assert!(
+        t.stderr().contains("seeded from tt-metal SHM tracker"),
+        "{}",
+        t.stderr()
+    );
+    let p = summary_process(&summary, target_pid(&truth));
+    assert_eq!(p["attach"]["mode"], "seeded");
+    let after = &truth["after"];
+    for (chip, d) in devices(&p) {
+        let what = format!("chip {chip}");
+        assert_eq!(
+            d["seeded"]["requested"]["DRAM"], truth["before"]["memory_view"]["DRAM"],
+            "{what}"
+        );
+        assert_eq!(n(&d["allocations"]), n(&after["allocations"]), "{what}");
+        for ty in ["DRAM", "L1"] {
+            assert_eq!(
+                d["live"]["requested"][ty], truth["live_requested"][ty],
+                "{what}: live requested {ty}"
+            );
+        }
+        assert_eq!(
+            d["live"]["reserved"]["DRAM"], truth["memory_view_at_end"]["DRAM"],
+            "{what}"
+        );
+        assert_eq!(
+            n(&d["freed_before_attach"]["count"]),
+            n(&after["pre_attach_frees"])
+        );
+    }
 }
 
 #[test]
@@ -361,8 +428,9 @@ fn attach_to_a_process_that_sees_the_library_under_another_root() {
 }
 
 /// Attaching while the target allocates and frees in a tight loop (one 2048-byte-per-chip DRAM
-/// tensor alive at a time): the ledger never counts more than the process can hold, and
-/// events that raced with reading the SHM tracker are reported, not silently absorbed.
+/// tensor alive at a time): the seed read from its allocators is reconciled by key with the
+/// events that raced with the read, so the ledger never holds more than the process can (no
+/// double count) and loses nothing (allocations and frees balance).
 #[test]
 fn attach_to_a_busy_process() {
     let mut c = Command::new("unshare");
@@ -394,28 +462,33 @@ fn attach_to_a_busy_process() {
     assert_eq!(t.wait_exit(60), 0, "{}", t.stderr());
     target.kill().unwrap();
     target.wait().unwrap();
+    assert!(
+        t.stderr()
+            .contains("read from the process's own allocators"),
+        "{}",
+        t.stderr()
+    );
     let p = summary_process(&summary, pid);
     assert_eq!(p["attach"]["mode"], "seeded");
     assert_eq!(p["reserved_estimated"], 0, "{p}");
-    let raced = t
-        .stderr()
-        .contains("happened while tracer read the SHM tracker");
+    // At most the one tensor alive at the attach, freed before the read found it.
+    assert!(n(&p["unknown_frees"]) <= 1, "{p}");
     for (chip, d) in devices(&p) {
         let what = format!("chip {chip}: {d}");
         let (allocs, frees) = (n(&d["allocations"]), n(&d["deallocations"]));
         assert!(allocs > 100, "{what}");
-        // One tensor was alive at the attach: at most one free of a never-seen buffer.
-        assert!(n(&d["freed_before_attach"]["count"]) <= 1, "{what}");
-        assert!(frees <= allocs + 1 && allocs <= frees + 1, "{what}");
-        assert!(n(&d["live"]["buffers"]) <= 1, "{what}");
-        let live = n(&d["live"]["requested"]["DRAM"]);
-        let peak = n(&d["peak"]["requested"]["DRAM"]);
-        if raced {
-            // Reported: an allocation may have been counted by the seed and by its event.
-            assert!(live <= 2 * 2048 && peak <= 2 * 2048, "{what}");
-        } else {
-            assert!(live <= 2048 && peak <= 2048, "{what}");
-        }
+        let seeded = n(&d["seeded"]["buffers"]);
+        assert!(seeded <= 1, "{what}");
+        // Every buffer counted once: what was held at the attach plus what was allocated
+        // since, minus what was freed, is what is live (0 or 1 tensor).
+        let live = n(&d["live"]["buffers"]);
+        assert!(live <= 1, "{what}");
+        // Frees count pre-attach ones too; a buffer both read and seen allocated is one.
+        let pre = n(&d["freed_before_attach"]["count"]);
+        let raced = n(&p["attach"]["raced_with_read"]);
+        assert_eq!(seeded - raced + allocs, frees - pre + live, "{what}");
+        assert!(n(&d["live"]["requested"]["DRAM"]) <= 2048, "{what}");
+        assert!(n(&d["peak"]["requested"]["DRAM"]) <= 2048, "{what}");
     }
 }
 
@@ -469,7 +542,12 @@ fn attach_since_attach(era: &str) {
         true,
     );
     let pid = target.pid.to_string();
-    let (mut t, summary) = Tracer::with_summary(&["attach", "--quiet", "--pid", &pid]);
+    // Neither the allocators (TRACER_SEED=shm, as for a release whose allocators cannot be
+    // read) nor a tracker: counted since the attach.
+    let (mut t, summary) = Tracer::with_summary_env(
+        &["attach", "--quiet", "--pid", &pid],
+        &[("TRACER_SEED", "shm")],
+    );
     t.wait_line(&format!("attached: PID {pid}"));
     target.go();
     let truth = target.finish();

@@ -139,10 +139,11 @@ fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// `tracer attach` to a process that opened its mesh and allocated before (no SHM tracker:
-/// counted since the attach), then allocates DRAM and L1, an L1 tensor of pages fewer than the
-/// banks and smaller than the minimum block among them: `reserved` of what it allocated after
-/// the attach equals what `get_memory_view` grew by, from the geometry read in the process.
+/// `tracer attach` to a process that opened its mesh and allocated before (no SHM tracker),
+/// then allocates DRAM and L1, an L1 tensor of pages fewer than the banks and smaller than the
+/// minimum block among them, and frees tensors of before and after the attach: seeded with the
+/// buffers read from its allocators, the ledger ends equal to `get_memory_view` per chip and to
+/// the workload's own count of live buffers, with no unknown frees.
 fn attached(era: &str) {
     let dir = tempdir();
     let (ready, go, truth_file) = (dir.join("ready"), dir.join("go"), dir.join("truth.json"));
@@ -208,9 +209,9 @@ fn attached(era: &str) {
         .iter()
         .find(|p| p["pid"].as_u64() == Some(n(&truth["pid"])))
         .unwrap_or_else(|| panic!("{era}: the workload is not in {s}"));
-    assert_eq!(p["attach"]["mode"], "since_attach", "{era}");
+    assert_eq!(p["attach"]["mode"], "seeded", "{era}: {p}");
+    assert_eq!(p["unknown_frees"], 0, "{era}: every free matched: {p}");
     assert_eq!(p["reserved_estimated"], 0, "{era}: geometry known: {p}");
-    let freed = n(&truth["after"]["pre_attach_free_requested"]);
     let devs = devices(p);
     assert_eq!(
         devs.keys().copied().collect::<Vec<_>>(),
@@ -219,13 +220,24 @@ fn attached(era: &str) {
     );
     for (chip, d) in devs {
         let what = format!("{era} chip {chip}");
-        // What tt-metal says grew since the attach, pre-attach frees put back.
-        let dram = n(&truth["memory_view_at_end"]["DRAM"]) + freed
-            - n(&truth["before"]["memory_view"]["DRAM"]);
-        assert_eq!(n(&d["live"]["reserved"]["DRAM"]), dram, "{what}: DRAM");
-        let l1 = n(&truth["memory_view_at_end"]["L1"]) - n(&truth["before"]["memory_view"]["L1"]);
-        assert_eq!(n(&d["live"]["reserved"]["L1"]), l1, "{what}: L1");
-        assert!(l1 > n(&d["live"]["requested"]["L1"]), "{what}: L1 padded");
+        assert_eq!(
+            d["live"]["buffers"], truth["live_buffers"],
+            "{what}: buffers"
+        );
+        for ty in ["DRAM", "L1"] {
+            assert_eq!(
+                d["live"]["reserved"][ty], truth["memory_view_at_end"][ty],
+                "{what}: {ty} reserved == get_memory_view"
+            );
+            assert_eq!(
+                d["live"]["requested"][ty], truth["live_requested"][ty],
+                "{what}: {ty} requested"
+            );
+        }
+        assert!(
+            n(&d["live"]["reserved"]["L1"]) > n(&d["live"]["requested"]["L1"]),
+            "{what}: L1 padded"
+        );
     }
 }
 

@@ -52,6 +52,15 @@ pub const fn arg_word(n: u8) -> u8 {
     }
 }
 
+/// Process ids per entry of the eBPF `PROCESSES` array (one byte each, the process's state).
+pub const PROCESSES_PER_ENTRY: usize = 64;
+/// A process's state in `PROCESSES`: not traced (under `--all`: no probe hit yet).
+pub const UNTRACKED: u8 = 0;
+/// Traced, and so are the children it forks.
+pub const TRACKED: u8 = 1;
+/// Under `--all`: it hit a probe (or userspace attached to it), so its exit is reported.
+pub const SEEN: u8 = 2;
+
 /// The `pt_regs` word holding the stack pointer (stack-passed arguments are read through it).
 pub const PT_REGS_SP: u8 = 19;
 
@@ -194,6 +203,10 @@ pub struct RawEvent {
     pub nvalues: u16,
     pub valid: u16,
     pub ts_ns: u64,
+    /// The base of the slot's window (`SlotSpec::window`'s value: the `Buffer*` argument, or
+    /// the implementation object it points to), 0 for slots without one: what a free that
+    /// reads nothing else is matched to its allocation by.
+    pub object: u64,
     pub values: [u64; MAX_VALUES],
 }
 
@@ -241,7 +254,8 @@ mod user {
     const _: () = assert!(
         core::mem::size_of::<RawTailEvent>() == core::mem::size_of::<RawEvent>() + 8 + TAIL_BYTES
     );
-    const _: () = assert!(core::mem::size_of::<RawEvent>() == 4 * 3 + 2 * 2 + 8 + 8 * MAX_VALUES);
+    const _: () =
+        assert!(core::mem::size_of::<RawEvent>() == 4 * 3 + 2 * 2 + 8 + 8 + 8 * MAX_VALUES);
     const _: () =
         assert!(core::mem::size_of::<RawDevice>() == 4 * 2 + 8 * 4 + (8 + 8 + 4) * MAX_MESH);
 }

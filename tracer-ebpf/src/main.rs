@@ -11,7 +11,7 @@ use aya_ebpf::{
         bpf_probe_read_kernel,
     },
     macros::{map, raw_tracepoint, uprobe},
-    maps::{Array, HashMap, PerCpuArray, ProgramArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
     programs::{ProbeContext, RawTracePointContext},
     EbpfContext,
 };
@@ -20,9 +20,9 @@ use tracer_common::{
     FieldPath, PyStackSpec, RawDevice, RawEvent, RawStack, RawTailEvent, SlotSpec, ARG_WINDOW,
     CFG_DEVICE_ID_OFF, CFG_FLAGS, CFG_LEN, CFG_MESH_ADD, CFG_MESH_HOP0, CFG_MESH_HOPS,
     CFG_TASK_FSBASE_OFF, CFG_TASK_TGID_OFF, CFG_WAKEUP_BYTES, FLAG_ALL_PROCESSES, FLAG_DEBUG,
-    MAX_MESH, MAX_PY_FRAMES, MAX_SLOTS, MAX_STEPS, MAX_VALUES, MESH_MAX_HOPS, PY_FRAME_BYTES,
-    PY_TSTATE_STEPS, SLOT_DEVICE, SLOT_FORGETS_DEVICE, SLOT_LIBRARY_CHANGE, SLOT_PROCESS_EXIT,
-    SLOT_STACK, TAIL_BYTES, WINDOW_BYTES,
+    MAX_MESH, MAX_PY_FRAMES, MAX_SLOTS, MAX_STEPS, MAX_VALUES, MESH_MAX_HOPS, PROCESSES_PER_ENTRY,
+    PY_FRAME_BYTES, PY_TSTATE_STEPS, SEEN, SLOT_DEVICE, SLOT_FORGETS_DEVICE, SLOT_LIBRARY_CHANGE,
+    SLOT_PROCESS_EXIT, SLOT_STACK, TAIL_BYTES, TRACKED, UNTRACKED, WINDOW_BYTES,
 };
 
 #[map]
@@ -36,19 +36,92 @@ static SLOTS: Array<SlotSpec> = Array::with_max_entries(MAX_SLOTS, 0);
 #[map]
 static CONFIG: Array<u64> = Array::with_max_entries(CFG_LEN, 0);
 
-/// Processes to trace (tgid -> 1) unless FLAG_ALL_PROCESSES is set.
+/// One byte per process id (entry `tgid / 64`, byte `tgid % 64`): [`UNTRACKED`],
+/// [`TRACKED`] or [`SEEN`]. An array, not a hash map: an array lookup is a few instructions
+/// the verifier inlines, a hash lookup was ~40 ns of every hit. Userspace sizes it to the
+/// kernel's pid_max and maps it into its own memory (BPF_F_MMAPABLE), so both sides write
+/// single bytes and never overwrite each other's.
 #[map]
-static TRACKED: HashMap<u32, u8> = HashMap::with_max_entries(16384, 0);
+static PROCESSES: Array<[u8; PROCESSES_PER_ENTRY]> = Array::with_max_entries(512, BPF_F_MMAPABLE);
 
-/// Device objects already described, per process: (tgid, pointer) -> 1.
+const BPF_F_MMAPABLE: u32 = 1 << 10;
+
+/// The byte of process `tgid` in [`PROCESSES`].
+#[inline(always)]
+fn process_state(tgid: u32) -> Option<*mut u8> {
+    let entry = PROCESSES.get_ptr_mut(tgid / PROCESSES_PER_ENTRY as u32)?;
+    Some(unsafe { (entry as *mut u8).add((tgid % PROCESSES_PER_ENTRY as u32) as usize) })
+}
+
+#[inline(always)]
+fn state_of(tgid: u32) -> u8 {
+    process_state(tgid).map_or(UNTRACKED, |p| unsafe { *p })
+}
+
+/// Device objects already described, per process: (tgid, pointer) -> 1. LRU: entries of
+/// processes that ended are never removed one by one; an evicted device is described again.
 #[map]
-static DEVICES_SEEN: HashMap<DeviceKey, u8> = HashMap::with_max_entries(4096, 0);
+static DEVICES_SEEN: LruHashMap<DeviceKey, u8> = LruHashMap::with_max_entries(4096, 0);
 
 #[repr(C)]
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct DeviceKey {
     tgid: u64,
     handle: u64,
+}
+
+/// This CPU's last device known to be described, and the [`FORGETS`] count it was checked
+/// at: a program works on one device or mesh for long stretches, and this check is a few
+/// instructions where the [`DEVICES_SEEN`] lookup was ~50 ns of every hit.
+#[map]
+static LAST_DEVICE: PerCpuArray<LastDevice> = PerCpuArray::with_max_entries(1, 0);
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct LastDevice {
+    key: DeviceKey,
+    forgets: u64,
+}
+
+/// Devices forgotten so far (closed): a CPU's [`LAST_DEVICE`] from before a close is checked
+/// again, as the closed object's address may come back as a new device.
+#[map]
+static FORGETS: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Makes sure `handle` of `tgid` has been described (a [`RawDevice`] before its first event).
+#[inline(always)]
+fn ensure_described(tgid: u32, handle: u64, forgets_device: bool) {
+    let key = DeviceKey {
+        tgid: tgid as u64,
+        handle,
+    };
+    let Some(forgets) = FORGETS.get_ptr_mut(0) else {
+        return;
+    };
+    if forgets_device {
+        let _ = DEVICES_SEEN.remove(&key);
+        // Not atomic: two closes at once may count as one, and the count still changes, which
+        // is all a cached device is checked against.
+        unsafe { *forgets += 1 };
+        return;
+    }
+    let now = unsafe { core::ptr::read_volatile(forgets) };
+    let Some(last) = LAST_DEVICE.get_ptr_mut(0) else {
+        return;
+    };
+    if unsafe { (*last).key == key && (*last).forgets == now } {
+        return;
+    }
+    if unsafe { DEVICES_SEEN.get(&key) }.is_none() {
+        if !describe_device(tgid, handle) {
+            return;
+        }
+        let _ = DEVICES_SEEN.insert(&key, &1, 0);
+    }
+    unsafe {
+        (*last).key = key;
+        (*last).forgets = now;
+    }
 }
 
 /// Per-CPU copy of the probed object's window (too big for the eBPF stack); 8 spare bytes
@@ -69,15 +142,69 @@ static PYFRAME: PerCpuArray<[u8; PY_FRAME_BYTES + 8]> = PerCpuArray::with_max_en
 #[map]
 static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
-/// x86-64 `struct pt_regs` is 21 words; `FieldPath::arg` indexes it (userspace maps argument
-/// registers to words).
-const PT_REGS_WORDS: usize = 21;
+/// The parts of `tracer_probe`, in order, for [`PROFILE_STOP`]: the process filter, the
+/// register copy and the slot, the window copy, the device check, the ring buffer
+/// reservation, the values.
+const PART_FILTER: u32 = 1;
+const PART_REGISTERS: u32 = 2;
+const PART_WINDOW: u32 = 3;
+const PART_DEVICE: u32 = 4;
+const PART_RESERVE: u32 = 5;
+const PART_VALUES: u32 = 6;
+
+const BPF_RB_NO_WAKEUP: u64 = 1;
+
+/// The probed call's registers that a path can start from (`FieldPath::arg` names their word
+/// in `struct pt_regs`; userspace maps argument registers to words), loaded straight from the
+/// program's context: the kernel allows context loads only at constant offsets, so each is
+/// loaded once up front and picked by value. Copying the whole struct with a helper instead
+/// cost ~100 ns per hit.
+#[derive(Clone, Copy)]
+struct Regs {
+    rdi: u64,
+    rsi: u64,
+    rdx: u64,
+    rcx: u64,
+    r8: u64,
+    r9: u64,
+    rsp: u64,
+}
+
+impl Regs {
+    #[inline(always)]
+    fn of(ctx: &ProbeContext) -> Self {
+        let r = ctx.as_ptr() as *const u64;
+        let at = |w: usize| unsafe { core::ptr::read_volatile(r.add(w)) };
+        Self {
+            rdi: at(14),
+            rsi: at(13),
+            rdx: at(12),
+            rcx: at(11),
+            r8: at(9),
+            r9: at(8),
+            rsp: at(19),
+        }
+    }
+
+    #[inline(always)]
+    fn word(self, w: u8) -> u64 {
+        match w {
+            14 => self.rdi,
+            13 => self.rsi,
+            12 => self.rdx,
+            11 => self.rcx,
+            9 => self.r8,
+            8 => self.r9,
+            19 => self.rsp,
+            _ => 0,
+        }
+    }
+}
 
 /// Waking the collector for every event costs a context switch per traced call; it drains
 /// on a short timer instead, and is woken only when the ring buffer fills up.
 #[inline(always)]
 fn wakeup_flags() -> u64 {
-    const BPF_RB_NO_WAKEUP: u64 = 1;
     const BPF_RB_FORCE_WAKEUP: u64 = 2;
     const BPF_RB_AVAIL_DATA: u64 = 0;
     let mut threshold = config(CFG_WAKEUP_BYTES);
@@ -105,7 +232,17 @@ fn bump(map: &PerCpuArray<u64>, index: u32) {
 
 #[inline(always)]
 fn is_traced(tgid: u32) -> bool {
-    config(CFG_FLAGS) & FLAG_ALL_PROCESSES != 0 || unsafe { TRACKED.get(&tgid) }.is_some()
+    let Some(state) = process_state(tgid) else {
+        return false;
+    };
+    if config(CFG_FLAGS) & FLAG_ALL_PROCESSES == 0 {
+        return unsafe { *state } == TRACKED;
+    }
+    // Under --all, remember who used the runtime: only their exits are reported.
+    if unsafe { *state } == UNTRACKED {
+        unsafe { *state = SEEN };
+    }
+    true
 }
 
 /// Reads `width` bytes (1..=8, little-endian) at `addr`. One helper call with a bounded
@@ -162,43 +299,70 @@ fn mask(v: u64, width: u8) -> u64 {
     }
 }
 
+/// The benchmark's profile of `tracer_probe` (`cargo xtask bench --profile-probe`): the part
+/// after which the program returns, 0 for none (what tracer always loads). A read-only global
+/// set at load time, so the verifier removes the parts after the stop and each variant costs
+/// exactly its parts, with no branch left on the path that tracer runs.
+#[unsafe(no_mangle)]
+static PROFILE_STOP: u32 = 0;
+
+#[inline(always)]
+fn stop_after(part: u32) -> bool {
+    let stop = unsafe { core::ptr::read_volatile(&PROFILE_STOP) };
+    stop != 0 && stop <= part
+}
+
 #[uprobe]
 pub fn tracer_probe(ctx: ProbeContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
-    if !is_traced(tgid) {
+    if !is_traced(tgid) || stop_after(PART_FILTER) {
         return 0;
     }
     let slot = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
     let Some(spec) = SLOTS.get(slot) else {
         return 0;
     };
-    // A copy of the registers, so argument n can be picked with a runtime index.
-    let regs: [u64; PT_REGS_WORDS] =
-        unsafe { bpf_probe_read_kernel(ctx.as_ptr() as *const [u64; PT_REGS_WORDS]) }
-            .unwrap_or([0; PT_REGS_WORDS]);
-    let window = copy_window(&regs, spec);
+    let regs = Regs::of(&ctx);
+    if stop_after(PART_REGISTERS) {
+        return 0;
+    }
+    let (object, window) = copy_window(regs, spec);
+    if stop_after(PART_WINDOW) {
+        return 0;
+    }
     if spec.device_field != 0 {
-        let handle = read_path(&regs, window, &spec.fields[0]).unwrap_or(0);
+        let handle = read_path(regs, window, &spec.fields[0]).unwrap_or(0);
         if handle != 0 {
-            let key = DeviceKey {
-                tgid: tgid as u64,
-                handle,
-            };
-            if spec.flags & SLOT_FORGETS_DEVICE != 0 {
-                let _ = DEVICES_SEEN.remove(&key);
-            } else if unsafe { DEVICES_SEEN.get(&key) }.is_none() && describe_device(tgid, handle) {
-                let _ = DEVICES_SEEN.insert(&key, &1, 0);
-            }
+            ensure_described(tgid, handle, spec.flags & SLOT_FORGETS_DEVICE != 0);
         }
     }
+    if stop_after(PART_DEVICE) {
+        return 0;
+    }
     let valid = if spec.tail != 0 {
-        emit_with_tail(&regs, window, spec, slot, pid_tgid)
+        emit_with_tail(regs, object, window, spec, slot, pid_tgid)
     } else {
         let Some(mut entry) = EVENTS.reserve::<RawEvent>(0) else {
             return lost(&ctx, slot, tgid);
         };
-        let valid = fill(entry.as_mut_ptr(), &regs, window, spec, slot, pid_tgid);
+        if stop_after(PART_RESERVE) {
+            entry.discard(BPF_RB_NO_WAKEUP);
+            return 0;
+        }
+        let valid = fill(
+            entry.as_mut_ptr(),
+            regs,
+            object,
+            window,
+            spec,
+            slot,
+            pid_tgid,
+        );
+        if stop_after(PART_VALUES) {
+            entry.discard(BPF_RB_NO_WAKEUP);
+            return 0;
+        }
         entry.submit(wakeup_flags());
         Some(valid)
     };
@@ -235,7 +399,8 @@ fn lost(ctx: &ProbeContext, slot: u32, tgid: u32) -> u32 {
 #[inline(always)]
 fn fill(
     ev: *mut RawEvent,
-    regs: &[u64; PT_REGS_WORDS],
+    regs: Regs,
+    object: u64,
     window: Option<*const u8>,
     spec: &SlotSpec,
     slot: u32,
@@ -258,6 +423,7 @@ fn fill(
         (*ev).pid = (pid_tgid >> 32) as u32;
         (*ev).tid = pid_tgid as u32;
         (*ev).ts_ns = bpf_ktime_get_ns();
+        (*ev).object = object;
         (*ev).nvalues = spec.nfields as u16;
         (*ev).valid = valid;
     }
@@ -268,7 +434,8 @@ fn fill(
 /// (cut at [`TAIL_BYTES`]). Not on the allocation hot path: only slots that ask for it.
 #[inline(always)]
 fn emit_with_tail(
-    regs: &[u64; PT_REGS_WORDS],
+    regs: Regs,
+    object: u64,
     window: Option<*const u8>,
     spec: &SlotSpec,
     slot: u32,
@@ -279,6 +446,7 @@ fn emit_with_tail(
     let valid = fill(
         unsafe { core::ptr::addr_of_mut!((*ev).event) },
         regs,
+        object,
         window,
         spec,
         slot,
@@ -442,15 +610,20 @@ fn debugging() -> bool {
     config(CFG_FLAGS) & FLAG_DEBUG != 0
 }
 
-/// Copies the slot's window of user memory into this CPU's scratch, in one read.
+/// The slot's object (its window's base: the `Buffer*` argument, or the object it points
+/// to) and a copy of its window of user memory in this CPU's scratch, in one read. A slot
+/// with an object but no window (a free matched by its object) reads at most the pointer.
 #[inline(always)]
-fn copy_window(regs: &[u64; PT_REGS_WORDS], spec: &SlotSpec) -> Option<*const u8> {
+fn copy_window(regs: Regs, spec: &SlotSpec) -> (u64, Option<*const u8>) {
+    let object = read_path(regs, None, &spec.window).unwrap_or(0);
     let len = spec.window_len as usize;
-    if len == 0 || len > WINDOW_BYTES {
-        return None;
+    if len == 0 || len > WINDOW_BYTES || object == 0 {
+        return (object, None);
     }
-    let start = read_path(regs, None, &spec.window)?.wrapping_add(spec.window_off as i64 as u64);
-    let scratch = WINDOW.get_ptr_mut(0)?;
+    let start = object.wrapping_add(spec.window_off as i64 as u64);
+    let Some(scratch) = WINDOW.get_ptr_mut(0) else {
+        return (object, None);
+    };
     let rc = unsafe {
         aya_ebpf::helpers::generated::bpf_probe_read_user(
             scratch as *mut core::ffi::c_void,
@@ -458,12 +631,12 @@ fn copy_window(regs: &[u64; PT_REGS_WORDS], spec: &SlotSpec) -> Option<*const u8
             start as *const core::ffi::c_void,
         )
     };
-    (rc == 0).then_some(scratch as *const u8)
+    (object, (rc == 0).then_some(scratch as *const u8))
 }
 
 /// Follows one [`FieldPath`] from the saved registers (or from the window copy).
 #[inline(always)]
-fn read_path(regs: &[u64; PT_REGS_WORDS], window: Option<*const u8>, f: &FieldPath) -> Option<u64> {
+fn read_path(regs: Regs, window: Option<*const u8>, f: &FieldPath) -> Option<u64> {
     let mut first = 0;
     let mut v: u64 = if f.arg == ARG_WINDOW {
         let at = (f.offsets[0] as u32 as usize) & (WINDOW_BYTES - 1);
@@ -475,12 +648,7 @@ fn read_path(regs: &[u64; PT_REGS_WORDS], window: Option<*const u8>, f: &FieldPa
             mask(raw, f.width)
         }
     } else {
-        let w = f.arg as usize;
-        if w < PT_REGS_WORDS {
-            regs[w]
-        } else {
-            0
-        }
+        regs.word(f.arg)
     };
     for s in first..MAX_STEPS {
         if s as u8 >= f.steps {
@@ -583,6 +751,7 @@ fn emit_lifecycle(slot: u32, pid: u32, a: u64, b: u64) {
         (*ev).pid = pid;
         (*ev).tid = pid;
         (*ev).ts_ns = bpf_ktime_get_ns();
+        (*ev).object = 0;
         (*ev).nvalues = 2;
         (*ev).valid = 3;
     }
@@ -597,7 +766,7 @@ fn emit_lifecycle(slot: u32, pid: u32, a: u64, b: u64) {
 pub fn tracer_loader(_ctx: ProbeContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
-    if unsafe { TRACKED.get(&tgid) }.is_none() {
+    if state_of(tgid) != TRACKED {
         return 0;
     }
     let Some(mut entry) = EVENTS.reserve::<RawEvent>(0) else {
@@ -614,6 +783,7 @@ pub fn tracer_loader(_ctx: ProbeContext) -> u32 {
         (*ev).pid = tgid;
         (*ev).tid = pid_tgid as u32;
         (*ev).ts_ns = bpf_ktime_get_ns();
+        (*ev).object = 0;
         (*ev).nvalues = 0;
         (*ev).valid = 0;
     }
@@ -643,7 +813,7 @@ pub fn tracer_fork(ctx: RawTracePointContext) -> u32 {
         return 0;
     }
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if unsafe { TRACKED.get(&tgid) }.is_none() {
+    if state_of(tgid) != TRACKED {
         return 0;
     }
     let child_task: u64 = ctx.arg(1);
@@ -653,7 +823,9 @@ pub fn tracer_fork(ctx: RawTracePointContext) -> u32 {
         return 0;
     }
     // No event: a child announces itself with its first runtime call.
-    let _ = TRACKED.insert(&child, &1, 0);
+    if let Some(state) = process_state(child) {
+        unsafe { *state = TRACKED };
+    }
     0
 }
 
@@ -667,12 +839,13 @@ pub fn tracer_exit(_ctx: RawTracePointContext) -> u32 {
     if pid != tgid {
         return 0;
     }
-    let all = config(CFG_FLAGS) & FLAG_ALL_PROCESSES != 0;
-    let tracked = unsafe { TRACKED.get(&tgid) }.is_some();
-    if tracked {
-        let _ = TRACKED.remove(&tgid);
-    }
-    if tracked || all {
+    // Processes that never used the runtime (every process on the machine, under --all)
+    // leave no record: userspace would drop it.
+    let Some(state) = process_state(tgid) else {
+        return 0;
+    };
+    if unsafe { *state } != UNTRACKED {
+        unsafe { *state = UNTRACKED };
         emit_lifecycle(SLOT_PROCESS_EXIT, tgid, 0, 0);
     }
     0

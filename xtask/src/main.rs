@@ -257,9 +257,19 @@ fn test() -> Result<()> {
 }
 
 /// The benchmark lives in the tests crate (tests/src/bin/bench/), not in the shipped binary;
-/// it measures the library and runs the built tracer.
+/// it measures the library and runs the built tracer. `--ttnn VERSION` picks the release
+/// (default 0.81.1; 0.75.0 is the older layout era, whose frees read no user memory).
 fn bench(args: &[String]) -> Result<()> {
-    setup("")?;
+    let mut args = args.to_vec();
+    let mut era = "0.81.1".to_string();
+    if let Some(i) = args.iter().position(|a| a == "--ttnn") {
+        era = args
+            .get(i + 1)
+            .cloned()
+            .context("--ttnn needs a version, e.g. --ttnn 0.75.0")?;
+        args.drain(i..i + 2);
+    }
+    setup(if era == "0.81.1" { "" } else { "--releases" })?;
     build()?;
     status(
         mock_env(&mut Command::new("cargo"))
@@ -275,7 +285,7 @@ fn bench(args: &[String]) -> Result<()> {
                 "--",
             ])
             .arg("--python")
-            .arg(python("0.81.1"))
+            .arg(python(&era))
             .args(args),
     )
 }

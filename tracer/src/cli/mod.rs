@@ -41,7 +41,8 @@ enum Command {
         #[arg(long, value_name = "SECONDS")]
         at: Option<f64>,
     },
-    /// Convert a recording: Chrome/Perfetto trace JSON, CSV (one row per event) or SQLite.
+    /// Convert a recording: Chrome/Perfetto trace JSON, CSV (one row per event), SQLite, an
+    /// offline HTML page, or a PyTorch memory snapshot.
     Export {
         file: PathBuf,
         #[arg(long, value_enum)]
@@ -82,6 +83,19 @@ enum Command {
         /// Every process that maps the runtime library, now or later.
         #[arg(long)]
         all: bool,
+    },
+    /// What a running process holds now, read from its own memory (no probes): per chip and
+    /// buffer type, and every buffer.
+    Snapshot {
+        /// The process to read.
+        #[arg(long)]
+        pid: u32,
+        /// The tracer.summary/1 JSON (plus a "snapshot" object) instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The runtime library (default: the one the process maps).
+        #[arg(long)]
+        lib: Option<PathBuf>,
     },
     /// Check kernel, permissions and the runtime library; print the probe plan and layout.
     Doctor {
@@ -160,6 +174,10 @@ enum Format {
     Chrome,
     Csv,
     Sqlite,
+    /// One self-contained page: memory over time per chip, peaks, OOMs, top holders.
+    Html,
+    /// The pickle of torch.cuda.memory._snapshot(), for PyTorch's memory tools.
+    PytorchSnapshot,
 }
 
 impl From<Format> for ExportFormat {
@@ -168,6 +186,8 @@ impl From<Format> for ExportFormat {
             Format::Chrome => ExportFormat::Chrome,
             Format::Csv => ExportFormat::Csv,
             Format::Sqlite => ExportFormat::Sqlite,
+            Format::Html => ExportFormat::Html,
+            Format::PytorchSnapshot => ExportFormat::PytorchSnapshot,
         }
     }
 }
@@ -200,5 +220,6 @@ pub fn main() -> Result<i32> {
             output,
         } => offline::export(&file, format.into(), &output),
         Command::Doctor { lib, pid, cmd } => doctor::doctor(lib, pid, cmd),
+        Command::Snapshot { pid, json, lib } => session::snapshot::snapshot(pid, json, lib),
     }
 }

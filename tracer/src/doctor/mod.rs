@@ -174,6 +174,21 @@ pub fn doctor(lib: Option<PathBuf>, pid: Option<u32>, cmd: Vec<String>) -> Resul
                          (reserved falls back to requested bytes)"
                     ),
                 }
+                match &plan.held {
+                    Ok(h) => {
+                        println!(
+                            "  live buffers (snapshot, seed of a mid-run attach): {}",
+                            h.describe()
+                        );
+                        for f in &h.provenance {
+                            println!("    {}: {}", f.field, f.describe());
+                        }
+                    }
+                    Err(e) => println!(
+                        "  live buffers: NOT readable from a process's memory: {e} (a mid-run \
+                         attach seeds from tt-metal's SHM tracker; no snapshot)"
+                    ),
+                }
                 match &plan.core_ranges {
                     Ok(l) => {
                         println!("  circular buffers: core ranges {}", l.describe());

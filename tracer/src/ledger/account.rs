@@ -25,6 +25,9 @@ pub struct DeviceAccount {
     /// [`super::EventKind::Seed`]); they count in `requested` and, lacking a per-bank
     /// footprint, as the same figure in `reserved`.
     pub seeded: Amounts,
+    /// Buffers the seed read from the process's own allocators (their bytes are in `seeded`,
+    /// and they are live buffers like any other: no `seeded_left`).
+    pub seeded_buffers: u64,
     /// What is left of `seeded` after frees of pre-attach buffers and closes.
     pub seeded_left: Amounts,
     /// Frees of buffers allocated before the attach, and their `requested` bytes.
@@ -42,6 +45,14 @@ impl DeviceAccount {
         self.reserved.0[i] += reserved;
         self.peak_requested.0[i] = self.peak_requested.0[i].max(self.requested.0[i]);
         self.peak_reserved.0[i] = self.peak_reserved.0[i].max(self.reserved.0[i]);
+    }
+
+    /// Like `add`, without moving the high-water marks.
+    pub(super) fn add_quietly(&mut self, kind: BufferType, requested: u64, reserved: u64) {
+        let i = kind.index();
+        self.live_buffers += 1;
+        self.requested.0[i] += requested;
+        self.reserved.0[i] += reserved;
     }
 
     pub(super) fn seed(&mut self, kind: BufferType, requested: u64) {

@@ -102,6 +102,14 @@ pub struct ProcessLedger {
     /// Sites announced for the next allocation of (device object, unique id).
     sites: FastMap<(u64, u64), Arc<Site>>,
     live: FastMap<(u64, u64), HeldBuffer>,
+    /// Live buffers that came from a read of the process's memory ([`EventKind::Held`]), not
+    /// from an allocation the probes saw.
+    held_keys: rustc_hash::FxHashSet<(u64, u64)>,
+    /// When the read of the process's memory ended (0: no such seed).
+    pub seed_read_ns: u64,
+    /// Buffers both read at the attach and seen allocated by the probes (the allocation raced
+    /// with the read; counted once, as an allocation).
+    pub seed_raced: u64,
     /// Peaks whose holders are not taken yet: releases skip the peak bookkeeping while there
     /// are none (the common case once a session's high-water marks are set).
     pending_peaks: usize,
@@ -135,7 +143,18 @@ impl ProcessLedger {
         }
     }
 
+    /// Takes a live buffer off the books without counting a deallocation.
+    fn forget(&mut self, key: (u64, u64)) {
+        if let Some(held) = self.live.remove(&key) {
+            for chip in &held.device.chips {
+                let acct = self.devices.entry(*chip).or_default();
+                acct.remove(held.buffer.kind, held.buffer.size, held.reserved);
+            }
+        }
+    }
+
     fn release(&mut self, key: (u64, u64), at_ns: u64, outcome: Option<Outcome>) -> bool {
+        self.held_keys.remove(&key);
         if self.pending_peaks > 0 {
             let Some(kind) = self.live.get(&key).map(|h| h.buffer.kind) else {
                 return false;
@@ -251,17 +270,42 @@ impl Ledger {
                 p.sites
                     .insert((*device, *unique_id), Arc::new(site.clone()));
             }
-            EventKind::Alloc { device, buffer } => {
+            EventKind::Alloc { device, buffer } | EventKind::Held { device, buffer } => {
+                let seen = matches!(ev.kind, EventKind::Alloc { .. });
                 let pages = p.shard_pages.remove(&(device.handle, buffer.unique_id));
                 let reserved = p.reserved_for(buffer, pages);
                 let key = (device.handle, buffer.unique_id);
-                // The same key twice means we missed the free: drop the stale record first.
-                p.release(key, ev.ts_ns, None);
+                if p.held_keys.remove(&key) {
+                    // Read from the process's memory, and its allocation seen too (it raced
+                    // with the read): one buffer, replaced by what the probe saw.
+                    p.forget(key);
+                    p.seed_raced += 1;
+                } else {
+                    // The same key twice means we missed the free: drop the stale record.
+                    p.release(key, ev.ts_ns, None);
+                }
+                if !seen {
+                    p.held_keys.insert(key);
+                    p.seed_read_ns = p.seed_read_ns.max(ev.ts_ns);
+                }
+                // An allocation the probes saw before the read ended is applied after the
+                // seed, out of time order: the seed may hold it already, or it was freed
+                // before the read. Either way it sets no high-water mark.
+                let peaks = !seen || ev.ts_ns > p.seed_read_ns;
                 for chip in &device.chips {
                     let acct = p.devices.entry(*chip).or_default();
                     let before = acct.peak_reserved.get(buffer.kind);
-                    acct.add(buffer.kind, buffer.size, reserved);
-                    acct.allocations += 1;
+                    if peaks {
+                        acct.add(buffer.kind, buffer.size, reserved);
+                    } else {
+                        acct.add_quietly(buffer.kind, buffer.size, reserved);
+                    }
+                    if seen {
+                        acct.allocations += 1;
+                    } else {
+                        acct.seeded.0[buffer.kind.index()] += buffer.size;
+                        acct.seeded_buffers += 1;
+                    }
                     if acct.reserved.get(buffer.kind) > before {
                         p.new_peak(*chip, buffer.kind, ev.ts_ns);
                     }

@@ -703,3 +703,71 @@ fn an_announced_site_sticks_to_its_buffer_only() {
     assert_eq!(p.held(MESH, 1).unwrap().site.as_deref(), Some(&site));
     assert_eq!(p.held(MESH, 2).unwrap().site, None);
 }
+
+/// A seed read from the process's memory: real buffers, reconciled by key with the events
+/// that raced with the read (an allocation seen by the probes AND found by the read is one
+/// buffer; a free of a read buffer is an ordinary free; a free of a buffer the read missed,
+/// because it was freed first, is a pre-attach free).
+#[test]
+fn a_seed_of_real_buffers_reconciles_with_racing_events() {
+    let mut l = blackhole();
+    l.apply(&attached(Some("memory")));
+    let held = |uid, size| {
+        ev(
+            2,
+            EventKind::Held {
+                device: mesh(),
+                buffer: buf(uid, size, 2048, BufferType::Dram),
+            },
+        )
+    };
+    for uid in 1..=3 {
+        l.apply(&held(uid, 2_097_152));
+    }
+    // uid 3 was allocated just after the probes went live, before the read found it.
+    l.apply(&ev(
+        3,
+        EventKind::Alloc {
+            device: mesh(),
+            buffer: buf(3, 2_097_152, 2048, BufferType::Dram),
+        },
+    ));
+    // uid 1 is freed: the read had it.
+    l.apply(&ev(
+        4,
+        EventKind::Free {
+            device: mesh(),
+            buffer: buf(1, 2_097_152, 2048, BufferType::Dram),
+        },
+    ));
+    // uid 0 was allocated before the attach and freed before the read.
+    l.apply(&ev(
+        5,
+        EventKind::Free {
+            device: mesh(),
+            buffer: buf(0, 4096, 2048, BufferType::Dram),
+        },
+    ));
+    let p = &l.processes[&7];
+    assert_eq!(p.unknown_frees, 1);
+    for chip in mesh().chips {
+        let d = &p.devices[&chip];
+        assert_eq!(d.live_buffers, 2, "chip {chip}");
+        assert_eq!(d.requested.get(BufferType::Dram), 2 * 2_097_152);
+        assert_eq!(d.reserved.get(BufferType::Dram), 2 * 2_097_152);
+        assert_eq!((d.allocations, d.deallocations), (1, 2));
+        assert_eq!(d.seeded_buffers, 3);
+        assert_eq!(d.seeded.get(BufferType::Dram), 3 * 2_097_152);
+    }
+    // Later frees of read buffers are exact: nothing unknown.
+    let mut l2 = l.clone();
+    l2.apply(&ev(
+        9,
+        EventKind::Free {
+            device: mesh(),
+            buffer: buf(2, 2_097_152, 2048, BufferType::Dram),
+        },
+    ));
+    assert_eq!(l2.processes[&7].unknown_frees, 1);
+    assert_eq!(l2.processes[&7].devices[&0].live_buffers, 1);
+}

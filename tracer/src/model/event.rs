@@ -163,6 +163,13 @@ pub enum EventKind {
         unique_id: u64,
         site: Site,
     },
+    /// A buffer the process held when tracer read its memory (`snapshot`, the seed of a mid-run
+    /// attach): live, allocated before tracer looked (not counted as an allocation). A sharded
+    /// one is announced by a [`EventKind::ShardFootprint`] first, like an `Alloc`.
+    Held {
+        device: DeviceRef,
+        buffer: BufferInfo,
+    },
 }
 
 /// A rectangle of cores, corners included (tt-metal's `CoreRange`).

@@ -11,7 +11,7 @@ use crate::runtime::{
     calibrate::{calibrate, pretty},
     core_ranges,
     elf::Library,
-    symbols as sym,
+    held, symbols as sym,
 };
 
 pub fn build(lib: &Library) -> Result<ProbePlan> {
@@ -120,6 +120,7 @@ pub fn build(lib: &Library) -> Result<ProbePlan> {
     let core_ranges = circular_buffers(lib, &mut probes, &mut warnings);
     let call_stacks = lifecycle::call_stacks(lib);
     let vptr_of = |m: &str| lib.symbol(m).map(|s| s.address + 16);
+    let held = held::calibrate(lib, layout.mesh_devices.as_ref().map(|(h, _)| h.as_slice()));
     Ok(ProbePlan {
         library: lib.path.clone(),
         build_id: lib.build_id.clone(),
@@ -130,6 +131,7 @@ pub fn build(lib: &Library) -> Result<ProbePlan> {
         warnings,
         call_stacks,
         allocator,
+        held,
         core_ranges,
         mid_run: false,
     })

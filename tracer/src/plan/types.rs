@@ -3,7 +3,9 @@ use std::path::PathBuf;
 
 use tracer_common::SlotSpec;
 
-use crate::runtime::{allocator::AllocatorLayout, calibrate::Layout, core_ranges::CoreRangeLayout};
+use crate::runtime::{
+    allocator::AllocatorLayout, calibrate::Layout, core_ranges::CoreRangeLayout, held::HeldLayout,
+};
 
 /// What a probed function means to the ledger.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +71,9 @@ pub struct ProbePlan {
     /// Paths to the allocator geometry in a live process (read after a mid-run attach), or
     /// which symbol or pattern failed to calibrate.
     pub allocator: Result<AllocatorLayout, String>,
+    /// Paths from a device object to the buffers its allocators hold (what a process holds
+    /// is read from its memory: `snapshot`, the seed of a mid-run attach), or why not.
+    pub held: Result<HeldLayout, String>,
     /// How core ranges are laid out (circular buffers are tracked with it), or why not.
     pub core_ranges: Result<CoreRangeLayout, String>,
     /// Set by `attach` before the probes go live: the processes may have opened their devices
@@ -85,6 +90,21 @@ impl ProbePlan {
             layout: self.layout.describe(),
             call_stacks: self.call_stacks.clone(),
         }
+    }
+
+    /// Frees are matched to their allocation by the buffer's object alone: every process the
+    /// plan traces is seen from its first allocation on (not attached mid-run).
+    pub fn free_by_pointer(&self) -> bool {
+        !self.mid_run
+    }
+
+    /// What the eBPF program reads at slot `slot`'s hits.
+    pub fn slot_spec(&self, slot: usize) -> SlotSpec {
+        let p = &self.probes[slot];
+        if p.role == Role::Free && self.free_by_pointer() {
+            return super::kinds::buffer::object_spec(&p.spec);
+        }
+        p.spec
     }
 
     pub fn role(&self, slot: u32) -> Option<Role> {

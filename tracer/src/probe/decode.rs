@@ -4,7 +4,7 @@ use tracer_common::{RawDevice, RawEvent, RawStack, RawTailEvent, SLOT_PROCESS_EX
 
 use super::devices::{DeviceResolver, Vptrs};
 use crate::{
-    model::{CircularBuffer, DeviceRef, Event, EventKind, Site},
+    model::{BufferInfo, CircularBuffer, DeviceRef, Event, EventKind, Site},
     plan::{
         kinds::{self, Hit, Values},
         ProbePlan, Role,
@@ -46,6 +46,12 @@ pub struct Decoder {
     resolvers: rustc_hash::FxHashMap<u32, Resolver>,
     /// Allocations that came with a stack none of whose frames could be resolved.
     pub unresolved_stacks: u64,
+    /// Live buffers by process and `Buffer*`, where frees read only the pointer
+    /// ([`ProbePlan::free_by_pointer`]): what a free is.
+    by_object: rustc_hash::FxHashMap<(u32, u64), (u64, BufferInfo)>,
+    /// Frees (by pointer) of buffers whose allocation never arrived (lost in a full ring
+    /// buffer, or made before a fork): not in the ledger.
+    pub unmatched_frees: u64,
 }
 
 impl Decoder {
@@ -66,6 +72,8 @@ impl Decoder {
             stacks: Default::default(),
             resolvers: Default::default(),
             unresolved_stacks: 0,
+            by_object: Default::default(),
+            unmatched_frees: 0,
             plan,
         }
     }
@@ -220,6 +228,7 @@ impl Decoder {
             self.resolver.forget_process(raw.pid);
             self.geometry_gone(raw.pid);
             self.forget_cbs(raw.pid);
+            self.by_object.retain(|(pid, _), _| *pid != raw.pid);
             // Only processes that used the runtime have a ledger worth closing.
             if !self.seen.contains(&raw.pid) {
                 return None;
@@ -227,6 +236,15 @@ impl Decoder {
             return Some(event(EventKind::ProcessExit { code: None }));
         }
         let role = self.plan.role(raw.slot)?;
+        let by_pointer = self.plan.free_by_pointer();
+        if role == Role::Free && by_pointer {
+            let Some((device, buffer)) = self.by_object.remove(&(raw.pid, raw.object)) else {
+                self.unmatched_frees += 1;
+                return None;
+            };
+            let device = self.device(raw.pid, device);
+            return Some(event(EventKind::Free { device, buffer }));
+        }
         let mut values = Values::new(&raw.values, raw.nvalues as usize, raw.valid);
         if let Some((bytes, total)) = tail {
             values = values.with_tail(bytes, total);
@@ -256,6 +274,10 @@ impl Decoder {
                         site,
                     }));
                 }
+                if alloc && by_pointer {
+                    self.by_object
+                        .insert((raw.pid, raw.object), (device, buffer.clone()));
+                }
                 let device = self.device(raw.pid, device);
                 if alloc {
                     EventKind::Alloc { device, buffer }
@@ -264,6 +286,9 @@ impl Decoder {
                 }
             }
             Hit::Close { device: handle } => {
+                // The close frees its buffers (the ledger drops them); their pointers go too.
+                self.by_object
+                    .retain(|(pid, _), (d, _)| *pid != raw.pid || *d != handle);
                 let device = self.device(raw.pid, handle);
                 self.resolver.forget(raw.pid, handle);
                 EventKind::DeviceClose { device }

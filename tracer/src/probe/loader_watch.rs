@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, Context, Result};
 use aya::{
-    maps::{Array, HashMap, MapData, RingBuf},
+    maps::{Array, MapData, RingBuf},
     programs::{RawTracePoint, UProbe},
     Ebpf,
 };
@@ -41,13 +41,14 @@ pub struct LoaderWatch {
     stopped: Vec<u32>,
     /// Hook hits so far (each one stopped a process once).
     pub hits: u64,
+    processes: super::processes::ProcessStates,
 }
 
 impl LoaderWatch {
     /// Probes `linker`'s hook for the processes given to [`Self::track`] and their descendants.
     pub fn attach(linker: &Path) -> Result<Self> {
         let mut ebpf =
-            super::load_object().map_err(|e| anyhow!("cannot load the eBPF programs: {e}"))?;
+            super::load_object(0).map_err(|e| anyhow!("cannot load the eBPF programs: {e}"))?;
         let task = TaskLayout::of_running_kernel()?;
         Array::<_, u64>::try_from(ebpf.map_mut("CONFIG").context("no CONFIG map")?)?.set(
             CFG_TASK_TGID_OFF,
@@ -80,6 +81,7 @@ impl LoaderWatch {
         let ring = unsafe { AsyncFd::register(ring) }
             .map_err(|e| anyhow!("cannot poll the loader ring buffer: {e}"))?;
         Ok(Self {
+            processes: super::processes::ProcessStates::of(&ebpf)?,
             ebpf,
             ring,
             stopped: Vec::new(),
@@ -88,10 +90,9 @@ impl LoaderWatch {
     }
 
     pub fn track(&mut self, pid: u32) -> Result<()> {
-        let mut m: HashMap<_, u32, u8> = HashMap::try_from(self.ebpf.map_mut("TRACKED").unwrap())?;
-        m.insert(pid, 1, 0)
-            .with_context(|| format!("cannot watch PID {pid}"))?;
-        Ok(())
+        self.processes
+            .set(pid, tracer_common::TRACKED)
+            .with_context(|| format!("cannot watch PID {pid}"))
     }
 
     /// Waits until some process stopped at the hook; returns them (to look at, then

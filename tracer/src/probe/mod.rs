@@ -4,12 +4,13 @@
 pub mod decode;
 pub mod devices;
 pub mod loader_watch;
+pub mod processes;
 pub mod self_test;
 pub mod task_layout;
 
 use anyhow::{anyhow, bail, Context, Result};
 use aya::{
-    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, MapData, PerCpuArray, RingBuf},
     programs::{
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
         RawTracePoint, UProbe,
@@ -100,14 +101,23 @@ pub fn ring_bytes(spec: &str) -> Result<u32> {
 /// offsets userspace found in the kernel's BTF, see [`task_layout`]) and without verifier
 /// logs: relocating against vmlinux BTF and logging the verifier's work took most of the
 /// attach latency.
-fn load_object() -> Result<Ebpf, aya::EbpfError> {
+fn load_object(profile_stop: u32) -> Result<Ebpf, aya::EbpfError> {
+    load_object_logged(profile_stop, aya::VerifierLogLevel::DISABLE)
+}
+
+fn load_object_logged(
+    profile_stop: u32,
+    log: aya::VerifierLogLevel,
+) -> Result<Ebpf, aya::EbpfError> {
     let mut loader = aya::EbpfLoader::new();
     loader
         .btf(None)
-        .verifier_log_level(aya::VerifierLogLevel::DISABLE);
+        .verifier_log_level(log)
+        .override_global("PROFILE_STOP", &profile_stop, true);
     if let Some(bytes) = settings().ring_bytes {
         loader.map_max_entries("EVENTS", bytes);
     }
+    loader.map_max_entries(processes::MAP, processes::entries());
     loader.load(OBJECT)
 }
 
@@ -122,6 +132,27 @@ fn load_stack_program(ebpf: &mut Ebpf) -> Result<()> {
     let mut next = aya::maps::ProgramArray::try_from(ebpf.map_mut("PROBES").unwrap())?;
     next.set(0, &probe_fd, 0)?;
     Ok(())
+}
+
+/// The last lines of the verifier's log for the probe program (loaded again with logging on,
+/// which the normal load skips for speed).
+fn verifier_log_tail(stop: u32) -> String {
+    let logged =
+        load_object_logged(stop, aya::VerifierLogLevel::VERBOSE).map_err(|e| e.to_string());
+    let failure = logged.and_then(|mut ebpf| {
+        let probe: &mut UProbe = ebpf
+            .program_mut("tracer_probe")
+            .ok_or("no tracer_probe program")?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+        match probe.load() {
+            Ok(()) => Err("(it passed when loaded again)".to_string()),
+            Err(e) => Ok(e.to_string()),
+        }
+    });
+    let text = failure.unwrap_or_else(|e| e);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
 /// Prints the programs' log records (`--debug-probes`) on stderr.
@@ -155,6 +186,7 @@ pub struct Probes {
     log: Option<aya_log::EbpfLogger<ProbeLog>>,
     /// The allocator geometry probes (mid-run attach only), removed once not needed.
     geometry_links: Vec<aya::programs::uprobe::UProbeLinkId>,
+    processes: processes::ProcessStates,
 }
 
 /// The raw tracepoints that follow the traced process tree (program, tracepoint).
@@ -169,10 +201,27 @@ pub struct Loaded {
     ebpf: Ebpf,
 }
 
+/// The parts of the probe program in the order it runs them, for [`Loaded::profiled`]: a
+/// program loaded with part N returns after it (the verifier drops the rest).
+pub const PROBE_PARTS: [&str; 6] = [
+    "process filter",
+    "registers + slot",
+    "window copy",
+    "device check",
+    "ring buffer reserve",
+    "values",
+];
+
 impl Loaded {
     pub fn new() -> Result<Self> {
+        Self::profiled(0)
+    }
+
+    /// The benchmark's profile: the probe program stops after part `stop` (1-based, see
+    /// [`PROBE_PARTS`]; 0 runs it whole).
+    pub fn profiled(stop: u32) -> Result<Self> {
         let t = std::time::Instant::now();
-        let mut ebpf = load_object().map_err(|e| {
+        let mut ebpf = load_object(stop).map_err(|e| {
             anyhow!("cannot load the eBPF programs: {e}. Is this root, on a kernel with BPF? (`tracer doctor` checks)")
         })?;
         let timing = std::env::var_os("TRACER_TIMING").is_some();
@@ -187,9 +236,12 @@ impl Loaded {
             p.load().with_context(|| format!("loading {prog}"))?;
         }
         let probe: &mut UProbe = ebpf.program_mut("tracer_probe").unwrap().try_into()?;
-        probe
-            .load()
-            .context("the kernel rejected the uprobe program")?;
+        if let Err(e) = probe.load() {
+            bail!(
+                "the kernel rejected the uprobe program ({e}); the verifier said:\n{}",
+                verifier_log_tail(stop)
+            );
+        }
         if timing {
             let insns = probe
                 .info()
@@ -256,8 +308,8 @@ impl Loaded {
             }
             let mut slots: Array<_, tracer_common::SlotSpec> =
                 Array::try_from(ebpf.map_mut("SLOTS").unwrap())?;
-            for (i, p) in plan.probes.iter().enumerate() {
-                slots.set(i as u32, p.spec, 0)?;
+            for i in 0..plan.probes.len() {
+                slots.set(i as u32, plan.slot_spec(i), 0)?;
             }
             let loaded = ebpf
                 .program("tracer_stack")
@@ -316,6 +368,7 @@ impl Loaded {
         let ring = unsafe { AsyncFd::register(ring) }
             .map_err(|e| anyhow!("cannot poll the ring buffer: {e}"))?;
         Ok(Probes {
+            processes: processes::ProcessStates::of(&ebpf)?,
             ebpf,
             ring,
             log,
@@ -333,7 +386,7 @@ impl Probes {
     /// Only the do-nothing program, on the functions of `roles` (the benchmark's baseline:
     /// the cost of the trap itself).
     pub fn attach_bare_only(plan: &ProbePlan, roles: &[Role]) -> Result<Ebpf> {
-        let mut ebpf = load_object()?;
+        let mut ebpf = load_object(0)?;
         let bare: &mut UProbe = ebpf.program_mut("tracer_bare").unwrap().try_into()?;
         bare.load()?;
         for p in plan.probes.iter().filter(|p| roles.contains(&p.role)) {
@@ -368,16 +421,24 @@ impl Probes {
 
     /// Starts reporting `pid` (and, from now on, its descendants).
     pub fn track(&mut self, pid: u32) -> Result<()> {
-        let mut m: HashMap<_, u32, u8> = HashMap::try_from(self.ebpf.map_mut("TRACKED").unwrap())?;
-        m.insert(pid, 1, 0)
-            .with_context(|| format!("cannot track PID {pid}"))?;
+        self.processes
+            .set(pid, tracer_common::TRACKED)
+            .with_context(|| format!("cannot track PID {pid}"))
+    }
+
+    /// Under `--all`: report the exit of `pid`, a process tracer attached to before it hit a
+    /// probe (the programs report exits only of processes that used the runtime).
+    pub fn watch_exit(&mut self, pid: u32) -> Result<()> {
+        if self.processes.get(pid)? == tracer_common::UNTRACKED {
+            self.processes.set(pid, tracer_common::SEEN)?;
+        }
         Ok(())
     }
 
     /// How the probes walk `pid`'s Python stack (its calibrated interpreter).
     pub fn set_python_stack(&mut self, pid: u32, spec: &PyStackSpec) -> Result<()> {
-        let mut m: HashMap<_, u32, PyStackSpec> =
-            HashMap::try_from(self.ebpf.map_mut("PYSTACKS").unwrap())?;
+        let mut m: aya::maps::HashMap<_, u32, PyStackSpec> =
+            aya::maps::HashMap::try_from(self.ebpf.map_mut("PYSTACKS").unwrap())?;
         m.insert(pid, *spec, 0)
             .with_context(|| format!("cannot set the Python stack layout of PID {pid}"))?;
         Ok(())

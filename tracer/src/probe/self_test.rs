@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 use aya::{
-    maps::{Array, HashMap, RingBuf},
+    maps::{Array, RingBuf},
     programs::{
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
         RawTracePoint, UProbe,
@@ -17,7 +17,7 @@ use aya::{
 };
 use tracer_common::{RawEvent, SlotSpec, CFG_TASK_TGID_OFF};
 
-use super::{task_layout::TaskLayout, Loaded, PROCESS_TRACEPOINTS};
+use super::{processes::ProcessStates, task_layout::TaskLayout, Loaded, PROCESS_TRACEPOINTS};
 
 /// What the uprobe test attaches to: a function that exists only for this purpose.
 #[no_mangle]
@@ -58,7 +58,7 @@ pub fn run() -> Vec<Outcome> {
     };
     if let Err(e) = track_self(&mut loaded) {
         out.push(Outcome {
-            what: "the TRACKED map takes tracer's own PID",
+            what: "the PROCESSES array takes tracer's own PID",
             result: Err(e),
         });
         return out;
@@ -76,9 +76,7 @@ pub fn run() -> Vec<Outcome> {
 
 /// Both tests watch tracer itself (the probe's process filter) and its child.
 fn track_self(loaded: &mut Loaded) -> Result<()> {
-    let map = loaded.ebpf.map_mut("TRACKED").context("no TRACKED map")?;
-    HashMap::<_, u32, u8>::try_from(map)?.insert(std::process::id(), 1, 0)?;
-    Ok(())
+    ProcessStates::of(&loaded.ebpf)?.set(std::process::id(), tracer_common::TRACKED)
 }
 
 fn uprobe_round_trip(loaded: &mut Loaded) -> Result<String> {
@@ -142,9 +140,9 @@ fn fork_and_exit(loaded: &mut Loaded, task: TaskLayout) -> Result<String> {
                 .with_context(|| format!("cannot attach to {tp}"))?,
         ));
     }
-    let tracked = |ebpf: &aya::Ebpf, pid: u32| -> Result<bool> {
-        let m = HashMap::<_, u32, u8>::try_from(ebpf.map("TRACKED").context("no TRACKED map")?)?;
-        Ok(m.get(&pid, 0).is_ok())
+    let states = ProcessStates::of(ebpf)?;
+    let tracked = |_: &aya::Ebpf, pid: u32| -> Result<bool> {
+        Ok(states.get(pid)? == tracer_common::TRACKED)
     };
     // A child that waits for its stdin to close: alive while we look, then gone.
     let mut child = Command::new("cat")

@@ -205,7 +205,7 @@ pub fn summary(ledger: &Ledger, info: &SessionInfo) -> Value {
                         "live": {"buffers": d.live_buffers, "requested": amounts(&d.requested), "reserved": amounts(&d.reserved)},
                         "peak": {"requested": amounts(&d.peak_requested), "reserved": amounts(&d.peak_reserved),
                                  "reserved_at_ns": peak_at, "holders": peak_holders},
-                        "seeded": {"requested": amounts(&d.seeded)},
+                        "seeded": {"requested": amounts(&d.seeded), "buffers": d.seeded_buffers},
                         "freed_before_attach": {"count": d.freed_before_attach, "requested": d.freed_before_attach_bytes},
                         "circular_buffers": circular_buffers(&d.circular_buffers),
                     })
@@ -249,7 +249,8 @@ pub fn summary(ledger: &Ledger, info: &SessionInfo) -> Value {
                 "attach": match &p.pre_attach {
                     None => Value::Null,
                     Some(PreAttach::Seeded(source)) => json!({"mode": "seeded", "source": source,
-                        "unknown_frees": p.unknown_frees, "unknown_free_bytes": p.unknown_free_bytes}),
+                        "unknown_frees": p.unknown_frees, "unknown_free_bytes": p.unknown_free_bytes,
+                        "raced_with_read": p.seed_raced}),
                     Some(PreAttach::SinceAttach) => json!({"mode": "since_attach",
                         "unknown_frees": p.unknown_frees, "unknown_free_bytes": p.unknown_free_bytes}),
                 },

@@ -1,15 +1,20 @@
 //! Renderers: event lines, the per-chip text summary, the `tracer.summary/1` JSON, and the
-//! exports of a recording (Chrome trace, CSV, SQLite).
+//! exports of a recording (Chrome trace, CSV, SQLite, HTML page, PyTorch memory snapshot).
 pub mod chips;
 pub mod chrome;
 pub mod csv;
 pub mod explain;
+pub mod html;
 pub mod json;
 pub mod lines;
 pub mod offline;
+pub mod pickle;
 pub mod replay;
 pub mod sqlite;
+#[cfg(test)]
+mod test_recording;
 pub mod text;
+pub mod torch_snapshot;
 
 /// Facts about the session that are not in the ledger.
 #[derive(Clone, Debug, Default)]

@@ -22,6 +22,8 @@ pub enum ExportFormat {
     Chrome,
     Csv,
     Sqlite,
+    Html,
+    PytorchSnapshot,
 }
 
 /// Converts a recording; prints what was read.
@@ -32,6 +34,8 @@ pub fn export(file: &Path, format: ExportFormat, out: &Path) -> Result<i32> {
         ExportFormat::Chrome => report::chrome::export(&rec, out),
         ExportFormat::Csv => report::csv::export(&rec, out),
         ExportFormat::Sqlite => report::sqlite::export(&rec, out),
+        ExportFormat::Html => report::html::export(&rec, out),
+        ExportFormat::PytorchSnapshot => report::torch_snapshot::export(&rec, out),
     }
     .with_context(|| format!("cannot export {} to {}", file.display(), out.display()))?;
     if let Some(t) = &read.truncated {

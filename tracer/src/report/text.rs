@@ -23,6 +23,13 @@ pub fn process_summary(p: &ProcessLedger, call_stacks: &str) -> String {
     };
     let _ = writeln!(s, "PID {} ({}) {status}", p.pid, p.command);
     match &p.pre_attach {
+        Some(PreAttach::Seeded(source)) if p.devices.values().any(|d| d.seeded_buffers > 0) => {
+            let _ = writeln!(
+                s,
+                "pre-attach state: seeded with the buffers read from {source} ({} free(s) of buffers allocated before attach and freed before the read, {} bytes)",
+                p.unknown_frees, p.unknown_free_bytes
+            );
+        }
         Some(PreAttach::Seeded(source)) => {
             let _ = writeln!(
                 s,

@@ -59,7 +59,7 @@ impl AllocatorLayout {
 }
 
 /// One source's answer: the offset it found (a chain of one load of `width` bytes).
-fn finding(source: String, offset: Option<i32>, width: u8) -> Finding {
+pub(super) fn finding(source: String, offset: Option<i32>, width: u8) -> Finding {
     Finding {
         source,
         chain: offset.map(|o| Chain::field(o, width)),
@@ -68,7 +68,7 @@ fn finding(source: String, offset: Option<i32>, width: u8) -> Finding {
 
 /// Cross-checks the sources of one value (the first that found it is used; another one that
 /// found something else is an error naming both).
-fn resolve(
+pub(super) fn resolve(
     lib: &dyn Image,
     field: &str,
     findings: Vec<Finding>,

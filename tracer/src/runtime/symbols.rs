@@ -127,3 +127,33 @@ pub const CORE_RANGE_SET_RANGES: &str = "_ZNK2tt8tt_metal12CoreRangeSet6rangesEv
 pub const CORE_RANGE_SET_NUM_CORES: &str = "_ZNK2tt8tt_metal12CoreRangeSet9num_coresEv";
 pub const CORE_RANGE_SIZE: &str = "_ZNK2tt8tt_metal9CoreRange4sizeEv";
 pub const CORE_RANGE_GRID_SIZE: &str = "_ZNK2tt8tt_metal9CoreRange9grid_sizeEv";
+
+/// The hops from a device object to the buffers its allocators hold (runtime/held.rs):
+/// `MeshDevice::allocator_impl() const` hands on to its implementation object's, which asks the
+/// sub-device manager tracker for its default manager and that manager for its allocator;
+/// `Device::allocator_impl() const` returns its own allocator member.
+pub const MESH_ALLOCATOR_IMPL: &str = "_ZNK2tt8tt_metal11distributed10MeshDevice14allocator_implEv";
+pub const MESH_IMPL_ALLOCATOR_IMPL: &str =
+    "_ZNK2tt8tt_metal11distributed14MeshDeviceImpl14allocator_implEv";
+pub const TRACKER_DEFAULT_MANAGER: &str =
+    "_ZNK2tt8tt_metal23SubDeviceManagerTracker30get_default_sub_device_managerEv";
+pub const SUB_DEVICE_MANAGER_ALLOCATOR: &str =
+    "_ZNK2tt8tt_metal16SubDeviceManager9allocatorEN4ttsl10StrongTypeIhNS0_14SubDeviceIdTagEEE";
+pub const DEVICE_ALLOCATOR_IMPL: &str = "_ZNK2tt8tt_metal6Device14allocator_implEv";
+/// The allocator's set of allocated buffers: copied by `get_allocated_buffers() const`, its
+/// element count returned by `get_num_allocated_buffers() const`.
+pub const ALLOCATOR_ALLOCATED_BUFFERS: &str =
+    "_ZNK2tt8tt_metal13AllocatorImpl21get_allocated_buffersEv";
+pub const ALLOCATOR_NUM_ALLOCATED_BUFFERS: &str =
+    "_ZNK2tt8tt_metal13AllocatorImpl25get_num_allocated_buffersEv";
+/// Second sources of the same hops: the default manager's id goes through the tracker and the
+/// default manager too; `sub_device_allocator` offsets into the allocators vector; the
+/// per-sub-device `Device::allocator_impl` returns the same member.
+pub const MESH_IMPL_DEFAULT_MANAGER_ID: &str =
+    "_ZNK2tt8tt_metal11distributed14MeshDeviceImpl33get_default_sub_device_manager_idEv";
+pub const TRACKER_DEFAULT_MANAGER_ID: &str =
+    "_ZNK2tt8tt_metal23SubDeviceManagerTracker33get_default_sub_device_manager_idEv";
+pub const SUB_DEVICE_ALLOCATOR: &str =
+    "_ZN2tt8tt_metal16SubDeviceManager20sub_device_allocatorEN4ttsl10StrongTypeIhNS0_14SubDeviceIdTagEEE";
+pub const DEVICE_ALLOCATOR_IMPL_OF: &str =
+    "_ZNK2tt8tt_metal6Device14allocator_implEN4ttsl10StrongTypeIhNS0_14SubDeviceIdTagEEE";

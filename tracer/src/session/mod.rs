@@ -1,6 +1,7 @@
 //! A live session: what `run`, `attach` and `top` do, wiring the stages into one pipeline
 //! (see [`pipeline`]). Attach-only work lives in [`attach`], the launch in [`launch`].
 pub mod attach;
+pub mod held;
 pub mod launch;
 mod library_watch;
 pub mod pipeline;
@@ -8,6 +9,7 @@ pub mod run;
 mod seeding;
 pub mod sink;
 mod sinks;
+pub mod snapshot;
 pub mod source;
 pub mod top;
 

@@ -156,12 +156,17 @@ impl Session {
     /// Opens the ledger of `pid`, which was running before probe set `set` saw it: its start,
     /// and what it held before (seeded where the runtime can tell).
     pub fn join_mid_run(&mut self, set: usize, pid: u32) {
-        let decoder = &mut self.source.set_mut(set).decoder;
+        let probe_set = self.source.set_mut(set);
+        // Its exit ends its ledger, even if it never calls the runtime again.
+        if let Err(e) = probe_set.probes.watch_exit(pid) {
+            eprintln!("tracer: warning: the exit of PID {pid} may go unseen: {e:#}");
+        }
+        let decoder = &mut probe_set.decoder;
         decoder.announce(pid);
         decoder.attached(pid);
+        let seed = seeding::read(pid, decoder.plan());
         // Its interpreter runs already: its stacks can be read from its next allocation.
         self.source.python(set, pid);
-        let seed = seeding::read(pid);
         for ev in &seed.events {
             self.apply(ev);
         }
@@ -377,6 +382,13 @@ fn decoder_warnings(source: &Source) -> Vec<String> {
              interleaved, which is lower than what the allocator holds (it reserves a whole \
              shard in every bank); `requested` is exact",
             first.sharded_allocations
+        ));
+    }
+    if first.unmatched_frees > 0 {
+        v.push(format!(
+            "{} free(s) of buffers whose allocation tracer never received (lost events?): \
+             not counted",
+            first.unmatched_frees
         ));
     }
     if first.undescribed > 0 {

@@ -2,8 +2,10 @@
 //! it twice nor loses what raced with the read.
 use std::collections::{BTreeMap, HashMap};
 
+use super::held;
 use crate::{
     model::{BufferType, Event, EventKind},
+    plan::ProbePlan,
     probe::monotonic_ns,
     runtime::{process::command_line, shm},
 };
@@ -13,8 +15,9 @@ pub const SHM_SOURCE: &str = "tt-metal SHM tracker";
 
 /// A process's opening events, read when tracer attached to it mid-run.
 pub struct Seed {
-    /// Its start, and what came before the attach: seeded from tt-metal's SHM tracker when the
-    /// process has one, else marked "since attach".
+    /// Its start, and what came before the attach: the buffers read from its memory, else
+    /// seeded from tt-metal's SHM tracker when the process has one, else marked "since
+    /// attach".
     pub events: Vec<Event>,
     /// CLOCK_MONOTONIC before and after the read (see [`SeedCutoffs`]).
     pub read_between: Option<(u64, u64)>,
@@ -22,15 +25,83 @@ pub struct Seed {
     pub note: String,
 }
 
-/// Reads what `pid` held before the attach. The probes must be live already: calls whose probe
-/// fired before the read began have updated the tracker by the time it is read (the update
-/// follows the probe within microseconds).
-pub fn read(pid: u32) -> Seed {
+/// Reads what `pid` held before the attach. The probes must be live already, so that every
+/// allocation and free the read may miss or see half-done has an event.
+///
+/// From the process's own allocators where its memory can be read: real buffers, reconciled
+/// with the racing events by key in the ledger (no cut-off needed); the SHM tracker, when the
+/// process has one, only cross-checks them. Otherwise the SHM tracker's byte totals, or
+/// nothing ("since attach").
+pub fn read(pid: u32, plan: &ProbePlan) -> Seed {
     let ts_ns = monotonic_ns();
     let ev = |kind| Event { ts_ns, pid, kind };
-    let mut events = vec![ev(EventKind::ProcessStart {
+    let start = ev(EventKind::ProcessStart {
         command: command_line(pid),
-    })];
+    });
+    // TRACER_SEED=shm: the seed of releases whose allocators cannot be read, on any release
+    // (to compare the two).
+    let from_memory = if std::env::var("TRACER_SEED").is_ok_and(|v| v == "shm") {
+        Err(anyhow::anyhow!("TRACER_SEED=shm"))
+    } else {
+        held::read(pid, plan)
+    };
+    match from_memory {
+        Ok(read) => {
+            let mut events = vec![
+                start,
+                ev(EventKind::Attached {
+                    seeded_from: Some(held::MEMORY_SOURCE.into()),
+                }),
+            ];
+            events.extend(held::events(pid, &read.held, read.between.1));
+            let h = &read.held;
+            let mut note = format!(
+                "PID {pid}: seeded with {} live buffer(s) read from {} in {:.1} ms",
+                h.buffers.len(),
+                held::MEMORY_SOURCE,
+                (read.between.1 - read.between.0) as f64 / 1e6
+            );
+            if let Some(d) = shm_disagrees(pid, &read.held) {
+                note.push_str(&format!("; note: {SHM_SOURCE} disagrees: {d}"));
+            }
+            Seed {
+                events,
+                read_between: None,
+                note,
+            }
+        }
+        Err(e) => {
+            let mut seed = from_shm(pid, ts_ns, start);
+            seed.note = format!("{} (its memory could not be read: {e:#})", seed.note);
+            seed
+        }
+    }
+}
+
+/// Where tt-metal's SHM tracker, if the process has one, tells other totals than the read:
+/// per chip, DRAM and L1 requested bytes (`None`: it agrees, or there is no tracker).
+fn shm_disagrees(pid: u32, read: &crate::runtime::held::Held) -> Option<String> {
+    let h = shm::holdings(pid).ok()??;
+    let mine = held::requested_per_chip(read);
+    let mut diffs = Vec::new();
+    for c in &h.chips {
+        for (kind, bytes) in [("DRAM", c.dram), ("L1", c.l1)] {
+            let got = mine.get(&(c.chip, kind)).copied().unwrap_or(0);
+            if got != bytes {
+                diffs.push(format!(
+                    "chip {} {kind}: tracker {bytes}, allocators {got}",
+                    c.chip
+                ));
+            }
+        }
+    }
+    (!diffs.is_empty()).then(|| diffs.join(", "))
+}
+
+/// The seed from tt-metal's SHM tracker (byte totals), or "since attach" without one.
+fn from_shm(pid: u32, ts_ns: u64, start: Event) -> Seed {
+    let ev = |kind| Event { ts_ns, pid, kind };
+    let mut events = vec![start];
     let t0 = monotonic_ns();
     std::thread::sleep(std::time::Duration::from_millis(2));
     let read = shm::holdings(pid);

@@ -3,15 +3,18 @@
 //!
 //! - default: one allocate/deallocate loop untraced, under a bare uprobe on the same two
 //!   functions, under tracer, and under tt-metal's SHM tracker; traps per mesh allocation;
-//!   attach latency.
+//!   attach latency; `tracer snapshot` of a process holding 1,000 buffers.
 //! - `--real-ops N`: N iterations of real ops (matmul, softmax, add), per op untraced, under
 //!   tracer and under the SHM tracker.
+//! - `--profile-probe`: the probe program's in-kernel time, part by part.
 //! - `--recording`: bytes per event of a real recording, and `report` throughput on a
 //!   synthesized stand-in recording.
 mod attach;
 mod overhead;
+mod profile;
 mod real_ops;
 mod recording;
+mod snapshot;
 
 use std::path::PathBuf;
 
@@ -44,16 +47,28 @@ struct Args {
     /// Only the attach latency (skip the overhead loops).
     #[arg(long)]
     attach_only: bool,
+    /// `tracer snapshot` runs on a process holding 1,000 buffers.
+    #[arg(long, default_value_t = 5)]
+    snapshot_rounds: usize,
+    /// Only the snapshot time (skip the overhead loops and the attach latency).
+    #[arg(long)]
+    snapshot_only: bool,
     /// Instead: real ops, ITERATIONS of matmul + softmax + add, per op untraced, under tracer
     /// and under tt-metal's SHM tracker.
     #[arg(long, value_name = "ITERATIONS")]
     real_ops: Option<u64>,
+    /// Instead: the probe program's in-kernel cost part by part (PAIRS pairs per variant).
+    #[arg(long)]
+    profile_probe: bool,
 }
 
 fn main() -> Result<()> {
     let a = Args::parse();
     if let Some(iterations) = a.real_ops {
         return real_ops::bench(&a.python, iterations, a.rounds);
+    }
+    if a.profile_probe {
+        return profile::bench(&a.python, a.pairs, a.rounds);
     }
     if a.recording {
         return recording::bench_recording(&a.python, a.pairs, a.events, a.stand_in);
@@ -64,5 +79,7 @@ fn main() -> Result<()> {
         rounds: a.rounds,
         attach_rounds: a.attach_rounds,
         attach_only: a.attach_only,
+        snapshot_rounds: a.snapshot_rounds,
+        snapshot_only: a.snapshot_only,
     })
 }

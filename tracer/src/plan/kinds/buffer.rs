@@ -64,6 +64,18 @@ pub fn spec(layout: &Layout) -> Result<SlotSpec> {
     Ok(device_spec(&v, false))
 }
 
+/// A free that reads nothing but the object the allocation's window starts from (the
+/// `Buffer*` itself, or on releases where `Buffer` is a handle, its implementation object:
+/// handles of one buffer differ between its allocation and its free), for processes whose
+/// every allocation the probes saw: the decoder matches it to that allocation. It leaves the
+/// buffer's fields unread (each user-memory read is the costliest part of a hit).
+pub fn object_spec(alloc: &SlotSpec) -> SlotSpec {
+    SlotSpec {
+        window: alloc.window,
+        ..Default::default()
+    }
+}
+
 pub fn decode(v: &Values, alloc: bool) -> Option<Hit> {
     let kind = BufferType::from_raw(v.get(KIND)?)?;
     let buffer = BufferInfo {

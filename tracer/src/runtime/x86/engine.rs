@@ -67,8 +67,8 @@ pub enum Event<'a> {
         address: &'a Value,
         width: u8,
     },
-    /// A register is loaded from an element of a table: `base` plus an unknown index (an
-    /// element of a vector whose begin pointer `base` was loaded from).
+    /// An element of a table is loaded into a register (or read in place): `base` plus an
+    /// unknown index (an element of a vector whose begin pointer `base` was loaded from).
     IndexedLoad {
         base: &'a Value,
         width: u8,
@@ -173,9 +173,12 @@ fn step<T>(
         )
         || i.op0_kind() == OpKind::Memory && matches!(used.op0_access(), OpAccess::Read)
     {
+        let width = i.memory_size().size() as u8;
         if let Some(a) = address(i, state) {
-            let width = i.memory_size().size() as u8;
             on(i, Event::Read { address: &a, width }, state)?;
+        } else if let Some(base) = indexed_base(i, state) {
+            // An element of a table tested in place (`cmpq $0, (%rcx,%rax,8)`).
+            on(i, Event::IndexedLoad { base: &base, width }, state)?;
         }
     }
     // What the instruction writes into the frame: a register moved there, or unknown.

@@ -24,6 +24,7 @@ pub mod engine;
 pub mod getter;
 pub mod image;
 pub mod member_call;
+pub mod members;
 pub mod messages;
 pub mod prologue;
 pub mod reads;
@@ -44,6 +45,9 @@ pub use constructor::{constructor_stores, copied_stores, result_stores, Stored};
 pub use getter::{vector_getter, vector_scan};
 pub use image::Image;
 pub use member_call::{member_at_call, this_lea_at_call};
+pub use members::{
+    forwarded_member, member_lea_at_call, returned_after_calls, returned_member_address,
+};
 pub use messages::message_calls;
 pub use prologue::sets_frame_pointer;
 pub use reads::{field_reads, indexed_member, quotient};

@@ -3,6 +3,7 @@
 //! releases between them. The expected numbers are what calibration found on the real
 //! libraries (and what `tracer doctor --lib` printed), and the traced workloads confirmed
 //! against `ttnn.get_memory_view`: ground truth from the binaries, not guesses.
+mod held;
 mod new_era;
 mod old_era;
 mod releases;

@@ -1,0 +1,80 @@
+//! `--profile-probe`: where the probe program's time goes, part by part.
+//!
+//! The same allocate/deallocate loop runs under the probe program loaded to stop after each of
+//! its parts in turn (a read-only global the verifier folds, so each variant runs exactly its
+//! parts), with the kernel's run-time counters on; a part's cost is the difference between two
+//! consecutive variants. The bare (empty) program on the same functions is the floor.
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use tracer::{
+    exit::require_root,
+    plan::{self, Role},
+    probe::PROBE_PARTS,
+    runtime::discover,
+};
+
+use super::overhead::{bare_loop, traced_profiled};
+
+/// ns per program run, from a configuration's run-time counters.
+fn per_run(stats: tracer::probe::RunStats) -> Option<f64> {
+    let (runs, t) = stats?;
+    (runs > 0).then(|| t.as_nanos() as f64 / runs as f64)
+}
+
+pub fn bench(python: &Path, pairs: u64, rounds: usize) -> Result<()> {
+    require_root()?;
+    let lib = discover::library_for_command(None, &[python.display().to_string()])?;
+    let plan = plan::for_library(&lib)?;
+    let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)
+        .context("cannot turn on the kernel's BPF run-time statistics")?;
+    println!(
+        "probe profile: {pairs} allocate+deallocate pairs of a 2x4-mesh DRAM tensor per variant, \
+         best of {rounds} rounds, ns inside the eBPF program per hit (kernel run-time counters)"
+    );
+    for (i, p) in plan.probes.iter().enumerate() {
+        if !matches!(p.role, Role::Alloc | Role::Free) {
+            continue;
+        }
+        let spec = plan.slot_spec(i);
+        let reads = match (spec.window.steps, spec.window_len) {
+            (0, 0) => "no user-memory read".to_string(),
+            (_, 0) => "one read (its object's pointer)".to_string(),
+            (_, n) => format!("one read (a window of {n} bytes)"),
+        };
+        println!("  {:?} probe: {} values, {reads}", p.role, spec.nfields);
+    }
+    // Variant 0 is the whole program; it runs last in each round, after every stop.
+    let stops: Vec<u32> = (1..=PROBE_PARTS.len() as u32).chain([0]).collect();
+    let mut best = vec![f64::INFINITY; stops.len()];
+    let mut bare = f64::INFINITY;
+    for round in 0..rounds {
+        let (_, k) = bare_loop(python, &plan, pairs)?;
+        if let Some(ns) = per_run(k) {
+            bare = bare.min(ns);
+        }
+        for (i, stop) in stops.iter().enumerate() {
+            let (_, _, k) = traced_profiled(python, &plan, pairs, (2, 4), *stop)?;
+            if let Some(ns) = per_run(k) {
+                best[i] = best[i].min(ns);
+            }
+        }
+        eprintln!("round {} done", round + 1);
+    }
+    println!("  {:<28} {:>9} {:>9}", "part", "total", "this part");
+    println!("  {:<28} {:>9.0}", "empty program (bare uprobe)", bare);
+    let mut before = bare;
+    for (i, name) in PROBE_PARTS.iter().enumerate() {
+        println!("  {:<28} {:>9.0} {:>+9.0}", name, best[i], best[i] - before);
+        before = best[i];
+    }
+    let whole = best[stops.len() - 1];
+    println!(
+        "  {:<28} {:>9.0} {:>+9.0}",
+        "submit (whole program)",
+        whole,
+        whole - before
+    );
+    Ok(())
+}
