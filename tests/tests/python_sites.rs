@@ -3,6 +3,7 @@
 //! allocates from known lines and reads each line's number itself (`inspect`); every buffer
 //! still held at the end must name that file, line and function, and the op the line calls
 //! (real matmul, add and softmax included); the lines whose tensors were freed must not show.
+//! Without `--python-stacks` (the default), no buffer has a site.
 use std::collections::BTreeMap;
 
 use serde_json::Value;
@@ -14,7 +15,7 @@ fn run(era: &str) -> (Value, Value, String) {
     let truth = dir.join("truth.json");
     let rec = dir.join("run.trace");
     let out = tracer()
-        .args(["run", "--quiet", "-o"])
+        .args(["run", "--quiet", "--python-stacks", "-o"])
         .arg(&rec)
         .arg("--summary-json")
         .arg(&summary)
@@ -145,6 +146,23 @@ fn every_outstanding_buffer_names_its_line(era: &str) {
             .all(|g| g["site"].is_object()),
         "{}",
         p["outstanding_groups"]
+    );
+}
+
+#[test]
+fn no_sites_without_the_flag() {
+    let era = "0.81.1";
+    if !has_venv(era) {
+        eprintln!("skipped: no ttnn {era} environment");
+        return;
+    }
+    let t = trace(era, "sites.py", &[], &["--quiet"]);
+    let p = t.process("sites.py");
+    let outstanding = p["outstanding"].as_array().unwrap();
+    assert!(!outstanding.is_empty());
+    assert!(
+        outstanding.iter().all(|o| o["site"].is_null()),
+        "{outstanding:?}"
     );
 }
 

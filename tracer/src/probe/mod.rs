@@ -41,30 +41,28 @@ pub struct Settings {
     pub ring_bytes: Option<u32>,
     /// The programs log why a read or a record failed (aya-log), printed on stderr.
     pub debug: bool,
-    /// Allocations do not read the Python stack (`--no-python-stacks`).
-    pub no_stacks: bool,
+    /// Allocations read the Python stack (`--python-stacks`).
+    pub stacks: bool,
 }
 
 static SETTINGS: std::sync::OnceLock<Settings> = std::sync::OnceLock::new();
 
 /// Sets how probes load; the first call wins (a session sets it once at its start).
 pub fn configure(s: Settings) {
-    if s.no_stacks {
-        set_python_stacks(false);
-    }
+    set_python_stacks(s.stacks);
     let _ = SETTINGS.set(s);
 }
 
-/// Whether probe sets attached from now on read Python stacks at allocations (on unless
-/// `--no-python-stacks`; the benchmark turns it off and on to compare).
-static NO_STACKS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Whether probe sets attached from now on read Python stacks at allocations
+/// (`--python-stacks`; the benchmark turns it on and off to compare).
+static STACKS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 pub fn set_python_stacks(on: bool) {
-    NO_STACKS.store(!on, std::sync::atomic::Ordering::Relaxed);
+    STACKS.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
 fn python_stacks() -> bool {
-    !NO_STACKS.load(std::sync::atomic::Ordering::Relaxed)
+    STACKS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 fn settings() -> Settings {
