@@ -98,15 +98,6 @@ impl ProbePlan {
         !self.mid_run
     }
 
-    /// What the eBPF program reads at slot `slot`'s hits.
-    pub fn slot_spec(&self, slot: usize) -> SlotSpec {
-        let p = &self.probes[slot];
-        if p.role == Role::Free && self.free_by_pointer() {
-            return super::kinds::buffer::object_spec(&p.spec);
-        }
-        p.spec
-    }
-
     pub fn role(&self, slot: u32) -> Option<Role> {
         self.probes.get(slot as usize).map(|p| p.role)
     }

@@ -307,7 +307,7 @@ impl Loaded {
             let mut slots: Array<_, tracer_common::SlotSpec> =
                 Array::try_from(ebpf.map_mut("SLOTS").unwrap())?;
             for i in 0..plan.probes.len() {
-                slots.set(i as u32, plan.slot_spec(i), 0)?;
+                slots.set(i as u32, crate::plan::kinds::slot_spec(plan, i), 0)?;
             }
             let loaded = ebpf
                 .program("tracer_stack")

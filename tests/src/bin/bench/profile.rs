@@ -37,7 +37,7 @@ pub fn bench(python: &Path, pairs: u64, rounds: usize) -> Result<()> {
         if !matches!(p.role, Role::Alloc | Role::Free) {
             continue;
         }
-        let spec = plan.slot_spec(i);
+        let spec = tracer::plan::kinds::slot_spec(&plan, i);
         let reads = match (spec.window.steps, spec.window_len) {
             (0, 0) => "no user-memory read".to_string(),
             (_, 0) => "one read (its object's pointer)".to_string(),

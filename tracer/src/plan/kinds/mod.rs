@@ -10,6 +10,7 @@ pub mod refusal;
 
 use super::{types::Role, ProbePlan};
 use crate::model::{BufferInfo, BufferType, CbClash, CircularBuffer, Geometry, Refusal};
+use tracer_common::SlotSpec;
 
 /// The values one probe hit read, with which of them could be read.
 pub struct Values<'a> {
@@ -118,4 +119,14 @@ pub fn decode(plan: &ProbePlan, role: Role, v: &Values) -> Hit {
         Role::CircularBufferClash => cb::decode_clash(v),
     };
     hit.unwrap_or(Hit::Unreadable)
+}
+
+/// What the eBPF program reads at slot `slot`'s hits: the planned spec, but a free of a plan
+/// that sees every allocation reads only its buffer's object ([`buffer::object_spec`]).
+pub fn slot_spec(plan: &ProbePlan, slot: usize) -> SlotSpec {
+    let p = &plan.probes[slot];
+    if p.role == Role::Free && plan.free_by_pointer() {
+        return buffer::object_spec(&p.spec);
+    }
+    p.spec
 }
