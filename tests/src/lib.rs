@@ -387,3 +387,21 @@ pub fn torch_memory_viz() -> PathBuf {
 
 /// The flamegraph.pl that Debian's libdevel-nytprof-perl ships (scripts/setup.sh --all).
 pub const FLAMEGRAPH_PL: &str = "/usr/share/perl5/Devel/NYTProf/flamegraph.pl";
+
+/// `tracer export FILE --format FORMAT -o FILE.EXT`; returns the written file.
+pub fn export(file: &Path, format: &str, ext: &str) -> PathBuf {
+    let out_file = file.with_extension(ext);
+    let out = tracer()
+        .arg("export")
+        .arg(file)
+        .args(["--format", format, "-o"])
+        .arg(&out_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "export {format}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out_file
+}

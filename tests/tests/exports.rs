@@ -42,23 +42,6 @@ fn recorded() -> (Traced, PathBuf, Value) {
     (t, file, report)
 }
 
-fn export(file: &Path, format: &str, ext: &str) -> PathBuf {
-    let out_file = file.with_extension(ext);
-    let out = tracer()
-        .arg("export")
-        .arg(file)
-        .args(["--format", format, "-o"])
-        .arg(&out_file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "export {format}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out_file
-}
-
 /// The one process of a report.
 fn only_process(report: &Value) -> &Value {
     let ps = report["processes"].as_array().unwrap();

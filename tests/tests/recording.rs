@@ -57,23 +57,6 @@ fn report_json(file: &Path, extra: &[&str]) -> (Value, String) {
     (serde_json::from_slice(&out.stdout).unwrap(), stderr)
 }
 
-fn export(file: &Path, format: &str) -> PathBuf {
-    let out_file = file.with_extension(format);
-    let out = tracer()
-        .arg("export")
-        .arg(file)
-        .args(["--format", format, "-o"])
-        .arg(&out_file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "export {format}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out_file
-}
-
 /// Where each complete chunk of events ends, read from the frames alone (an independent
 /// reading of the format: preamble 16 bytes + header + crc, frames of 24 bytes + payload).
 fn chunk_ends(data: &[u8]) -> Vec<usize> {
@@ -184,7 +167,7 @@ fn report_at_a_moment_is_the_ledger_then() {
     let truth = t.truth.as_ref().unwrap();
     // The CSV gives each event's offset; the last allocation is the moment tt-metal's
     // memory_view_at_peak was sampled after.
-    let csv = std::fs::read_to_string(export(&file, "csv")).unwrap();
+    let csv = std::fs::read_to_string(export(&file, "csv", "csv")).unwrap();
     let mut lines = csv.lines();
     let cols: Vec<&str> = lines.next().unwrap().split(',').collect();
     let col = |name: &str| cols.iter().position(|c| *c == name).unwrap();
@@ -458,7 +441,7 @@ fn a_damaged_chunk_in_the_middle_is_skipped_and_the_loss_reported() {
         "{text}"
     );
     // The exports read past the damage too.
-    let csv = std::fs::read_to_string(export(&bad, "csv")).unwrap();
+    let csv = std::fs::read_to_string(export(&bad, "csv", "csv")).unwrap();
     assert_eq!(
         csv.lines().count() as u64 - 1,
         got.2,
@@ -574,7 +557,7 @@ fn readme_query() -> String {
 #[test]
 fn sqlite_export_answers_who_held_the_most_l1_on_chip_3_at_the_peak() {
     let (t, file) = record(&["--leave", "3", "--exit-open"]);
-    let db = export(&file, "sqlite");
+    let db = export(&file, "sqlite", "sqlite");
     let out = Command::new("sqlite3")
         .arg(&db)
         .arg(readme_query())
@@ -604,7 +587,8 @@ fn sqlite_export_answers_who_held_the_most_l1_on_chip_3_at_the_peak() {
 fn chrome_export_has_a_counter_track_per_chip_and_type_ending_at_the_ledger() {
     let (t, file) = record(&["--leave", "3", "--exit-open"]);
     let trace: Value =
-        serde_json::from_str(&std::fs::read_to_string(export(&file, "chrome")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(export(&file, "chrome", "chrome")).unwrap())
+            .unwrap();
     let events = trace["traceEvents"].as_array().unwrap();
     let mut last: std::collections::BTreeMap<String, u64> = Default::default();
     let mut pids = std::collections::BTreeSet::new();
