@@ -15,6 +15,7 @@ Options (argv): --leave N     keep the last N tensors allocated
 import json
 import os
 import sys
+import time
 
 import ttnn
 
@@ -86,6 +87,9 @@ def main():
     print(f"deallocated {freed} tensors; tt-metal reports per chip: {at_end}", flush=True)
     if exit_open:
         sys.stdout.flush()
+        # A tracer with --python-stacks reads the code objects of the last allocations' frames
+        # from this process: give it a moment before they vanish with it.
+        time.sleep(0.2)
         os._exit(0)
     if close_with_live:
         ttnn.close_mesh_device(mesh)

@@ -24,7 +24,7 @@ fn recorded() -> (Traced, PathBuf, Value) {
         ERA,
         "seed_scenario.py",
         &["--leave", "3", "--exit-open"],
-        &["--quiet", "-o", file.to_str().unwrap()],
+        &["--quiet", "--python-stacks", "-o", file.to_str().unwrap()],
     );
     assert!(t.output.status.success(), "{}", t.stderr());
     let out = tracer()
@@ -494,6 +494,13 @@ fn pytorch_snapshot_is_read_by_pytorchs_memory_viz_and_agrees_with_the_ledger() 
         "the ledger holds what tt-metal reports"
     );
     let outstanding = p["outstanding"].as_array().unwrap();
+    // Recorded with --python-stacks: the frames compared below are real ones, not all absent.
+    assert!(
+        outstanding
+            .iter()
+            .any(|o| ledger_frames(o).is_some_and(|f| !f.is_empty())),
+        "no outstanding buffer has Python frames: {p}"
+    );
     for want in [
         format!("segments: {}", outstanding.len()),
         format!("total_reserved: {}", torch_size(live_reserved)),
