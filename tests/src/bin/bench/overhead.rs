@@ -64,8 +64,9 @@ fn report_attach_latency(opts: &BenchOpts) -> Result<()> {
     Ok(())
 }
 
-fn workload(opts: &BenchOpts, pairs: u64, shape: (u32, u32), shm: bool) -> Command {
-    let mut c = Command::new(&opts.python);
+/// The allocate/deallocate loop (it prints its own timing), the SHM tracker on or off.
+fn workload(python: &std::path::Path, pairs: u64, shape: (u32, u32), shm: bool) -> Command {
+    let mut c = Command::new(python);
     c.arg(script("alloc_loop.py"))
         .arg(pairs.to_string())
         .arg(shape.0.to_string())
@@ -231,20 +232,13 @@ fn traced_stacks(
     r
 }
 
-fn bare(opts: &BenchOpts, plan: &ProbePlan, pairs: u64) -> Result<(f64, RunStats)> {
-    bare_loop(&opts.python, plan, pairs)
-}
-
 /// The loop under the do-nothing program on the allocation and free functions.
 pub fn bare_loop(
     python: &std::path::Path,
     plan: &ProbePlan,
     pairs: u64,
 ) -> Result<(f64, RunStats)> {
-    let mut c = Command::new(python);
-    c.arg(script("alloc_loop.py"))
-        .args([pairs.to_string(), "2".into(), "4".into()]);
-    bare_command(plan, c)
+    bare_command(plan, workload(python, pairs, (2, 4), false))
 }
 
 /// `workload` (it prints its timing) under the do-nothing program on the allocation and free
@@ -290,9 +284,9 @@ pub fn bench(opts: BenchOpts) -> Result<()> {
         for step in 0..5 {
             match (step + round) % 5 {
                 0 => t_none.push(loop_seconds(
-                    workload(&opts, opts.pairs, (2, 4), false).output()?,
+                    workload(&opts.python, opts.pairs, (2, 4), false).output()?,
                 )?),
-                1 => t_bare.push(bare(&opts, &plan, opts.pairs)?.0),
+                1 => t_bare.push(bare_loop(&opts.python, &plan, opts.pairs)?.0),
                 2 => {
                     let (t, h, _) = traced_stacks(&opts, &plan, opts.pairs, true)?;
                     t_tracer.push(t);
@@ -300,7 +294,7 @@ pub fn bench(opts: BenchOpts) -> Result<()> {
                 }
                 3 => t_nostacks.push(traced_stacks(&opts, &plan, opts.pairs, false)?.0),
                 _ => t_shm.push(loop_seconds(
-                    workload(&opts, opts.pairs, (2, 4), true).output()?,
+                    workload(&opts.python, opts.pairs, (2, 4), true).output()?,
                 )?),
             }
         }
@@ -317,7 +311,7 @@ pub fn bench(opts: BenchOpts) -> Result<()> {
     // In-kernel time per hit, in a pass of its own: the kernel's run-time counters read the
     // clock twice per program run, which would add the same cost to both timed configurations.
     let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).ok();
-    let (_, k) = bare(&opts, &plan, opts.pairs)?;
+    let (_, k) = bare_loop(&opts.python, &plan, opts.pairs)?;
     k_bare.add(k);
     let (_, _, k) = traced_stacks(&opts, &plan, opts.pairs, true)?;
     k_tracer.add(k);
