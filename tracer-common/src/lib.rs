@@ -29,8 +29,9 @@ pub const TAIL_BYTES: usize = 512;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FieldPath {
-    /// Word index into the kernel's `struct pt_regs` of the register the path starts from
-    /// (see [`arg_word`]).
+    /// Word index into the kernel's `struct pt_regs` of the register the path starts from:
+    /// an argument register (see [`arg_word`]), the stack pointer, or a callee-saved register
+    /// (words 0-5: r15, r14, r13, r12, rbp, rbx).
     pub arg: u8,
     pub steps: u8,
     /// 1, 2, 4 or 8.

@@ -168,6 +168,14 @@ struct Regs {
     r8: u64,
     r9: u64,
     rsp: u64,
+    /// Callee-saved: at a function's entry they still hold its caller's values (a free's
+    /// buffer object, where calibration found its caller keeps it in one).
+    r15: u64,
+    r14: u64,
+    r13: u64,
+    r12: u64,
+    rbp: u64,
+    rbx: u64,
 }
 
 impl Regs {
@@ -183,6 +191,12 @@ impl Regs {
             r8: at(9),
             r9: at(8),
             rsp: at(19),
+            r15: at(0),
+            r14: at(1),
+            r13: at(2),
+            r12: at(3),
+            rbp: at(4),
+            rbx: at(5),
         }
     }
 
@@ -196,6 +210,12 @@ impl Regs {
             9 => self.r8,
             8 => self.r9,
             19 => self.rsp,
+            0 => self.r15,
+            1 => self.r14,
+            2 => self.r13,
+            3 => self.r12,
+            4 => self.rbp,
+            5 => self.rbx,
             _ => 0,
         }
     }
