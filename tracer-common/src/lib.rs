@@ -211,6 +211,28 @@ pub struct RawEvent {
     pub values: [u64; MAX_VALUES],
 }
 
+/// The first bytes of a [`RawEvent`], alone: the record of a hit that reads no values (a free
+/// matched to its allocation by `object`). A third of the ring buffer bytes of a full record,
+/// so a third of the cache lines the two cores pass between them; userspace reads it as a
+/// [`RawEvent`] whose values are zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RawEventHead {
+    pub slot: u32,
+    pub pid: u32,
+    pub tid: u32,
+    pub nvalues: u16,
+    pub valid: u16,
+    pub ts_ns: u64,
+    pub object: u64,
+}
+
+const _: () = assert!(
+    core::mem::size_of::<RawEventHead>() == core::mem::offset_of!(RawEvent, values)
+        && core::mem::offset_of!(RawEventHead, object) == core::mem::offset_of!(RawEvent, object)
+        && core::mem::offset_of!(RawEventHead, ts_ns) == core::mem::offset_of!(RawEvent, ts_ns)
+);
+
 /// A [`RawEvent`] of a slot with a tail: the array's bytes follow the values.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
