@@ -355,6 +355,12 @@ fn attach_mid_run_seeded(era: &str, shm: bool) {
         assert!(lines.contains(&format!("✗ [PID {pid}] Freed buffer")));
     }
     check_seeded(&summary_process(&summary, target_pid(&truth)), &truth);
+    // The workload waited while tracer read it: every free after the attach, of a buffer read
+    // from its memory or allocated since, carried its object alone, and each matched.
+    let s: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let hits = &s["probe_hits"];
+    assert!(n(&hits["Free"]) > 0, "{s}");
+    assert_eq!(hits["FreeByObject"], hits["Free"], "{s}");
 }
 
 /// The seed of a release whose allocators cannot be read (forced with TRACER_SEED=shm): the

@@ -25,6 +25,10 @@ fn check_exit_with_live_buffers(era: &str) {
     );
     let allocations = truth["allocations"].as_u64().unwrap();
     let deallocations = truth["deallocations"].as_u64().unwrap();
+    // Launched: every allocation was seen, so every free carried its buffer's object alone.
+    let hits = &t.summary["probe_hits"];
+    assert_eq!(hits["Free"].as_u64(), Some(deallocations), "{hits}");
+    assert_eq!(hits["FreeByObject"], hits["Free"], "{hits}");
     for (chip, d) in &devs {
         for ty in TYPES {
             assert_eq!(

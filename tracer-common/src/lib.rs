@@ -61,6 +61,10 @@ pub const UNTRACKED: u8 = 0;
 pub const TRACKED: u8 = 1;
 /// Under `--all`: it hit a probe (or userspace attached to it), so its exit is reported.
 pub const SEEN: u8 = 2;
+/// Traced like [`TRACKED`], and userspace knows every buffer it holds by its object (it saw
+/// each allocation, or read the buffers from the process's memory): frees carry the object
+/// alone ([`SLOT_BY_OBJECT`]). Its children inherit it.
+pub const BY_OBJECT: u8 = 3;
 
 /// The `pt_regs` word holding the stack pointer (stack-passed arguments are read through it).
 pub const PT_REGS_SP: u8 = 19;
@@ -94,6 +98,9 @@ pub struct SlotSpec {
 
 /// `SlotSpec::flags` bit: the device object is going away.
 pub const SLOT_FORGETS_DEVICE: u16 = 1;
+/// `SlotSpec::flags` bit: in a process whose state is [`BY_OBJECT`], a hit carries its
+/// window's base object alone (a free, matched by userspace to the allocation it saw).
+pub const SLOT_BY_OBJECT: u16 = 2;
 /// Python frames one [`RawStack`] carries at most (innermost first).
 pub const MAX_PY_FRAMES: usize = 16;
 /// Bytes of one frame object copied at once (its code, back and instruction fields lie in it).

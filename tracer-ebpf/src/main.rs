@@ -18,11 +18,12 @@ use aya_ebpf::{
 use aya_log_ebpf::warn;
 use tracer_common::{
     FieldPath, PyStackSpec, RawDevice, RawEvent, RawEventHead, RawStack, RawTailEvent, SlotSpec,
-    ARG_WINDOW, CFG_DEVICE_ID_OFF, CFG_FLAGS, CFG_LEN, CFG_MESH_ADD, CFG_MESH_HOP0, CFG_MESH_HOPS,
-    CFG_TASK_FSBASE_OFF, CFG_TASK_TGID_OFF, CFG_WAKEUP_BYTES, FLAG_ALL_PROCESSES, FLAG_DEBUG,
-    MAX_MESH, MAX_PY_FRAMES, MAX_SLOTS, MAX_STEPS, MAX_VALUES, MESH_MAX_HOPS, PROCESSES_PER_ENTRY,
-    PY_FRAME_BYTES, PY_TSTATE_STEPS, SEEN, SLOT_DEVICE, SLOT_FORGETS_DEVICE, SLOT_LIBRARY_CHANGE,
-    SLOT_PROCESS_EXIT, SLOT_STACK, TAIL_BYTES, TRACKED, UNTRACKED, WINDOW_BYTES,
+    ARG_WINDOW, BY_OBJECT, CFG_DEVICE_ID_OFF, CFG_FLAGS, CFG_LEN, CFG_MESH_ADD, CFG_MESH_HOP0,
+    CFG_MESH_HOPS, CFG_TASK_FSBASE_OFF, CFG_TASK_TGID_OFF, CFG_WAKEUP_BYTES, FLAG_ALL_PROCESSES,
+    FLAG_DEBUG, MAX_MESH, MAX_PY_FRAMES, MAX_SLOTS, MAX_STEPS, MAX_VALUES, MESH_MAX_HOPS,
+    PROCESSES_PER_ENTRY, PY_FRAME_BYTES, PY_TSTATE_STEPS, SEEN, SLOT_BY_OBJECT, SLOT_DEVICE,
+    SLOT_FORGETS_DEVICE, SLOT_LIBRARY_CHANGE, SLOT_PROCESS_EXIT, SLOT_STACK, TAIL_BYTES, TRACKED,
+    UNTRACKED, WINDOW_BYTES,
 };
 
 #[map]
@@ -36,7 +37,7 @@ static SLOTS: Array<SlotSpec> = Array::with_max_entries(MAX_SLOTS, 0);
 #[map]
 static CONFIG: Array<u64> = Array::with_max_entries(CFG_LEN, 0);
 
-/// One byte per process id (entry `tgid / 64`, byte `tgid % 64`): [`UNTRACKED`],
+/// One byte per process id (entry `tgid / 64`, byte `tgid % 64`): [`UNTRACKED`], [`BY_OBJECT`],
 /// [`TRACKED`] or [`SEEN`]. An array, not a hash map: an array lookup is a few instructions
 /// the verifier inlines, a hash lookup was ~40 ns of every hit. Userspace sizes it to the
 /// kernel's pid_max and maps it into its own memory (BPF_F_MMAPABLE), so both sides write
@@ -250,19 +251,26 @@ fn bump(map: &PerCpuArray<u64>, index: u32) {
     }
 }
 
+/// Traced in every mode, its children too.
 #[inline(always)]
-fn is_traced(tgid: u32) -> bool {
-    let Some(state) = process_state(tgid) else {
-        return false;
-    };
+fn tracked(state: u8) -> bool {
+    state == TRACKED || state == BY_OBJECT
+}
+
+/// The state of a process whose hits are reported, `None` for the others.
+#[inline(always)]
+fn traced_state(tgid: u32) -> Option<u8> {
+    let state = process_state(tgid)?;
+    let now = unsafe { *state };
     if config(CFG_FLAGS) & FLAG_ALL_PROCESSES == 0 {
-        return unsafe { *state } == TRACKED;
+        return tracked(now).then_some(now);
     }
     // Under --all, remember who used the runtime: only their exits are reported.
-    if unsafe { *state } == UNTRACKED {
+    if now == UNTRACKED {
         unsafe { *state = SEEN };
+        return Some(SEEN);
     }
-    true
+    Some(now)
 }
 
 /// Reads `width` bytes (1..=8, little-endian) at `addr`. One helper call with a bounded
@@ -336,7 +344,10 @@ fn stop_after(part: u32) -> bool {
 pub fn tracer_probe(ctx: ProbeContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
-    if !is_traced(tgid) || stop_after(PART_FILTER) {
+    let Some(state) = traced_state(tgid) else {
+        return 0;
+    };
+    if stop_after(PART_FILTER) {
         return 0;
     }
     let slot = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
@@ -345,6 +356,16 @@ pub fn tracer_probe(ctx: ProbeContext) -> u32 {
     };
     let regs = Regs::of(&ctx);
     if stop_after(PART_REGISTERS) {
+        return 0;
+    }
+    if state == BY_OBJECT && spec.flags & SLOT_BY_OBJECT != 0 {
+        let object = read_path(regs, None, &spec.window).unwrap_or(0);
+        if stop_after(PART_WINDOW) {
+            return 0;
+        }
+        if emit_head(object, slot, pid_tgid).is_none() {
+            return lost(&ctx, slot, tgid);
+        }
         return 0;
     }
     let (object, window) = copy_window(regs, spec);
@@ -543,7 +564,7 @@ static PROBES: ProgramArray = ProgramArray::with_max_entries(1, 0);
 pub fn tracer_stack(ctx: ProbeContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
-    if is_traced(tgid) {
+    if traced_state(tgid).is_some() {
         emit_stack(tgid, pid_tgid);
     }
     unsafe { PROBES.tail_call(&ctx, 0) };
@@ -814,7 +835,7 @@ fn emit_lifecycle(slot: u32, pid: u32, a: u64, b: u64) {
 pub fn tracer_loader(_ctx: ProbeContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
-    if state_of(tgid) != TRACKED {
+    if !tracked(state_of(tgid)) {
         return 0;
     }
     let Some(mut entry) = EVENTS.reserve::<RawEvent>(0) else {
@@ -861,7 +882,8 @@ pub fn tracer_fork(ctx: RawTracePointContext) -> u32 {
         return 0;
     }
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if state_of(tgid) != TRACKED {
+    let parent = state_of(tgid);
+    if !tracked(parent) {
         return 0;
     }
     let child_task: u64 = ctx.arg(1);
@@ -872,7 +894,7 @@ pub fn tracer_fork(ctx: RawTracePointContext) -> u32 {
     }
     // No event: a child announces itself with its first runtime call.
     if let Some(state) = process_state(child) {
-        unsafe { *state = TRACKED };
+        unsafe { *state = parent };
     }
     0
 }

@@ -92,12 +92,6 @@ impl ProbePlan {
         }
     }
 
-    /// Frees are matched to their allocation by the buffer's object alone: every process the
-    /// plan traces is seen from its first allocation on (not attached mid-run).
-    pub fn free_by_pointer(&self) -> bool {
-        !self.mid_run
-    }
-
     pub fn role(&self, slot: u32) -> Option<Role> {
         self.probes.get(slot as usize).map(|p| p.role)
     }

@@ -46,12 +46,32 @@ pub struct Decoder {
     resolvers: rustc_hash::FxHashMap<u32, Resolver>,
     /// Allocations that came with a stack none of whose frames could be resolved.
     pub unresolved_stacks: u64,
-    /// Live buffers by process and `Buffer*`, where frees read only the pointer
-    /// ([`ProbePlan::free_by_pointer`]): what a free is.
-    by_object: rustc_hash::FxHashMap<(u32, u64), (u64, BufferInfo)>,
-    /// Frees (by pointer) of buffers whose allocation never arrived (lost in a full ring
-    /// buffer, or made before a fork): not in the ledger.
+    /// Live buffers by process and object (the base of the allocation's window, see
+    /// `plan::kinds::buffer::free_spec`): what a free that carries the object alone is.
+    by_object: rustc_hash::FxHashMap<(u32, u64), (Owner, BufferInfo)>,
+    /// Frees that carried their object alone, of buffers whose allocation never arrived (lost
+    /// in a full ring buffer, or made before a fork): not in the ledger.
     pub unmatched_frees: u64,
+    /// Frees that carried their object alone (the rest read every field).
+    pub frees_by_object: u64,
+}
+
+/// The device a buffer known by object lives on.
+#[derive(Clone, Debug)]
+enum Owner {
+    /// Its object pointer, as the allocation's probe read it (resolved at the free).
+    Handle(u64),
+    /// Read with the buffer from the process's memory.
+    Known(DeviceRef),
+}
+
+impl Owner {
+    fn handle(&self) -> u64 {
+        match self {
+            Owner::Handle(h) => *h,
+            Owner::Known(d) => d.handle,
+        }
+    }
 }
 
 impl Decoder {
@@ -74,6 +94,7 @@ impl Decoder {
             unresolved_stacks: 0,
             by_object: Default::default(),
             unmatched_frees: 0,
+            frees_by_object: 0,
             plan,
         }
     }
@@ -153,6 +174,19 @@ impl Decoder {
     /// Marks `pid` as announced (the launcher announces its child itself).
     pub fn announce(&mut self, pid: u32) {
         self.seen.insert(pid);
+    }
+
+    /// The buffers `pid` held, by object, as its memory showed them: from here its frees may
+    /// carry their object alone.
+    pub fn know_objects(
+        &mut self,
+        pid: u32,
+        buffers: impl IntoIterator<Item = (u64, DeviceRef, BufferInfo)>,
+    ) {
+        for (object, device, buffer) in buffers {
+            self.by_object
+                .insert((pid, object), (Owner::Known(device), buffer));
+        }
     }
 
     /// `pid` was attached after it started: its devices (and their allocators) may predate the
@@ -236,13 +270,18 @@ impl Decoder {
             return Some(event(EventKind::ProcessExit { code: None }));
         }
         let role = self.plan.role(raw.slot)?;
-        let by_pointer = self.plan.free_by_pointer();
-        if role == Role::Free && by_pointer {
-            let Some((device, buffer)) = self.by_object.remove(&(raw.pid, raw.object)) else {
+        // A free that carries its object alone (the process's state said so, see tracer-
+        // common's BY_OBJECT): the buffer is the one the object was allocated (or read) as.
+        if role == Role::Free && raw.nvalues == 0 {
+            self.frees_by_object += 1;
+            let Some((owner, buffer)) = self.by_object.remove(&(raw.pid, raw.object)) else {
                 self.unmatched_frees += 1;
                 return None;
             };
-            let device = self.device(raw.pid, device);
+            let device = match owner {
+                Owner::Handle(h) => self.device(raw.pid, h),
+                Owner::Known(d) => d,
+            };
             return Some(event(EventKind::Free { device, buffer }));
         }
         let mut values = Values::new(&raw.values, raw.nvalues as usize, raw.valid);
@@ -274,9 +313,13 @@ impl Decoder {
                         site,
                     }));
                 }
-                if alloc && by_pointer {
-                    self.by_object
-                        .insert((raw.pid, raw.object), (device, buffer.clone()));
+                if alloc {
+                    self.by_object.insert(
+                        (raw.pid, raw.object),
+                        (Owner::Handle(device), buffer.clone()),
+                    );
+                } else {
+                    self.by_object.remove(&(raw.pid, raw.object));
                 }
                 let device = self.device(raw.pid, device);
                 if alloc {
@@ -288,7 +331,7 @@ impl Decoder {
             Hit::Close { device: handle } => {
                 // The close frees its buffers (the ledger drops them); their pointers go too.
                 self.by_object
-                    .retain(|(pid, _), (d, _)| *pid != raw.pid || *d != handle);
+                    .retain(|(pid, _), (d, _)| *pid != raw.pid || d.handle() != handle);
                 let device = self.device(raw.pid, handle);
                 self.resolver.forget(raw.pid, handle);
                 EventKind::DeviceClose { device }

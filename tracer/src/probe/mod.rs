@@ -417,10 +417,24 @@ impl Probes {
         }
     }
 
-    /// Starts reporting `pid` (and, from now on, its descendants).
+    /// Starts reporting `pid` (and, from now on, its descendants); one already reported with
+    /// frees by object ([`Self::track_by_object`]) stays so.
     pub fn track(&mut self, pid: u32) -> Result<()> {
+        if self.processes.get(pid)? == tracer_common::BY_OBJECT {
+            return Ok(());
+        }
         self.processes
             .set(pid, tracer_common::TRACKED)
+            .with_context(|| format!("cannot track PID {pid}"))
+    }
+
+    /// Reports `pid` (and its descendants) with frees that carry the buffer's object alone:
+    /// the decoder knows every buffer it holds by object, because the probes see its every
+    /// allocation (launched, or stopped before its runtime ran) or its buffers were read
+    /// from its memory ([`super::Decoder::know_objects`]).
+    pub fn track_by_object(&mut self, pid: u32) -> Result<()> {
+        self.processes
+            .set(pid, tracer_common::BY_OBJECT)
             .with_context(|| format!("cannot track PID {pid}"))
     }
 

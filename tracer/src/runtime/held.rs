@@ -391,6 +391,9 @@ impl Memory {
 pub struct HeldBuffer {
     pub device: DeviceRef,
     pub buffer: BufferInfo,
+    /// The object its fields were read from (the `Buffer*`, or the implementation object a
+    /// `Buffer` handle points to), which a probed free carries.
+    pub object: u64,
     /// Pages per bank of a sharded buffer, when its shard parameters could be read.
     pub shard_pages: Option<u64>,
     /// Sharded without readable shard parameters (its `reserved` is an estimate).
@@ -720,6 +723,18 @@ fn read_buffers(
         read(&b.unique_id),
     );
     let memory_layout = b.memory_layout.as_ref().map(read);
+    // Where every field lies behind one pointer of the `Buffer` (its implementation), that
+    // pointer is the buffer's object; else the `Buffer*` itself.
+    let fields = [&b.address, &b.size, &b.page_size, &b.kind, &b.unique_id];
+    let pimpl = fields[0].offsets.first().copied().filter(|hop| {
+        fields
+            .iter()
+            .all(|c| c.offsets.len() == 2 && c.offsets[0] == *hop)
+    });
+    let objects = match pimpl {
+        Some(hop) => mem.chains(pointers, &Chain::field(hop, 8)),
+        None => pointers.iter().map(|p| Some(*p)).collect(),
+    };
     let shard = b.shard.as_ref().map(|s| {
         (
             read(&s.present),
@@ -757,6 +772,7 @@ fn read_buffers(
         out.push(HeldBuffer {
             device: device.clone(),
             buffer,
+            object: objects[i].ok_or_else(torn)?,
             sharded_unknown: sharded && shard_pages.is_none(),
             shard_pages,
         });

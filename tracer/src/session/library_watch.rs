@@ -61,7 +61,8 @@ fn probe_library(source: &mut Source, pid: u32, lib: &Path) -> Result<()> {
         eprintln!("tracer: warning: {}: {w}", lib.display());
     }
     let mut probes = Loaded::new()?.attach(&plan, Scope::Tracked)?;
-    probes.track(pid)?;
+    // Stopped at the library's load, before any of its code ran: every allocation is seen.
+    probes.track_by_object(pid)?;
     eprintln!("tracer: PID {pid} loaded {}: probed", lib.display());
     source.add(ProbeSet::new(probes, Decoder::new(plan)));
     Ok(())

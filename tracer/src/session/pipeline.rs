@@ -164,7 +164,14 @@ impl Session {
         let decoder = &mut probe_set.decoder;
         decoder.announce(pid);
         decoder.attached(pid);
-        let seed = seeding::read(pid, decoder.plan());
+        let mut seed = seeding::read(pid, decoder.plan());
+        // Every buffer it holds is known now: its frees need carry only their object.
+        if let Some(objects) = seed.objects.take() {
+            decoder.know_objects(pid, objects);
+            if let Err(e) = probe_set.probes.track_by_object(pid) {
+                eprintln!("tracer: warning: PID {pid}'s frees will read every field: {e:#}");
+            }
+        }
         // Its interpreter runs already: its stacks can be read from its next allocation.
         self.source.python(set, pid);
         for ev in &seed.events {
@@ -356,6 +363,8 @@ fn probe_hits(source: &Source) -> std::collections::BTreeMap<String, u64> {
         for role in roles {
             *hits.entry(format!("{role:?}")).or_insert(0) += s.decoder.records_of(role);
         }
+        // Of the frees, those that read nothing but their buffer's object.
+        *hits.entry("FreeByObject".into()).or_insert(0) += s.decoder.frees_by_object;
     }
     hits
 }

@@ -127,7 +127,8 @@ pub fn run(opts: Options, cmd: Vec<String>) -> Result<i32> {
         return Err(e);
     }
     let first = session.source.primary_mut();
-    first.probes.track(pid)?;
+    // Launched, and held until the probes are live: every allocation it makes is seen.
+    first.probes.track_by_object(pid)?;
     // Caught late: the tree may have grown since the launch.
     if stopped.is_some() {
         for p in discover::descendants(pid) {

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::held;
 use crate::{
-    model::{BufferType, Event, EventKind},
+    model::{BufferInfo, BufferType, DeviceRef, Event, EventKind},
     plan::ProbePlan,
     probe::monotonic_ns,
     runtime::{process::command_line, shm},
@@ -23,6 +23,9 @@ pub struct Seed {
     pub read_between: Option<(u64, u64)>,
     /// Which of the two, in words.
     pub note: String,
+    /// Read from its memory: every buffer it held, by the object a probed free carries
+    /// (`None` for the other seeds, which know no buffers).
+    pub objects: Option<Vec<(u64, DeviceRef, BufferInfo)>>,
 }
 
 /// Reads what `pid` held before the attach. The probes must be live already, so that every
@@ -64,10 +67,16 @@ pub fn read(pid: u32, plan: &ProbePlan) -> Seed {
             if let Some(d) = shm_disagrees(pid, &read.held) {
                 note.push_str(&format!("; note: {SHM_SOURCE} disagrees: {d}"));
             }
+            let objects = h
+                .buffers
+                .iter()
+                .map(|b| (b.object, b.device.clone(), b.buffer.clone()))
+                .collect();
             Seed {
                 events,
                 read_between: None,
                 note,
+                objects: Some(objects),
             }
         }
         Err(e) => {
@@ -135,6 +144,7 @@ fn from_shm(pid: u32, ts_ns: u64, start: Event) -> Seed {
                     "PID {pid}: live totals seeded from {SHM_SOURCE} ({})",
                     per_chip.join(", ")
                 ),
+                objects: None,
             }
         }
         other => {
@@ -150,6 +160,7 @@ fn from_shm(pid: u32, ts_ns: u64, start: Event) -> Seed {
                     "PID {pid}: {why}; counting since attach (frees of buffers allocated before \
                      the attach are reported apart)"
                 ),
+                objects: None,
             }
         }
     }

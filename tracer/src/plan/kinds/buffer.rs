@@ -1,6 +1,6 @@
 //! `GraphTracker::track_allocate` / `track_deallocate(Buffer*)`: one buffer's fields.
 use anyhow::Result;
-use tracer_common::{SlotSpec, MAX_VALUES};
+use tracer_common::{SlotSpec, MAX_VALUES, SLOT_BY_OBJECT};
 
 use super::{Hit, Values};
 use crate::{
@@ -64,26 +64,26 @@ pub fn spec(layout: &Layout) -> Result<SlotSpec> {
     Ok(device_spec(&v, false))
 }
 
-/// A free that reads nothing but the object the allocation's window starts from (the
-/// `Buffer*` itself, or on releases where `Buffer` is a handle, its implementation object:
-/// handles of one buffer differ between its allocation and its free), for processes whose
-/// every allocation the probes saw: the decoder matches it to that allocation. It leaves the
-/// buffer's fields unread (each user-memory read is the costliest part of a hit). Where the
-/// object is behind a pointer and calibration found a callee-saved register the free's only
-/// caller keeps it in (`runtime/free_object.rs`), that register: the free reads no memory.
-pub fn object_spec(alloc: &SlotSpec, layout: &Layout) -> SlotSpec {
+/// A free: the allocation's reads, plus [`SLOT_BY_OBJECT`]: in a process whose every buffer
+/// userspace knows by its object (launched, or seeded from its memory), the hit carries that
+/// object alone, the base of the window (the `Buffer*` itself, or on releases where `Buffer` is
+/// a handle, its implementation object: handles of one buffer differ between its allocation
+/// and its free), and the decoder matches it to the allocation (each user-memory read is the
+/// costliest part of a hit). Where the object is behind a pointer and calibration found a
+/// callee-saved register the free's only caller keeps it in (`runtime/free_object.rs`), the
+/// window starts from that register: such a free reads no memory, and a full one only the
+/// window.
+pub fn free_spec(alloc: &SlotSpec, layout: &Layout) -> SlotSpec {
     let kept = layout.free_object.as_ref().ok().map(|f| f.register);
     // The register holds the `BufferImpl*`: the window must be that one hop from the `Buffer*`.
     let pimpl = layout.buffer.address.offsets.first();
     let behind_pimpl = alloc.window.steps == 1 && pimpl == Some(&alloc.window.offsets[0]);
-    let window = match kept.and_then(saved_register) {
-        Some(register) if behind_pimpl => register,
-        _ => alloc.window,
-    };
-    SlotSpec {
-        window,
-        ..Default::default()
+    let mut spec = *alloc;
+    if let (Some(register), true) = (kept.and_then(saved_register), behind_pimpl) {
+        spec.window = register;
     }
+    spec.flags |= SLOT_BY_OBJECT;
+    spec
 }
 
 pub fn decode(v: &Values, alloc: bool) -> Option<Hit> {

@@ -121,12 +121,12 @@ pub fn decode(plan: &ProbePlan, role: Role, v: &Values) -> Hit {
     hit.unwrap_or(Hit::Unreadable)
 }
 
-/// What the eBPF program reads at slot `slot`'s hits: the planned spec, but a free of a plan
-/// that sees every allocation reads only its buffer's object ([`buffer::object_spec`]).
+/// What the eBPF program reads at slot `slot`'s hits: the planned spec; a free's also says
+/// what it carries in processes whose buffers are known by object ([`buffer::free_spec`]).
 pub fn slot_spec(plan: &ProbePlan, slot: usize) -> SlotSpec {
     let p = &plan.probes[slot];
-    if p.role == Role::Free && plan.free_by_pointer() {
-        return buffer::object_spec(&p.spec, &plan.layout);
+    if p.role == Role::Free {
+        return buffer::free_spec(&p.spec, &plan.layout);
     }
     p.spec
 }
