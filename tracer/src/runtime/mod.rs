@@ -10,6 +10,7 @@ pub mod elf;
 pub mod held;
 pub mod loader;
 pub mod process;
+pub mod programs;
 pub mod python;
 pub mod shm;
 pub mod symbols;

@@ -6,6 +6,7 @@
 mod held;
 mod new_era;
 mod old_era;
+mod programs;
 mod releases;
 
 use super::{
