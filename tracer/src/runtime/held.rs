@@ -37,6 +37,8 @@ use nix::{
 use super::{
     allocator::{finding, geometry_from, probe_chains, resolve, AllocatorLayout},
     calibrate::{is_function, pretty, FieldSources, Layout},
+    core_ranges::CoreRangeLayout,
+    programs::{HeldProgram, ProgramLayout},
     symbols as sym,
     x86::{
         accessor_chain, field_reads, forwarded_member, indexed_member, member_at_call,
@@ -403,6 +405,13 @@ pub struct Held {
     pub buffers: Vec<HeldBuffer>,
     /// Every live device object: meshes with their chips, and chips.
     pub devices: Vec<DeviceRef>,
+    /// The chips' `Device` objects (those of the meshes too): (object, chip id).
+    pub chip_objects: Vec<(u64, i32)>,
+    /// The programs registered on each chip, with their circular buffers.
+    pub programs: Vec<HeldProgram>,
+    /// Why the programs were not read (their layout does not calibrate, or the process kept
+    /// changing them): the CBs of programs placed before the read are then unknown.
+    pub programs_unread: Option<String>,
     /// The allocators' bank geometry per buffer type.
     pub geometry: Vec<(BufferType, Geometry)>,
     /// Heap bytes searched for device objects.
@@ -417,6 +426,9 @@ pub struct Reading<'a> {
     pub layout: &'a Layout,
     pub allocator: &'a AllocatorLayout,
     pub held: &'a HeldLayout,
+    /// The paths to the chips' programs and the core range layout of their CBs, or why the
+    /// CBs cannot be read.
+    pub programs: Result<(&'a ProgramLayout, &'a CoreRangeLayout), String>,
     /// Link-time addresses of the `Device` and `MeshDevice` vtable pointers (symbol + 16).
     pub device_vptr: u64,
     pub mesh_vptr: u64,
@@ -439,6 +451,7 @@ pub fn read(pid: u32, base: u64, r: &Reading) -> Result<Held> {
             Ok(mut held) => {
                 held.scanned = scanned;
                 held.retries = retries;
+                read_programs(pid, &mem, r, &mut held);
                 return Ok(held);
             }
             Err(Torn(why)) if retries < MAX_RETRIES => {
@@ -449,6 +462,52 @@ pub fn read(pid: u32, base: u64, r: &Reading) -> Result<Held> {
                 "PID {pid} changed its allocators {MAX_RETRIES} times while tracer read them \
                  (last: {why})"
             ),
+        }
+    }
+}
+
+/// The programs of every chip of `held` (after its buffers: a failure here leaves them be).
+fn read_programs(pid: u32, mem: &Memory, r: &Reading, held: &mut Held) {
+    let (layout, ranges) = match &r.programs {
+        Ok(p) => *p,
+        Err(e) => {
+            held.programs_unread = Some(e.clone());
+            return;
+        }
+    };
+    let mut retries = 0;
+    loop {
+        let mut programs = Vec::new();
+        let got = held.chip_objects.iter().try_for_each(|(object, chip)| {
+            let set = object.wrapping_add(layout.device_programs as i64 as u64);
+            let device = DeviceRef {
+                handle: *object,
+                chips: vec![*chip],
+                mesh: false,
+            };
+            let elements = set_elements(mem, set)?;
+            programs.extend(
+                super::programs::read(mem, layout, ranges, &device, &elements).map_err(Torn)?,
+            );
+            Ok::<(), Torn>(())
+        });
+        match got {
+            Ok(()) => {
+                held.programs = programs;
+                return;
+            }
+            Err(Torn(why)) if retries < MAX_RETRIES => {
+                log::debug!("PID {pid}: programs read again: {why}");
+                retries += 1;
+                held.retries += 1;
+            }
+            Err(Torn(why)) => {
+                held.programs_unread = Some(format!(
+                    "PID {pid} changed its programs {MAX_RETRIES} times while tracer read them \
+                     (last: {why})"
+                ));
+                return;
+            }
         }
     }
 }
@@ -534,7 +593,7 @@ fn walk(
     let mut seen_buffers = std::collections::HashSet::new();
     for (object, which) in found {
         let mesh = *which == 0;
-        let Some(device) = describe(mem, r, *object, mesh, device_vptr) else {
+        let Some((device, chips)) = describe(mem, r, *object, mesh, device_vptr) else {
             continue;
         };
         let allocators = allocators_of(mem, r.held, *object, mesh);
@@ -568,28 +627,38 @@ fn walk(
             }
         }
         held.devices.push(device);
+        for c in chips {
+            if !held.chip_objects.contains(&c) {
+                held.chip_objects.push(c);
+            }
+        }
     }
     Ok(held)
 }
 
-/// What device object `object` is: a mesh and its chips (each a live `Device`), or a chip.
+/// What device object `object` is: a mesh and its chips (each a live `Device`), or a chip;
+/// with the chips' `Device` objects and ids.
 fn describe(
     mem: &Memory,
     r: &Reading,
     object: u64,
     mesh: bool,
     device_vptr: u64,
-) -> Option<DeviceRef> {
+) -> Option<(DeviceRef, Vec<(u64, i32)>)> {
     let chip_id = |d: u64| -> Option<i32> {
         let id = mem.chains(&[d], &r.layout.device_id)[0]?;
         Some(id as u32 as i32)
     };
     if !mesh {
-        return Some(DeviceRef {
-            handle: object,
-            chips: vec![chip_id(object)?],
-            mesh: false,
-        });
+        let id = chip_id(object)?;
+        return Some((
+            DeviceRef {
+                handle: object,
+                chips: vec![id],
+                mesh: false,
+            },
+            vec![(object, id)],
+        ));
     }
     let (hops, at) = r.layout.mesh_devices.as_ref()?;
     let mut p = object;
@@ -610,17 +679,20 @@ fn describe(
     let mut chips = Vec::with_capacity(n);
     for d in mem.words(&devices).into_iter().flatten() {
         if d != 0 && mem.word(d) == Some(device_vptr) {
-            chips.push(chip_id(d)?);
+            chips.push((d, chip_id(d)?));
         }
     }
     if chips.is_empty() {
         return None;
     }
-    Some(DeviceRef {
-        handle: object,
+    Some((
+        DeviceRef {
+            handle: object,
+            chips: chips.iter().map(|(_, id)| *id).collect(),
+            mesh: true,
+        },
         chips,
-        mesh: true,
-    })
+    ))
 }
 
 /// The `AllocatorImpl`s of a device object (none when it is closed).

@@ -165,6 +165,15 @@ impl Session {
         decoder.announce(pid);
         decoder.attached(pid);
         let seed = seeding::read(pid, decoder.plan());
+        decoder.held_programs(
+            pid,
+            seed.events.iter().filter_map(|e| match &e.kind {
+                crate::model::EventKind::HeldCircularBuffers {
+                    device, program, ..
+                } => Some((device.handle, *program)),
+                _ => None,
+            }),
+        );
         // Its interpreter runs already: its stacks can be read from its next allocation.
         self.source.python(set, pid);
         for ev in &seed.events {
