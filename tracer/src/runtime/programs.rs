@@ -442,3 +442,153 @@ fn read_cbs(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        model::CoreRange,
+        runtime::{core_ranges, held::Memory, x86::fixture::Fixture},
+    };
+
+    /// A `CircularBufferImpl` as `l` lays it out, on `ranges`.
+    struct FakeCb {
+        object: Vec<u8>,
+        _ranges: Vec<u8>,
+    }
+
+    fn put(b: &mut [u8], at: i32, v: u64, width: usize) {
+        b[at as usize..at as usize + width].copy_from_slice(&v.to_le_bytes()[..width]);
+    }
+
+    fn fake_cb(
+        l: &ProgramLayout,
+        r: &CoreRangeLayout,
+        size: u64,
+        local: Option<u64>,
+        global: Option<u64>,
+        corners: &[CoreRange],
+    ) -> FakeCb {
+        let w = usize::from(r.width);
+        let mut ranges = vec![0u8; corners.len() * r.stride as usize];
+        for (i, c) in corners.iter().enumerate() {
+            let e = &mut ranges[i * r.stride as usize..];
+            put(e, r.start, u64::from(c.start.0), w);
+            put(e, r.start + w as i32, u64::from(c.start.1), w);
+            put(e, r.end, u64::from(c.end.0), w);
+            put(e, r.end + w as i32, u64::from(c.end.1), w);
+        }
+        let mut object = vec![0u8; l.global_address as usize + 16];
+        let begin = ranges.as_ptr() as u64;
+        put(&mut object, l.core_ranges + r.vector, begin, 8);
+        put(
+            &mut object,
+            l.core_ranges + r.vector + 8,
+            begin + ranges.len() as u64,
+            8,
+        );
+        put(&mut object, l.size, size, 4);
+        put(&mut object, l.global, u64::from(global.is_some()), 1);
+        if let Some(a) = local {
+            put(&mut object, l.local_address, a, 4);
+            put(&mut object, l.local_engaged, 1, 1);
+        }
+        put(&mut object, l.global_address, global.unwrap_or(0), 4);
+        FakeCb {
+            object,
+            _ranges: ranges,
+        }
+    }
+
+    /// The reader on objects laid out as 0.81.1 lays them out, in this very process.
+    #[test]
+    fn reads_a_programs_cbs_as_the_runtime_lays_them_out() {
+        let lib = Fixture::of_release("0.81.1");
+        let l = calibrate(&lib).unwrap();
+        let r = core_ranges::calibrate(&lib).unwrap();
+        let row = CoreRange {
+            start: (0, 0),
+            end: (7, 0),
+        };
+        let square = CoreRange {
+            start: (1, 2),
+            end: (2, 3),
+        };
+        let cbs = [
+            fake_cb(&l, &r, 4096, Some(100_000), None, &[row, square]),
+            fake_cb(&l, &r, 65_536, None, Some(900_000), &[square]),
+            // Not given an address yet: no L1 of its own.
+            fake_cb(&l, &r, 2048, None, None, &[row]),
+        ];
+        let shared: Vec<u64> = cbs
+            .iter()
+            .flat_map(|c| [c.object.as_ptr() as u64, 0])
+            .collect();
+        let mut program = vec![0u8; l.program_cbs as usize + 16];
+        let begin = shared.as_ptr() as u64;
+        put(&mut program, l.program_cbs, begin, 8);
+        put(
+            &mut program,
+            l.program_cbs + 8,
+            begin + 8 * shared.len() as u64,
+            8,
+        );
+        let mem = Memory::open(std::process::id(), begin).unwrap();
+        let device = DeviceRef {
+            handle: 0xd,
+            chips: vec![3],
+            mesh: false,
+        };
+        let p = program.as_ptr() as u64;
+        let got = read(&mem, &l, &r, &device, &[p]).unwrap();
+        assert_eq!(
+            got,
+            vec![HeldProgram {
+                device,
+                program: p,
+                buffers: vec![
+                    CircularBuffer {
+                        address: 100_000,
+                        size: 4096,
+                        global: false,
+                        cores: vec![row, square],
+                        cut: false
+                    },
+                    CircularBuffer {
+                        address: 900_000,
+                        size: 65_536,
+                        global: true,
+                        cores: vec![square],
+                        cut: false
+                    },
+                ],
+            }]
+        );
+    }
+
+    #[test]
+    fn a_torn_cb_is_read_again() {
+        let lib = Fixture::of_release("0.75.0");
+        let l = calibrate(&lib).unwrap();
+        let r = core_ranges::calibrate(&lib).unwrap();
+        let one = CoreRange {
+            start: (0, 0),
+            end: (0, 0),
+        };
+        // A CB of no bytes: memory reused under the read.
+        let cb = fake_cb(&l, &r, 0, Some(100_000), None, &[one]);
+        let shared = [cb.object.as_ptr() as u64, 0];
+        let mut program = vec![0u8; l.program_cbs as usize + 16];
+        let begin = shared.as_ptr() as u64;
+        put(&mut program, l.program_cbs, begin, 8);
+        put(&mut program, l.program_cbs + 8, begin + 16, 8);
+        let mem = Memory::open(std::process::id(), begin).unwrap();
+        let device = DeviceRef {
+            handle: 0xd,
+            chips: vec![0],
+            mesh: false,
+        };
+        let e = read(&mem, &l, &r, &device, &[program.as_ptr() as u64]).unwrap_err();
+        assert!(e.contains("counts 0 bytes"), "{e}");
+    }
+}
