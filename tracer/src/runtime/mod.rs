@@ -9,6 +9,7 @@ pub mod dynamic_linker;
 pub mod elf;
 pub mod held;
 pub mod loader;
+pub mod memory;
 pub mod process;
 pub mod programs;
 pub mod python;

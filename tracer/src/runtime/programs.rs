@@ -338,7 +338,7 @@ pub type Torn = String;
 
 /// The programs registered on `device` (a chip's `Device` object), read with `mem`.
 pub fn read(
-    mem: &super::held::Memory,
+    mem: &super::memory::Memory,
     l: &ProgramLayout,
     ranges: &CoreRangeLayout,
     device: &DeviceRef,
@@ -378,7 +378,7 @@ pub fn read(
 /// The CBs at `impls` (`CircularBufferImpl*`); CBs not yet given an address are left out
 /// (nothing of L1 is theirs).
 fn read_cbs(
-    mem: &super::held::Memory,
+    mem: &super::memory::Memory,
     l: &ProgramLayout,
     ranges: &CoreRangeLayout,
     impls: &[u64],
@@ -448,7 +448,7 @@ mod tests {
     use super::*;
     use crate::{
         model::CoreRange,
-        runtime::{core_ranges, held::Memory, x86::fixture::Fixture},
+        runtime::{core_ranges, memory::Memory, x86::fixture::Fixture},
     };
 
     /// A `CircularBufferImpl` as `l` lays it out, on `ranges`.
