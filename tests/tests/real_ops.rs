@@ -489,3 +489,20 @@ fn a_snapshot_of_real_ops_has_their_circular_buffers_on_0_81_1() {
 fn a_snapshot_of_real_ops_has_their_circular_buffers_on_0_75_0() {
     snapshot_of_real_ops("0.75.0");
 }
+
+// The releases between the two eras lay programs and CBs out like one or the other (the
+// offsets differ: tracer/src/runtime/x86/calibration_tests/programs.rs); each reads exactly.
+#[test]
+fn a_snapshot_of_real_ops_has_their_circular_buffers_on_0_76_0() {
+    snapshot_of_real_ops("0.76.0");
+}
+
+#[test]
+fn a_snapshot_of_real_ops_has_their_circular_buffers_on_0_78_0() {
+    snapshot_of_real_ops("0.78.0");
+}
+
+#[test]
+fn a_snapshot_of_real_ops_has_their_circular_buffers_on_0_80_0() {
+    snapshot_of_real_ops("0.80.0");
+}
