@@ -297,6 +297,17 @@ struct HeldRealOps {
 
 impl HeldRealOps {
     fn start(era: &str) -> Self {
+        Self::start_script(
+            era,
+            "real_ops.py",
+            &["--seed", "7", "--ops", "20", "--hold-at", "8"],
+            ("REAL_OPS_READY", "REAL_OPS_GO"),
+        )
+    }
+
+    /// `script` with `args`, which writes its PID to the file named by `signals.0` and goes
+    /// on when the file named by `signals.1` appears.
+    fn start_script(era: &str, script: &str, args: &[&str], signals: (&str, &str)) -> Self {
         let dir = tempdir();
         let (truth, ready, go) = (dir.join("truth.json"), dir.join("ready"), dir.join("go"));
         let mut w = Command::new("unshare");
@@ -310,11 +321,11 @@ impl HeldRealOps {
         ])
         .arg(python(era));
         mock(&mut w)
-            .arg(workload("real_ops.py"))
-            .args(["--seed", "7", "--ops", "20", "--hold-at", "8"])
+            .arg(workload(script))
+            .args(args)
             .env("TRACER_GROUND_TRUTH", &truth)
-            .env("REAL_OPS_READY", &ready)
-            .env("REAL_OPS_GO", &go)
+            .env(signals.0, &ready)
+            .env(signals.1, &go)
             .env(
                 "TT_METAL_CACHE",
                 scratch_dir().join(format!("kernels-{era}")),
@@ -362,9 +373,21 @@ impl HeldRealOps {
 /// workload's count of live tensors and tt-metal's SHM tracker's CB bytes per chip after every
 /// later step.
 fn attach_to_real_ops(era: &str) {
+    let (cb_steps, checked) = attach_and_check(era, HeldRealOps::start(era), "real_ops");
+    // Steps 9..20, and the free-all one.
+    assert!(
+        checked >= 12,
+        "{era}: only {checked} steps after the attach"
+    );
+    // The CBs compared were not all zeros.
+    assert!(cb_steps > 0, "{era}: no later step had circular buffers");
+}
+
+/// Attaches to `w`, lets it finish, and checks the attach's recording against its ground
+/// truth (CBs too): the steps with circular buffers, and the steps checked.
+fn attach_and_check(era: &str, w: HeldRealOps, what: &str) -> (usize, usize) {
     let dir = tempdir();
     let rec = dir.join("attach.trace");
-    let w = HeldRealOps::start(era);
     let pid = w.pid;
     let mut t = tracer()
         .args(["attach", "--quiet", "--pid", &pid.to_string(), "-o"])
@@ -392,19 +415,12 @@ fn attach_to_real_ops(era: &str) {
             && seen.contains("and the circular buffers of"),
         "{era}: {seen}"
     );
-    let (cb_steps, checked) = check_steps(
+    check_steps(
         &std::fs::read(&rec).unwrap(),
         &truth,
-        &format!("real_ops attached {era}"),
+        &format!("{what} attached {era}"),
         true,
-    );
-    // Steps 9..20, and the free-all one.
-    assert!(
-        checked >= 12,
-        "{era}: only {checked} steps after the attach"
-    );
-    // The CBs compared were not all zeros.
-    assert!(cb_steps > 0, "{era}: no later step had circular buffers");
+    )
 }
 
 #[test]
@@ -415,6 +431,32 @@ fn attach_to_real_ops_is_exact_after_every_later_step_on_0_81_1() {
 #[test]
 fn attach_to_real_ops_is_exact_after_every_later_step_on_0_75_0() {
     attach_to_real_ops("0.75.0");
+}
+
+/// `tracer attach` to a workload that keeps placing programs and releasing them (clearing its
+/// program cache) while tracer reads them: programs placed or released during the read are
+/// reconciled with the probes' events by program, so once the workload is quiet the CB bytes
+/// per chip equal tt-metal's SHM tracker's.
+fn attach_while_programs_churn(era: &str) {
+    let w = HeldRealOps::start_script(
+        era,
+        "cb_churn.py",
+        &["--seed", "5", "--after", "40"],
+        ("CB_CHURN_READY", "CB_CHURN_GO"),
+    );
+    let (cb_steps, checked) = attach_and_check(era, w, "cb_churn");
+    assert_eq!(checked, 1, "{era}: the quiet step was not checked");
+    assert!(cb_steps > 0, "{era}: no circular buffers when quiet");
+}
+
+#[test]
+fn attach_while_programs_churn_ends_exact_on_0_81_1() {
+    attach_while_programs_churn("0.81.1");
+}
+
+#[test]
+fn attach_while_programs_churn_ends_exact_on_0_75_0() {
+    attach_while_programs_churn("0.75.0");
 }
 
 /// `tracer snapshot` of a real-op workload held after its 8th step: per chip, the CB bytes of
