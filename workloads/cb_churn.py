@@ -6,8 +6,10 @@ configs (each new combination is a new program, placed on every chip), the progr
 cleared every few ops (its programs are destroyed: their CBs leave the chips). Once busy, the
 workload writes its PID to $CB_CHURN_READY; when $CB_CHURN_GO appears it stops clearing and
 runs --after more ops. Then quiet: a 120 ms pause (tt-metal's SHM tracker refreshes its CB
-figure at most every 100 ms per device, when a program registers), one op of a shape not run
-before (a new program registers: the figure is refreshed), and the ground truth
+figure at most every 100 ms per device, when a program with CBs registers or unregisters), one
+op not run before: an add of bfloat8_b tensors (its program is new and has CBs in both layout
+eras, so it registers and the figure is refreshed; a new shape alone may reuse a cached
+program, and 0.81.1's relu has none), and the ground truth
 (TRACER_GROUND_TRUTH=FILE): `t_ns` (CLOCK_MONOTONIC) and per chip the SHM tracker's CB bytes
 for this process, in real_ops.py's shape (`chips`, `steps`). Then it closes the mesh.
 
@@ -32,19 +34,19 @@ def main():
     configs = [ttnn.DRAM_MEMORY_CONFIG, ttnn.L1_MEMORY_CONFIG]
     sizes = [64, 96, 128, 160, 192, 256]
 
-    def new(shape):
+    def new(shape, dtype=ttnn.bfloat16):
         return ttnn.allocate_tensor_on_device(
-            ttnn.Shape(shape), ttnn.bfloat16, ttnn.TILE_LAYOUT, mesh, ttnn.DRAM_MEMORY_CONFIG
+            ttnn.Shape(shape), dtype, ttnn.TILE_LAYOUT, mesh, ttnn.DRAM_MEMORY_CONFIG
         )
 
-    def op(h, w, kind, memory):
-        a = new([1, 1, h, w])
+    def op(h, w, kind, memory, dtype=ttnn.bfloat16):
+        a = new([1, 1, h, w], dtype)
         if kind == "matmul":
             b = new([1, 1, w, 64])
             out = ttnn.matmul(a, b, memory_config=memory)
             ttnn.deallocate(b)
         elif kind == "add":
-            b = new([1, 1, h, w])
+            b = new([1, 1, h, w], dtype)
             out = ttnn.add(a, b, memory_config=memory)
             ttnn.deallocate(b)
         else:
@@ -69,8 +71,8 @@ def main():
     for _ in range(after):
         random_op()
     time.sleep(0.12)
-    # A shape no op above used: its program is new, and registers.
-    op(32, 320, "add", ttnn.L1_MEMORY_CONFIG)
+    # An op no step above ran: its program is new, has CBs, and registers.
+    op(64, 64, "add", ttnn.L1_MEMORY_CONFIG, ttnn.bfloat8_b)
     step = {"op": "quiet", "t_ns": time.monotonic_ns(), "cb": shm_cb_bytes(),
             "memory_view": memory_view(mesh), "live_tensors": 0, "busy_ops": n + after}
     print(f"cb_churn: {n} ops before go, {after} after", file=sys.stderr, flush=True)

@@ -373,7 +373,7 @@ impl HeldRealOps {
 /// workload's count of live tensors and tt-metal's SHM tracker's CB bytes per chip after every
 /// later step.
 fn attach_to_real_ops(era: &str) {
-    let (cb_steps, checked) = attach_and_check(era, HeldRealOps::start(era), "real_ops");
+    let (cb_steps, checked, _) = attach_and_check(era, HeldRealOps::start(era), "real_ops");
     // Steps 9..20, and the free-all one.
     assert!(
         checked >= 12,
@@ -384,8 +384,8 @@ fn attach_to_real_ops(era: &str) {
 }
 
 /// Attaches to `w`, lets it finish, and checks the attach's recording against its ground
-/// truth (CBs too): the steps with circular buffers, and the steps checked.
-fn attach_and_check(era: &str, w: HeldRealOps, what: &str) -> (usize, usize) {
+/// truth (CBs too): the steps with circular buffers, the steps checked, and the recording.
+fn attach_and_check(era: &str, w: HeldRealOps, what: &str) -> (usize, usize, Vec<u8>) {
     let dir = tempdir();
     let rec = dir.join("attach.trace");
     let pid = w.pid;
@@ -415,12 +415,9 @@ fn attach_and_check(era: &str, w: HeldRealOps, what: &str) -> (usize, usize) {
             && seen.contains("and the circular buffers of"),
         "{era}: {seen}"
     );
-    check_steps(
-        &std::fs::read(&rec).unwrap(),
-        &truth,
-        &format!("{what} attached {era}"),
-        true,
-    )
+    let data = std::fs::read(&rec).unwrap();
+    let (cb_steps, checked) = check_steps(&data, &truth, &format!("{what} attached {era}"), true);
+    (cb_steps, checked, data)
 }
 
 #[test]
@@ -444,9 +441,28 @@ fn attach_while_programs_churn(era: &str) {
         &["--seed", "5", "--after", "40"],
         ("CB_CHURN_READY", "CB_CHURN_GO"),
     );
-    let (cb_steps, checked) = attach_and_check(era, w, "cb_churn");
+    let (cb_steps, checked, data) = attach_and_check(era, w, "cb_churn");
     assert_eq!(checked, 1, "{era}: the quiet step was not checked");
     assert!(cb_steps > 0, "{era}: no circular buffers when quiet");
+    // Programs went on being placed after the read (whether the read found any depends on
+    // when it ran: right after a clear there are none; attach_to_real_ops checks the seed
+    // itself).
+    let mut ledger = Ledger::new();
+    Recording::open(&data)
+        .unwrap()
+        .replay(|ev| {
+            ledger.apply(ev);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    let p = ledger.processes.values().next().unwrap();
+    for (chip, d) in &p.devices {
+        let c = &d.circular_buffers;
+        assert!(
+            c.placed > 0,
+            "{era} chip {chip}: no program placed after the read"
+        );
+    }
 }
 
 #[test]
