@@ -256,7 +256,7 @@ pub fn calibrate(lib: &dyn Image) -> Result<ProgramLayout, String> {
     let choice = function(sym::CB_IMPL_ADDRESS)
         .map(|(c, ip)| returned_paths(c, ip, 32))
         .and_then(|p| address_choice(&p));
-    let address_source = format!("the paths of `{}`", name(sym::CB_IMPL_ADDRESS));
+    let address = name(sym::CB_IMPL_ADDRESS);
     let global = one(
         "CircularBufferImpl globally allocated",
         vec![
@@ -266,7 +266,7 @@ pub fn calibrate(lib: &dyn Image) -> Result<ProgramLayout, String> {
                 1,
             ),
             finding(
-                format!("the bit {address_source} test"),
+                format!("the bit both paths of `{address}` test"),
                 choice.map(|c| c.0),
                 1,
             ),
@@ -275,7 +275,9 @@ pub fn calibrate(lib: &dyn Image) -> Result<ProgramLayout, String> {
     let local_address = one(
         "CircularBufferImpl locally allocated address",
         vec![finding(
-            format!("the optional {address_source} check"),
+            format!(
+                "the `std::optional` one path of `{address}` returns (its engaged flag checked)"
+            ),
             choice.map(|c| c.1 .0),
             4,
         )],
@@ -288,7 +290,7 @@ pub fn calibrate(lib: &dyn Image) -> Result<ProgramLayout, String> {
         "CircularBufferImpl global address",
         vec![
             finding(
-                format!("the other of {address_source}"),
+                format!("what the other path of `{address}` returns"),
                 choice.map(|c| c.2),
                 4,
             ),
