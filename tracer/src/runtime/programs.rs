@@ -334,18 +334,16 @@ const MAX_RANGES: u64 = 1024;
 const MAX_CB_BYTES: u64 = 1 << 26;
 const MAX_COORDINATE: u32 = 1 << 12;
 
-/// What the read of one chip's programs may find wrong: the process changed it under the
-/// read (read again).
-pub type Torn = String;
-
-/// The programs registered on `device` (a chip's `Device` object), read with `mem`.
+/// The programs registered on `device` (a chip's `Device` object), read with `mem`: the
+/// elements `programs` of its set. An error says what did not hold together (the process
+/// changed it under the read: read again).
 pub fn read(
     mem: &super::memory::Memory,
     l: &ProgramLayout,
     ranges: &CoreRangeLayout,
     device: &DeviceRef,
     programs: &[u64],
-) -> Result<Vec<HeldProgram>, Torn> {
+) -> Result<Vec<HeldProgram>, String> {
     let at = |base: u64, off: i32| base.wrapping_add(off as i64 as u64);
     // Each program's vector of CBs.
     let mut vectors = Vec::with_capacity(2 * programs.len());
@@ -384,7 +382,7 @@ fn read_cbs(
     l: &ProgramLayout,
     ranges: &CoreRangeLayout,
     impls: &[u64],
-) -> Result<Vec<CircularBuffer>, Torn> {
+) -> Result<Vec<CircularBuffer>, String> {
     let at = |base: u64, off: i32| base.wrapping_add(off as i64 as u64);
     let fields = [
         l.core_ranges + ranges.vector,
