@@ -29,8 +29,9 @@ pub const TAIL_BYTES: usize = 512;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FieldPath {
-    /// Word index into the kernel's `struct pt_regs` of the register the path starts from
-    /// (see [`arg_word`]).
+    /// Word index into the kernel's `struct pt_regs` of the register the path starts from:
+    /// an argument register (see [`arg_word`]), the stack pointer, or a callee-saved register
+    /// (words 0-5: r15, r14, r13, r12, rbp, rbx).
     pub arg: u8,
     pub steps: u8,
     /// 1, 2, 4 or 8.
@@ -209,6 +210,28 @@ pub struct RawEvent {
     pub object: u64,
     pub values: [u64; MAX_VALUES],
 }
+
+/// The first bytes of a [`RawEvent`], alone: the record of a hit that reads no values (a free
+/// matched to its allocation by `object`). A third of the ring buffer bytes of a full record,
+/// so a third of the cache lines the two cores pass between them; userspace reads it as a
+/// [`RawEvent`] whose values are zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RawEventHead {
+    pub slot: u32,
+    pub pid: u32,
+    pub tid: u32,
+    pub nvalues: u16,
+    pub valid: u16,
+    pub ts_ns: u64,
+    pub object: u64,
+}
+
+const _: () = assert!(
+    core::mem::size_of::<RawEventHead>() == core::mem::offset_of!(RawEvent, values)
+        && core::mem::offset_of!(RawEventHead, object) == core::mem::offset_of!(RawEvent, object)
+        && core::mem::offset_of!(RawEventHead, ts_ns) == core::mem::offset_of!(RawEvent, ts_ns)
+);
 
 /// A [`RawEvent`] of a slot with a tail: the array's bytes follow the values.
 #[repr(C)]

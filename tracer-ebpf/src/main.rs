@@ -17,8 +17,8 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use tracer_common::{
-    FieldPath, PyStackSpec, RawDevice, RawEvent, RawStack, RawTailEvent, SlotSpec, ARG_WINDOW,
-    CFG_DEVICE_ID_OFF, CFG_FLAGS, CFG_LEN, CFG_MESH_ADD, CFG_MESH_HOP0, CFG_MESH_HOPS,
+    FieldPath, PyStackSpec, RawDevice, RawEvent, RawEventHead, RawStack, RawTailEvent, SlotSpec,
+    ARG_WINDOW, CFG_DEVICE_ID_OFF, CFG_FLAGS, CFG_LEN, CFG_MESH_ADD, CFG_MESH_HOP0, CFG_MESH_HOPS,
     CFG_TASK_FSBASE_OFF, CFG_TASK_TGID_OFF, CFG_WAKEUP_BYTES, FLAG_ALL_PROCESSES, FLAG_DEBUG,
     MAX_MESH, MAX_PY_FRAMES, MAX_SLOTS, MAX_STEPS, MAX_VALUES, MESH_MAX_HOPS, PROCESSES_PER_ENTRY,
     PY_FRAME_BYTES, PY_TSTATE_STEPS, SEEN, SLOT_DEVICE, SLOT_FORGETS_DEVICE, SLOT_LIBRARY_CHANGE,
@@ -168,6 +168,14 @@ struct Regs {
     r8: u64,
     r9: u64,
     rsp: u64,
+    /// Callee-saved: at a function's entry they still hold its caller's values (a free's
+    /// buffer object, where calibration found its caller keeps it in one).
+    r15: u64,
+    r14: u64,
+    r13: u64,
+    r12: u64,
+    rbp: u64,
+    rbx: u64,
 }
 
 impl Regs {
@@ -183,6 +191,12 @@ impl Regs {
             r8: at(9),
             r9: at(8),
             rsp: at(19),
+            r15: at(0),
+            r14: at(1),
+            r13: at(2),
+            r12: at(3),
+            rbp: at(4),
+            rbx: at(5),
         }
     }
 
@@ -196,6 +210,12 @@ impl Regs {
             9 => self.r8,
             8 => self.r9,
             19 => self.rsp,
+            0 => self.r15,
+            1 => self.r14,
+            2 => self.r13,
+            3 => self.r12,
+            4 => self.rbp,
+            5 => self.rbx,
             _ => 0,
         }
     }
@@ -342,6 +362,8 @@ pub fn tracer_probe(ctx: ProbeContext) -> u32 {
     }
     let valid = if spec.tail != 0 {
         emit_with_tail(regs, object, window, spec, slot, pid_tgid)
+    } else if spec.nfields == 0 {
+        emit_head(object, slot, pid_tgid)
     } else {
         let Some(mut entry) = EVENTS.reserve::<RawEvent>(0) else {
             return lost(&ctx, slot, tgid);
@@ -428,6 +450,32 @@ fn fill(
         (*ev).valid = valid;
     }
     valid
+}
+
+/// A hit that reads no values: its object alone, in a record a third the size of a full one.
+#[inline(always)]
+fn emit_head(object: u64, slot: u32, pid_tgid: u64) -> Option<u16> {
+    let mut entry = EVENTS.reserve::<RawEventHead>(0)?;
+    if stop_after(PART_RESERVE) {
+        entry.discard(BPF_RB_NO_WAKEUP);
+        return Some(0);
+    }
+    let ev = entry.as_mut_ptr();
+    unsafe {
+        (*ev).slot = slot;
+        (*ev).pid = (pid_tgid >> 32) as u32;
+        (*ev).tid = pid_tgid as u32;
+        (*ev).nvalues = 0;
+        (*ev).valid = 0;
+        (*ev).ts_ns = bpf_ktime_get_ns();
+        (*ev).object = object;
+    }
+    if stop_after(PART_VALUES) {
+        entry.discard(BPF_RB_NO_WAKEUP);
+        return Some(0);
+    }
+    entry.submit(wakeup_flags());
+    Some(0)
 }
 
 /// A hit of a slot with a tail: the values, then the array between the two tail paths

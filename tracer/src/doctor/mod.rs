@@ -159,6 +159,12 @@ pub fn doctor(lib: Option<PathBuf>, pid: Option<u32>, cmd: Vec<String>) -> Resul
                 for f in &plan.layout.provenance {
                     println!("    {}: {}", f.field, f.describe());
                 }
+                match &plan.layout.free_object {
+                    Ok(f) => println!("    free: the buffer's object from a register: {}", f.how),
+                    Err(e) => {
+                        println!("    free: the buffer's object from the call's argument ({e})")
+                    }
+                }
                 match &plan.allocator {
                     Ok(a) => {
                         println!(

@@ -49,6 +49,28 @@ pub fn register(arg: u8, width: u8) -> Result<FieldPath> {
     Ok(stack)
 }
 
+/// A callee-saved register's own value: its word in `struct pt_regs` (r15, r14, r13, r12,
+/// rbp, rbx come first there).
+pub fn saved_register(reg: iced_x86::Register) -> Option<FieldPath> {
+    use iced_x86::Register as R;
+    let word = match reg {
+        R::R15 => 0,
+        R::R14 => 1,
+        R::R13 => 2,
+        R::R12 => 3,
+        R::RBP => 4,
+        R::RBX => 5,
+        _ => return None,
+    };
+    Some(FieldPath {
+        arg: word,
+        steps: 0,
+        width: 8,
+        _pad: 0,
+        offsets: [0; MAX_STEPS],
+    })
+}
+
 pub fn spec(fields: &[FieldPath]) -> SlotSpec {
     let mut s = SlotSpec {
         nfields: fields.len() as u32,

@@ -14,6 +14,7 @@ use iced_x86::Register;
 
 use super::{
     elf::{demangle, parameters},
+    free_object::FreeObject,
     symbols as sym,
     x86::{
         accessor_chain, constructor_stores, copied_stores, field_reads, member_at_call, quotient,
@@ -48,6 +49,9 @@ pub struct Layout {
     /// From a `MeshDevice*`: pointer loads, then the offset of its `std::vector` of device
     /// pointers (from `MeshDevice::get_devices() const`).
     pub mesh_devices: Option<(Vec<i32>, i64)>,
+    /// The register a free finds its buffer's object in (so it reads no memory), or why
+    /// frees take it from the call's `Buffer*`.
+    pub free_object: Result<FreeObject, String>,
     /// How each field was found, for `doctor`.
     pub provenance: Vec<FieldSources>,
 }
@@ -564,6 +568,10 @@ pub fn calibrate(lib: &dyn Image) -> Result<Layout> {
         },
         device_id,
         mesh_devices,
+        free_object: match pimpl {
+            Some(_) => super::free_object::calibrate(lib),
+            None => Err("the freed `Buffer*` is the object itself".into()),
+        },
         provenance,
     })
 }

@@ -18,6 +18,8 @@ pub struct Library {
     pub build_id: Option<String>,
     /// (vaddr, file offset, size) of loadable segments, to turn addresses into file offsets.
     segments: Vec<(u64, u64, u64)>,
+    /// The same, of the executable ones only.
+    code_segments: Vec<(u64, u64, u64)>,
     /// Pointer slots the dynamic linker fills with a link-time address (`R_X86_64_RELATIVE`),
     /// by that address; read on first use.
     relative: std::sync::OnceLock<HashMap<u64, Vec<u64>>>,
@@ -26,13 +28,14 @@ pub struct Library {
 impl Library {
     pub fn open(path: &Path) -> Result<Self> {
         let data = map(path)?;
-        let (symbols, build_id, segments) = Self::index(data, path)?;
+        let (symbols, build_id, segments, code_segments) = Self::index(data, path)?;
         Ok(Self {
             path: path.to_path_buf(),
             data,
             symbols,
             build_id,
             segments,
+            code_segments,
             relative: Default::default(),
         })
     }
@@ -44,6 +47,7 @@ impl Library {
     ) -> Result<(
         HashMap<&'static str, Symbol>,
         Option<String>,
+        Vec<(u64, u64, u64)>,
         Vec<(u64, u64, u64)>,
     )> {
         let file = object::File::parse(data)
@@ -72,11 +76,16 @@ impl Library {
             .ok()
             .flatten()
             .map(|b| b.iter().map(|x| format!("{x:02x}")).collect());
-        let segments = file
+        let range = |s: &object::Segment| (s.address(), s.file_range().0, s.file_range().1);
+        let segments = file.segments().map(|s| range(&s)).collect();
+        let code_segments = file
             .segments()
-            .map(|s| (s.address(), s.file_range().0, s.file_range().1))
+            .filter(|s| {
+                matches!(s.flags(), object::SegmentFlags::Elf { p_flags } if p_flags & object::elf::PF_X != 0)
+            })
+            .map(|s| range(&s))
             .collect();
-        Ok((symbols, build_id, segments))
+        Ok((symbols, build_id, segments, code_segments))
     }
 
     pub fn symbol(&self, mangled: &str) -> Option<Symbol> {
@@ -125,6 +134,24 @@ impl Library {
         out
     }
 
+    /// Addresses of the direct calls and jumps (`call`/`jmp`/`jcc` with a 32- or 8-bit
+    /// displacement) whose destination is one of `targets`, found by their bytes in the
+    /// executable segments without decoding: a byte run that only looks like such a branch
+    /// is listed too, so a caller found here may be none, never the reverse.
+    pub fn branches_to(&self, targets: &[u64]) -> Vec<u64> {
+        let mut out = Vec::new();
+        for (vaddr, off, len) in &self.code_segments {
+            let (off, len) = (*off as usize, *len as usize);
+            let Some(code) = self.data.get(off..(off + len).min(self.data.len())) else {
+                continue;
+            };
+            out.extend(branch_sites(code, *vaddr, targets));
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// Slots that the dynamic linker sets to the load address of `target` (pointers in
     /// relocated constant data, such as a table of names).
     pub fn pointers_to(&self, target: u64) -> Vec<u64> {
@@ -170,6 +197,45 @@ impl Library {
         self.data
             .get(off..off + len.min(self.data.len().saturating_sub(off)))
     }
+}
+
+/// Every (address, destination) of what reads as a direct near branch in `code` (at `vaddr`)
+/// to one of `targets`. 32-bit displacements are found from their opcode bytes (memchr: the
+/// library is tens of MB); 8-bit ones can only reach a target from its own neighbourhood.
+fn branch_sites(code: &[u8], vaddr: u64, targets: &[u64]) -> Vec<u64> {
+    let rel32 = |at: usize| -> Option<i64> {
+        Some(i64::from(i32::from_le_bytes(
+            code.get(at..at + 4)?.try_into().ok()?,
+        )))
+    };
+    let hits = |at: u64, len: u64, rel: i64| {
+        targets.contains(&at.wrapping_add(len).wrapping_add(rel as u64))
+    };
+    let mut out = Vec::new();
+    for i in memchr::memchr3_iter(0xe8, 0xe9, 0x0f, code) {
+        let at = vaddr + i as u64;
+        let found = match (code[i], code.get(i + 1)) {
+            (0xe8 | 0xe9, _) => rel32(i + 1).is_some_and(|r| hits(at, 5, r)),
+            (0x0f, Some(0x80..=0x8f)) => rel32(i + 2).is_some_and(|r| hits(at, 6, r)),
+            _ => false,
+        };
+        if found {
+            out.push(at);
+        }
+    }
+    for t in targets {
+        let lo = t.saturating_sub(130).max(vaddr);
+        let hi = (t + 130).min(vaddr + code.len() as u64);
+        for at in lo..hi {
+            let i = (at - vaddr) as usize;
+            if let (0xeb | 0x70..=0x7f, Some(r)) = (code[i], code.get(i + 1)) {
+                if hits(at, 2, i64::from(*r as i8)) {
+                    out.push(at);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Maps the library read-only for the rest of the process. Only the pages calibration reads

@@ -7,6 +7,7 @@ pub mod disasm;
 pub mod discover;
 pub mod dynamic_linker;
 pub mod elf;
+pub mod free_object;
 pub mod held;
 pub mod loader;
 pub mod memory;

@@ -37,6 +37,10 @@ pub const BUFFER_NUM_PAGES: &str = "_ZNK2tt8tt_metal6Buffer9num_pagesEv";
 pub const BUFFER_ALLOCATE_IMPL: &str = "_ZN2tt8tt_metal6Buffer13allocate_implEv";
 pub const BUFFER_IMPL_ALLOCATE_IMPL: &str =
     "_ZN2tt8tt_metal10BufferImpl13allocate_implERNS0_6BufferE";
+/// The one caller of `track_deallocate` in the pimpl era: it keeps its `this` in a
+/// callee-saved register across the call (runtime/free_object.rs).
+pub const BUFFER_IMPL_DEALLOCATE_IMPL: &str =
+    "_ZN2tt8tt_metal10BufferImpl15deallocate_implERNS0_6BufferE";
 pub const EXTRACT_CONTEXT_ID: &str = "_ZN2tt8tt_metal18extract_context_idEPKNS0_7IDeviceE";
 /// Light Metal capture keys its buffer map by `Buffer::unique_id()`.
 pub const LIGHT_METAL_IS_IN_MAP: &str =

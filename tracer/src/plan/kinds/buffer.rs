@@ -5,7 +5,7 @@ use tracer_common::{SlotSpec, MAX_VALUES};
 use super::{Hit, Values};
 use crate::{
     model::{BufferInfo, BufferType},
-    plan::slot::{device_spec, path},
+    plan::slot::{device_spec, path, saved_register},
     runtime::{calibrate::Layout, disasm::Chain},
 };
 
@@ -68,10 +68,20 @@ pub fn spec(layout: &Layout) -> Result<SlotSpec> {
 /// `Buffer*` itself, or on releases where `Buffer` is a handle, its implementation object:
 /// handles of one buffer differ between its allocation and its free), for processes whose
 /// every allocation the probes saw: the decoder matches it to that allocation. It leaves the
-/// buffer's fields unread (each user-memory read is the costliest part of a hit).
-pub fn object_spec(alloc: &SlotSpec) -> SlotSpec {
+/// buffer's fields unread (each user-memory read is the costliest part of a hit). Where the
+/// object is behind a pointer and calibration found a callee-saved register the free's only
+/// caller keeps it in (`runtime/free_object.rs`), that register: the free reads no memory.
+pub fn object_spec(alloc: &SlotSpec, layout: &Layout) -> SlotSpec {
+    let kept = layout.free_object.as_ref().ok().map(|f| f.register);
+    // The register holds the `BufferImpl*`: the window must be that one hop from the `Buffer*`.
+    let pimpl = layout.buffer.address.offsets.first();
+    let behind_pimpl = alloc.window.steps == 1 && pimpl == Some(&alloc.window.offsets[0]);
+    let window = match kept.and_then(saved_register) {
+        Some(register) if behind_pimpl => register,
+        _ => alloc.window,
+    };
     SlotSpec {
-        window: alloc.window,
+        window,
         ..Default::default()
     }
 }

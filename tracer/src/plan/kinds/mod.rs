@@ -126,7 +126,7 @@ pub fn decode(plan: &ProbePlan, role: Role, v: &Values) -> Hit {
 pub fn slot_spec(plan: &ProbePlan, slot: usize) -> SlotSpec {
     let p = &plan.probes[slot];
     if p.role == Role::Free && plan.free_by_pointer() {
-        return buffer::object_spec(&p.spec);
+        return buffer::object_spec(&p.spec, &plan.layout);
     }
     p.spec
 }

@@ -23,6 +23,11 @@ pub trait Image {
     fn pointers_to(&self, _target: u64) -> Vec<u64> {
         Vec::new()
     }
+    /// Addresses of the direct branches (calls, jumps) to any of `targets` in the library's
+    /// code, as its bytes read (see [`Library::branches_to`]).
+    fn branches_to(&self, _targets: &[u64]) -> Vec<u64> {
+        Vec::new()
+    }
 }
 
 impl Image for Library {
@@ -56,5 +61,9 @@ impl Image for Library {
 
     fn pointers_to(&self, target: u64) -> Vec<u64> {
         Library::pointers_to(self, target)
+    }
+
+    fn branches_to(&self, targets: &[u64]) -> Vec<u64> {
+        Library::branches_to(self, targets)
     }
 }

@@ -24,6 +24,7 @@ pub mod constructor;
 pub mod engine;
 pub mod getter;
 pub mod image;
+pub mod kept;
 pub mod member_call;
 pub mod members;
 pub mod messages;

@@ -3,6 +3,7 @@
 //! releases between them. The expected numbers are what calibration found on the real
 //! libraries (and what `tracer doctor --lib` printed), and the traced workloads confirmed
 //! against `ttnn.get_memory_view`: ground truth from the binaries, not guesses.
+mod free_object;
 mod held;
 mod new_era;
 mod old_era;
@@ -66,6 +67,10 @@ impl Image for Without<'_> {
         self.lib
             .symbol_at(address)
             .filter(|n| !n.contains(self.hidden))
+    }
+
+    fn branches_to(&self, targets: &[u64]) -> Vec<u64> {
+        self.lib.branches_to(targets)
     }
 }
 
