@@ -285,53 +285,110 @@ fn real_ops_are_exact_after_every_step_on_0_75_0() {
     real_ops("0.75.0");
 }
 
-/// `tracer attach` to a real-op workload held after its 8th step (programs loaded, DRAM, L1
-/// and sharded tensors live): seeded with the buffers read from its allocators, the ledger
-/// replayed from the attach's recording equals `get_memory_view` per chip and type and the
-/// workload's count of live tensors after every later step. (CBs of programs placed before
-/// the attach are not read: not compared.)
-fn attach_to_real_ops(era: &str) {
-    let dir = tempdir();
-    let (rec, truth, ready, go) = (
-        dir.join("attach.trace"),
-        dir.join("truth.json"),
-        dir.join("ready"),
-        dir.join("go"),
-    );
-    let mut w = Command::new("unshare");
-    w.args([
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        "mount -t tmpfs tmpfs /dev/shm && exec \"$0\" \"$@\"",
-    ])
-    .arg(python(era));
-    mock(&mut w)
-        .arg(workload("real_ops.py"))
-        .args(["--seed", "7", "--ops", "20", "--hold-at", "8"])
-        .env("TRACER_GROUND_TRUTH", &truth)
-        .env("REAL_OPS_READY", &ready)
-        .env("REAL_OPS_GO", &go)
-        .env(
-            "TT_METAL_CACHE",
-            scratch_dir().join(format!("kernels-{era}")),
+/// workloads/real_ops.py held after its 8th step (programs loaded, DRAM, L1 and sharded
+/// tensors live), in a /dev/shm of its own (see [`record_on`]): it goes on when told.
+struct HeldRealOps {
+    child: std::process::Child,
+    pid: u32,
+    truth: std::path::PathBuf,
+    go: std::path::PathBuf,
+    _dir: std::path::PathBuf,
+}
+
+impl HeldRealOps {
+    fn start(era: &str) -> Self {
+        Self::start_script(
+            era,
+            "real_ops.py",
+            &["--seed", "7", "--ops", "20", "--hold-at", "8"],
+            ("REAL_OPS_READY", "REAL_OPS_GO"),
         )
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut w = w.spawn().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
-    while !ready.exists() {
-        assert!(std::time::Instant::now() < deadline, "{era}: no hold");
-        assert!(w.try_wait().unwrap().is_none(), "{era}: the workload died");
-        std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let pid: u32 = std::fs::read_to_string(&ready)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+
+    /// `script` with `args`, which writes its PID to the file named by `signals.0` and goes
+    /// on when the file named by `signals.1` appears.
+    fn start_script(era: &str, script: &str, args: &[&str], signals: (&str, &str)) -> Self {
+        let dir = tempdir();
+        let (truth, ready, go) = (dir.join("truth.json"), dir.join("ready"), dir.join("go"));
+        let mut w = Command::new("unshare");
+        w.args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "mount -t tmpfs tmpfs /dev/shm && exec \"$0\" \"$@\"",
+        ])
+        .arg(python(era));
+        mock(&mut w)
+            .arg(workload(script))
+            .args(args)
+            .env("TRACER_GROUND_TRUTH", &truth)
+            .env(signals.0, &ready)
+            .env(signals.1, &go)
+            .env(
+                "TT_METAL_CACHE",
+                scratch_dir().join(format!("kernels-{era}")),
+            )
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut child = w.spawn().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+        while !ready.exists() {
+            assert!(std::time::Instant::now() < deadline, "{era}: no hold");
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "{era}: the workload died"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let pid = std::fs::read_to_string(&ready)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        Self {
+            child,
+            pid,
+            truth,
+            go,
+            _dir: dir,
+        }
+    }
+
+    /// Lets the workload go on to its end; its ground truth.
+    fn finish(mut self, era: &str) -> Value {
+        std::fs::write(&self.go, "").unwrap();
+        assert!(
+            self.child.wait().unwrap().success(),
+            "{era}: the workload failed"
+        );
+        serde_json::from_str(&std::fs::read_to_string(&self.truth).unwrap()).unwrap()
+    }
+}
+
+/// `tracer attach` to a real-op workload held after its 8th step: seeded with the buffers
+/// read from its allocators and the CBs of the programs placed on its chips, the ledger
+/// replayed from the attach's recording equals `get_memory_view` per chip and type, the
+/// workload's count of live tensors and tt-metal's SHM tracker's CB bytes per chip after every
+/// later step.
+fn attach_to_real_ops(era: &str) {
+    let (cb_steps, checked, _) = attach_and_check(era, HeldRealOps::start(era), "real_ops");
+    // Steps 9..20, and the free-all one.
+    assert!(
+        checked >= 12,
+        "{era}: only {checked} steps after the attach"
+    );
+    // The CBs compared were not all zeros.
+    assert!(cb_steps > 0, "{era}: no later step had circular buffers");
+}
+
+/// Attaches to `w`, lets it finish, and checks the attach's recording against its ground
+/// truth (CBs too): the steps with circular buffers, the steps checked, and the recording.
+fn attach_and_check(era: &str, w: HeldRealOps, what: &str) -> (usize, usize, Vec<u8>) {
+    let dir = tempdir();
+    let rec = dir.join("attach.trace");
+    let pid = w.pid;
     let mut t = tracer()
         .args(["attach", "--quiet", "--pid", &pid.to_string(), "-o"])
         .arg(&rec)
@@ -350,26 +407,17 @@ fn attach_to_real_ops(era: &str) {
             break;
         }
     }
-    std::fs::write(&go, "").unwrap();
-    assert!(w.wait().unwrap().success(), "{era}: the workload failed");
+    let truth = w.finish(era);
     assert!(t.wait().unwrap().success(), "{era}: tracer failed: {seen}");
     std::io::Read::read_to_string(&mut err, &mut seen).unwrap();
     assert!(
-        seen.contains("read from the process's own allocators"),
+        seen.contains("read from the process's own allocators")
+            && seen.contains("and the circular buffers of"),
         "{era}: {seen}"
     );
-    let truth: Value = serde_json::from_str(&std::fs::read_to_string(&truth).unwrap()).unwrap();
-    let (_, checked) = check_steps(
-        &std::fs::read(&rec).unwrap(),
-        &truth,
-        &format!("real_ops attached {era}"),
-        false,
-    );
-    // Steps 9..20, and the free-all one.
-    assert!(
-        checked >= 12,
-        "{era}: only {checked} steps after the attach"
-    );
+    let data = std::fs::read(&rec).unwrap();
+    let (cb_steps, checked) = check_steps(&data, &truth, &format!("{what} attached {era}"), true);
+    (cb_steps, checked, data)
 }
 
 #[test]
@@ -380,4 +428,139 @@ fn attach_to_real_ops_is_exact_after_every_later_step_on_0_81_1() {
 #[test]
 fn attach_to_real_ops_is_exact_after_every_later_step_on_0_75_0() {
     attach_to_real_ops("0.75.0");
+}
+
+/// `tracer attach` to a workload that keeps placing programs and releasing them (clearing its
+/// program cache) while tracer reads them: programs placed or released during the read are
+/// reconciled with the probes' events by program, so once the workload is quiet the CB bytes
+/// per chip equal tt-metal's SHM tracker's.
+fn attach_while_programs_churn(era: &str) {
+    let w = HeldRealOps::start_script(
+        era,
+        "cb_churn.py",
+        &["--seed", "5", "--after", "40"],
+        ("CB_CHURN_READY", "CB_CHURN_GO"),
+    );
+    let (cb_steps, checked, data) = attach_and_check(era, w, "cb_churn");
+    assert_eq!(checked, 1, "{era}: the quiet step was not checked");
+    assert!(cb_steps > 0, "{era}: no circular buffers when quiet");
+    // Programs went on being placed after the read (whether the read found any depends on
+    // when it ran: right after a clear there are none; attach_to_real_ops checks the seed
+    // itself).
+    let mut ledger = Ledger::new();
+    Recording::open(&data)
+        .unwrap()
+        .replay(|ev| {
+            ledger.apply(ev);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    let p = ledger.processes.values().next().unwrap();
+    for (chip, d) in &p.devices {
+        let c = &d.circular_buffers;
+        assert!(
+            c.placed > 0,
+            "{era} chip {chip}: no program placed after the read"
+        );
+    }
+}
+
+#[test]
+fn attach_while_programs_churn_ends_exact_on_0_81_1() {
+    attach_while_programs_churn("0.81.1");
+}
+
+#[test]
+fn attach_while_programs_churn_ends_exact_on_0_75_0() {
+    attach_while_programs_churn("0.75.0");
+}
+
+/// `tracer snapshot` of a real-op workload held after its 8th step: per chip, the CB bytes of
+/// the programs placed on it equal tt-metal's SHM tracker's figure at that step, and the
+/// buffers equal `get_memory_view` and the workload's live tensors.
+fn snapshot_of_real_ops(era: &str) {
+    let w = HeldRealOps::start(era);
+    let out = tracer()
+        .args(["snapshot", "--pid", &w.pid.to_string(), "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{era}: {stderr}");
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let truth = w.finish(era);
+    let step = &truth["steps"][7];
+    assert!(
+        doc["snapshot"]["circular_buffers_unread"].is_null(),
+        "{era}: {}",
+        doc["snapshot"]
+    );
+    let devices = doc["processes"][0]["devices"].as_array().unwrap();
+    let chips: Vec<i64> = truth["chips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_i64().unwrap())
+        .collect();
+    assert_eq!(devices.len(), chips.len(), "{era}: {}", doc["snapshot"]);
+    let mut nonzero = 0;
+    for d in devices {
+        let chip = d["device"].as_i64().unwrap() as i32;
+        let t = StepTruth { step, chip };
+        let what = format!("{era} chip {chip}");
+        let cb = t.cb().unwrap_or_else(|| panic!("{what}: no SHM record"));
+        let c = &d["circular_buffers"];
+        assert_eq!(
+            c["live_bytes"].as_u64(),
+            Some(cb),
+            "{what}: CB bytes vs tt-metal's SHM tracker"
+        );
+        // Every program counted was read from memory, none placed while tracer looked.
+        assert_eq!(c["programs_placed"], 0, "{what}");
+        assert_eq!(
+            c["programs_held"].as_u64(),
+            c["live_programs"].as_array().map(|p| p.len() as u64),
+            "{what}"
+        );
+        nonzero += usize::from(cb > 0);
+        assert_eq!(
+            d["live"]["buffers"].as_u64(),
+            Some(t.live_tensors()),
+            "{what}: live buffers vs the workload's live tensors"
+        );
+        for ty in ["DRAM", "L1"] {
+            assert_eq!(
+                d["live"]["reserved"][ty].as_u64(),
+                Some(t.memory_view(ty)),
+                "{what}: reserved {ty} vs get_memory_view"
+            );
+        }
+    }
+    assert!(nonzero > 0, "{era}: no chip had circular buffers");
+}
+
+#[test]
+fn a_snapshot_of_real_ops_has_their_circular_buffers_on_0_81_1() {
+    snapshot_of_real_ops("0.81.1");
+}
+
+#[test]
+fn a_snapshot_of_real_ops_has_their_circular_buffers_on_0_75_0() {
+    snapshot_of_real_ops("0.75.0");
+}
+
+// The releases between the two eras lay programs and CBs out like one or the other (the
+// offsets differ: tracer/src/runtime/x86/calibration_tests/programs.rs); each reads exactly.
+#[test]
+fn a_snapshot_of_real_ops_has_their_circular_buffers_on_0_76_0() {
+    snapshot_of_real_ops("0.76.0");
+}
+
+#[test]
+fn a_snapshot_of_real_ops_has_their_circular_buffers_on_0_78_0() {
+    snapshot_of_real_ops("0.78.0");
+}
+
+#[test]
+fn a_snapshot_of_real_ops_has_their_circular_buffers_on_0_80_0() {
+    snapshot_of_real_ops("0.80.0");
 }

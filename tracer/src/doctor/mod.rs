@@ -204,6 +204,22 @@ pub fn doctor(lib: Option<PathBuf>, pid: Option<u32>, cmd: Vec<String>) -> Resul
                     }
                     Err(e) => println!("  circular buffers: NOT tracked: {e}"),
                 }
+                match &plan.programs {
+                    Ok(p) => {
+                        println!(
+                            "  circular buffers of loaded programs (snapshot, seed of a mid-run \
+                             attach): {}",
+                            p.describe()
+                        );
+                        for f in &p.provenance {
+                            println!("    {}: {}", f.field, f.describe());
+                        }
+                    }
+                    Err(e) => println!(
+                        "  circular buffers of loaded programs: NOT readable from a process's \
+                         memory: {e} (a mid-run attach counts CBs of programs placed after it)"
+                    ),
+                }
                 let vptr =
                     |v: Option<u64>| v.map_or("not found".to_string(), |a| format!("{a:#x}"));
                 println!(

@@ -22,6 +22,8 @@ pub struct ChipCircularBuffers {
     /// Programs placed on / released from this chip.
     pub placed: u64,
     pub released: u64,
+    /// Programs found placed when tracer read the process's memory (not counted as placed).
+    pub held: u64,
     /// CBs whose core range list the probe could copy only in part.
     pub cut: u64,
 }
@@ -41,6 +43,14 @@ impl ChipCircularBuffers {
     pub fn place(&mut self, program: u64, buffers: &[CircularBuffer], at_ns: u64) {
         self.placed += 1;
         self.cut += buffers.iter().filter(|b| b.cut).count() as u64;
+        self.peak_program_bytes = self.peak_program_bytes.max(program_bytes(buffers));
+        self.programs.insert(program, buffers.to_vec());
+        self.recount(at_ns);
+    }
+
+    /// `program` was placed before tracer looked (read from the process's memory).
+    pub fn hold(&mut self, program: u64, buffers: &[CircularBuffer], at_ns: u64) {
+        self.held += 1;
         self.peak_program_bytes = self.peak_program_bytes.max(program_bytes(buffers));
         self.programs.insert(program, buffers.to_vec());
         self.recount(at_ns);

@@ -383,6 +383,16 @@ impl Ledger {
                     acct.circular_buffers.place(*program, buffers, ev.ts_ns);
                 }
             }
+            EventKind::HeldCircularBuffers {
+                device,
+                program,
+                buffers,
+            } => {
+                for chip in &device.chips {
+                    let acct = p.devices.entry(*chip).or_default();
+                    acct.circular_buffers.hold(*program, buffers, ev.ts_ns);
+                }
+            }
             EventKind::ProgramReleased { device, program } => {
                 for chip in &device.chips {
                     let acct = p.devices.entry(*chip).or_default();

@@ -607,6 +607,53 @@ fn circular_buffers_of_a_mesh_program_sit_on_every_chip_until_released() {
     }
 }
 
+/// CBs read from the process's memory at an attach: live, not counted as placed; the probes'
+/// later release or re-placement of the same program acts on them.
+#[test]
+fn held_circular_buffers_are_released_and_replaced_like_placed_ones() {
+    let mut l = Ledger::new();
+    l.apply(&attached(Some("memory")));
+    for (program, size) in [(0xa, 4096), (0xb, 8192)] {
+        l.apply(&ev(
+            1,
+            EventKind::HeldCircularBuffers {
+                device: chip3(),
+                program,
+                buffers: cbs(size),
+            },
+        ));
+    }
+    let c = &l.processes[&7].devices[&3].circular_buffers;
+    // One program from the same base covers the other's range: the union per core.
+    assert_eq!((c.live_bytes, c.held, c.placed), (8192 * 110, 2, 0));
+    // Placed again after the attach (a racing registration): replaced, not added.
+    l.apply(&ev(
+        2,
+        EventKind::CircularBuffers {
+            device: chip3(),
+            program: 0xb,
+            buffers: cbs(2048),
+        },
+    ));
+    let c = &l.processes[&7].devices[&3].circular_buffers;
+    assert_eq!(
+        (c.live_bytes, c.programs.len(), c.placed),
+        (4096 * 110, 2, 1)
+    );
+    l.apply(&ev(
+        3,
+        EventKind::ProgramReleased {
+            device: chip3(),
+            program: 0xa,
+        },
+    ));
+    let p = &l.processes[&7];
+    let c = &p.devices[&3].circular_buffers;
+    assert_eq!((c.live_bytes, c.released), (2048 * 110, 1));
+    assert_eq!(p.unknown_program_releases, 0);
+    assert_eq!(c.peak_bytes, 8192 * 110);
+}
+
 #[test]
 fn an_l1_refusal_names_where_the_live_cbs_end() {
     let mut l = Ledger::new();

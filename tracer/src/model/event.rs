@@ -170,6 +170,15 @@ pub enum EventKind {
         device: DeviceRef,
         buffer: BufferInfo,
     },
+    /// A program the process had placed on a chip when tracer read its memory (`snapshot`, the
+    /// seed of a mid-run attach), with its circular buffers there: live, placed before tracer
+    /// looked (not counted as placed). Keyed like [`EventKind::CircularBuffers`]: a later
+    /// `ProgramReleased` of it releases them, a later placement of it replaces them.
+    HeldCircularBuffers {
+        device: DeviceRef,
+        program: u64,
+        buffers: Vec<CircularBuffer>,
+    },
 }
 
 /// A rectangle of cores, corners included (tt-metal's `CoreRange`).

@@ -133,6 +133,7 @@ pub fn build(lib: &Library) -> Result<ProbePlan> {
         allocator,
         held,
         core_ranges,
+        programs: crate::runtime::programs::calibrate(lib),
         mid_run: false,
     })
 }

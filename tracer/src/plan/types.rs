@@ -5,6 +5,7 @@ use tracer_common::SlotSpec;
 
 use crate::runtime::{
     allocator::AllocatorLayout, calibrate::Layout, core_ranges::CoreRangeLayout, held::HeldLayout,
+    programs::ProgramLayout,
 };
 
 /// What a probed function means to the ledger.
@@ -76,6 +77,10 @@ pub struct ProbePlan {
     pub held: Result<HeldLayout, String>,
     /// How core ranges are laid out (circular buffers are tracked with it), or why not.
     pub core_ranges: Result<CoreRangeLayout, String>,
+    /// Paths from a chip's device object to its registered programs and their circular
+    /// buffers (read with `held`: the CBs of programs placed before a mid-run attach), or why
+    /// not.
+    pub programs: Result<ProgramLayout, String>,
     /// Set by `attach` before the probes go live: the processes may have opened their devices
     /// already, so the [`Role::AllocatorGeometry`] probe is attached too.
     pub mid_run: bool,

@@ -402,6 +402,14 @@ impl Decoder {
         Some(event(kind))
     }
 
+    /// Programs a read of `pid`'s memory found placed on device objects (the seed of a
+    /// mid-run attach): their unregistration releases them, like one the probes saw placed.
+    pub fn held_programs(&mut self, pid: u32, programs: impl IntoIterator<Item = (u64, u64)>) {
+        for (device, program) in programs {
+            self.placed.insert((pid, device, program));
+        }
+    }
+
     /// A process ended: CBs still waiting for their program never get one.
     fn forget_cbs(&mut self, pid: u32) {
         let mut unowned = 0;

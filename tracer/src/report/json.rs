@@ -182,6 +182,7 @@ fn circular_buffers(c: &ChipCircularBuffers) -> Value {
         "largest_program_bytes": c.peak_program_bytes,
         "programs_placed": c.placed,
         "programs_released": c.released,
+        "programs_held": c.held,
         "live_programs": programs,
         "region_tops": tops,
         "cut_core_ranges": c.cut,

@@ -66,10 +66,18 @@ pub fn process_summary(p: &ProcessLedger, call_stacks: &str) -> String {
         );
         explain::peaks(&mut detail, p, *chip);
         let cb = &d.circular_buffers;
-        if cb.placed > 0 {
+        if cb.placed > 0 || cb.held > 0 {
+            let held = if cb.held > 0 {
+                format!(
+                    ", {} found placed when tracer read the process's memory",
+                    cb.held
+                )
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 detail,
-                "    circular buffers (L1, summed over cores): {} live in {} program(s), peak {} at {}; largest program {}; {} program(s) placed, {} released",
+                "    circular buffers (L1, summed over cores): {} live in {} program(s), peak {} at {}; largest program {}; {} program(s) placed, {} released{held}",
                 human_bytes(cb.live_bytes),
                 cb.programs.len(),
                 human_bytes(cb.peak_bytes),

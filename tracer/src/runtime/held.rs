@@ -24,19 +24,19 @@
 //! freed. Reads go through `process_vm_readv`, batched; a read that races with the process's
 //! own changes (a node freed under the walk) is detected (the walk does not end where the
 //! count says) and redone.
-use std::io::IoSliceMut;
-
-use anyhow::{anyhow, bail, Result};
+//!
+//! Then, from every chip's `Device` object (a mesh's too), the programs placed on it and their
+//! circular buffers ([`super::programs`]); where their layout does not calibrate, or they
+//! keep changing under the read, the buffers stand and the CBs are said to be unread.
+use anyhow::{bail, Result};
 use iced_x86::Register;
-use nix::{
-    errno::Errno,
-    sys::uio::{process_vm_readv, RemoteIoVec},
-    unistd::Pid,
-};
 
 use super::{
     allocator::{finding, geometry_from, probe_chains, resolve, AllocatorLayout},
     calibrate::{is_function, pretty, FieldSources, Layout},
+    core_ranges::CoreRangeLayout,
+    memory::Memory,
+    programs::{HeldProgram, ProgramLayout},
     symbols as sym,
     x86::{
         accessor_chain, field_reads, forwarded_member, indexed_member, member_at_call,
@@ -269,123 +269,6 @@ pub fn calibrate(lib: &dyn Image, mesh_hops: Option<&[i32]>) -> Result<HeldLayou
     })
 }
 
-/// Another process's memory, read with `process_vm_readv`.
-pub struct Memory {
-    pid: Pid,
-}
-
-/// At most this many pieces per `process_vm_readv` (the kernel's `UIO_MAXIOV`).
-const MAX_IOV: usize = 1024;
-
-impl Memory {
-    /// Checks that `pid` can be read at all (`probe` is an address it has mapped).
-    pub fn open(pid: u32, probe: u64) -> Result<Self> {
-        let m = Self {
-            pid: Pid::from_raw(pid as i32),
-        };
-        let mut b = [0u8; 8];
-        m.read_into(probe, &mut b).map_err(|e| match e {
-            Errno::EPERM => anyhow!(
-                "cannot read the memory of PID {pid}: permission denied (tracer needs root, \
-                 and a ptrace policy such as Yama's ptrace_scope=3 forbids it even then)"
-            ),
-            Errno::ESRCH => anyhow!("PID {pid} is gone"),
-            e => anyhow!("cannot read the memory of PID {pid}: {e}"),
-        })?;
-        Ok(m)
-    }
-
-    fn read_into(&self, address: u64, buf: &mut [u8]) -> std::result::Result<(), Errno> {
-        let len = buf.len();
-        let remote = [RemoteIoVec {
-            base: address as usize,
-            len,
-        }];
-        let n = process_vm_readv(self.pid, &mut [IoSliceMut::new(buf)], &remote)?;
-        if n == len {
-            Ok(())
-        } else {
-            Err(Errno::EFAULT)
-        }
-    }
-
-    /// `len` bytes at `address`.
-    pub fn bytes(&self, address: u64, len: usize) -> Option<Vec<u8>> {
-        let mut b = vec![0u8; len];
-        self.read_into(address, &mut b).ok()?;
-        Some(b)
-    }
-
-    pub fn word(&self, address: u64) -> Option<u64> {
-        let mut b = [0u8; 8];
-        self.read_into(address, &mut b).ok()?;
-        Some(u64::from_le_bytes(b))
-    }
-
-    /// The 8-byte words at `addresses`, in as few system calls as the kernel allows (`None`
-    /// for the unreadable ones).
-    pub fn words(&self, addresses: &[u64]) -> Vec<Option<u64>> {
-        let mut out = vec![None; addresses.len()];
-        let mut buf = vec![0u8; 8 * addresses.len()];
-        let mut at = 0;
-        while at < addresses.len() {
-            let end = (at + MAX_IOV).min(addresses.len());
-            let remote: Vec<RemoteIoVec> = addresses[at..end]
-                .iter()
-                .map(|a| RemoteIoVec {
-                    base: *a as usize,
-                    len: 8,
-                })
-                .collect();
-            let n = {
-                let mut locals: Vec<IoSliceMut> = buf[8 * at..8 * end]
-                    .chunks_mut(8)
-                    .map(IoSliceMut::new)
-                    .collect();
-                process_vm_readv(self.pid, &mut locals, &remote).unwrap_or(0)
-            };
-            // The kernel stops at the first piece it cannot read: skip it, go on after it.
-            let whole = n / 8;
-            for i in at..at + whole {
-                out[i] = Some(u64::from_le_bytes(
-                    buf[8 * i..8 * i + 8].try_into().unwrap(),
-                ));
-            }
-            at += whole + 1;
-        }
-        out
-    }
-
-    /// `chain` read from each of `bases`, one batched read per hop.
-    pub fn chains(&self, bases: &[u64], chain: &Chain) -> Vec<Option<u64>> {
-        let mut at: Vec<Option<u64>> = bases.iter().map(|b| Some(*b)).collect();
-        for (i, off) in chain.offsets.iter().enumerate() {
-            let addrs: Vec<u64> = at
-                .iter()
-                .map(|a| a.map_or(0, |a| a.wrapping_add(*off as i64 as u64)))
-                .collect();
-            let got = self.words(&addrs);
-            let last = i + 1 == chain.offsets.len();
-            at = at
-                .iter()
-                .zip(got)
-                .map(|(a, w)| {
-                    let w = w.filter(|_| a.is_some())?;
-                    if last {
-                        Some(match chain.width {
-                            8 => w,
-                            n => w & ((1u64 << (8 * u32::from(n))) - 1),
-                        })
-                    } else {
-                        (w != 0).then_some(w)
-                    }
-                })
-                .collect();
-        }
-        at
-    }
-}
-
 /// One live buffer as its allocator holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeldBuffer {
@@ -406,6 +289,13 @@ pub struct Held {
     pub buffers: Vec<HeldBuffer>,
     /// Every live device object: meshes with their chips, and chips.
     pub devices: Vec<DeviceRef>,
+    /// The chips' `Device` objects (those of the meshes too): (object, chip id).
+    pub chip_objects: Vec<(u64, i32)>,
+    /// The programs registered on each chip, with their circular buffers.
+    pub programs: Vec<HeldProgram>,
+    /// Why the programs were not read (their layout does not calibrate, or the process kept
+    /// changing them): the CBs of programs placed before the read are then unknown.
+    pub programs_unread: Option<String>,
     /// The allocators' bank geometry per buffer type.
     pub geometry: Vec<(BufferType, Geometry)>,
     /// Heap bytes searched for device objects.
@@ -420,6 +310,9 @@ pub struct Reading<'a> {
     pub layout: &'a Layout,
     pub allocator: &'a AllocatorLayout,
     pub held: &'a HeldLayout,
+    /// The paths to the chips' programs and the core range layout of their CBs, or why the
+    /// CBs cannot be read.
+    pub programs: Result<(&'a ProgramLayout, &'a CoreRangeLayout), String>,
     /// Link-time addresses of the `Device` and `MeshDevice` vtable pointers (symbol + 16).
     pub device_vptr: u64,
     pub mesh_vptr: u64,
@@ -442,6 +335,7 @@ pub fn read(pid: u32, base: u64, r: &Reading) -> Result<Held> {
             Ok(mut held) => {
                 held.scanned = scanned;
                 held.retries = retries;
+                read_programs(pid, &mem, r, &mut held);
                 return Ok(held);
             }
             Err(Torn(why)) if retries < MAX_RETRIES => {
@@ -452,6 +346,52 @@ pub fn read(pid: u32, base: u64, r: &Reading) -> Result<Held> {
                 "PID {pid} changed its allocators {MAX_RETRIES} times while tracer read them \
                  (last: {why})"
             ),
+        }
+    }
+}
+
+/// The programs of every chip of `held` (after its buffers: a failure here leaves them be).
+fn read_programs(pid: u32, mem: &Memory, r: &Reading, held: &mut Held) {
+    let (layout, ranges) = match &r.programs {
+        Ok(p) => *p,
+        Err(e) => {
+            held.programs_unread = Some(e.clone());
+            return;
+        }
+    };
+    let mut retries = 0;
+    loop {
+        let mut programs = Vec::new();
+        let got = held.chip_objects.iter().try_for_each(|(object, chip)| {
+            let set = object.wrapping_add(layout.device_programs as i64 as u64);
+            let device = DeviceRef {
+                handle: *object,
+                chips: vec![*chip],
+                mesh: false,
+            };
+            let elements = set_elements(mem, set)?;
+            programs.extend(
+                super::programs::read(mem, layout, ranges, &device, &elements).map_err(Torn)?,
+            );
+            Ok::<(), Torn>(())
+        });
+        match got {
+            Ok(()) => {
+                held.programs = programs;
+                return;
+            }
+            Err(Torn(why)) if retries < MAX_RETRIES => {
+                log::debug!("PID {pid}: programs read again: {why}");
+                retries += 1;
+                held.retries += 1;
+            }
+            Err(Torn(why)) => {
+                held.programs_unread = Some(format!(
+                    "PID {pid} changed its programs {MAX_RETRIES} times while tracer read them \
+                     (last: {why})"
+                ));
+                return;
+            }
         }
     }
 }
@@ -537,7 +477,7 @@ fn walk(
     let mut seen_buffers = std::collections::HashSet::new();
     for (object, which) in found {
         let mesh = *which == 0;
-        let Some(device) = describe(mem, r, *object, mesh, device_vptr) else {
+        let Some((device, chips)) = describe(mem, r, *object, mesh, device_vptr) else {
             continue;
         };
         let allocators = allocators_of(mem, r.held, *object, mesh);
@@ -571,28 +511,38 @@ fn walk(
             }
         }
         held.devices.push(device);
+        for c in chips {
+            if !held.chip_objects.contains(&c) {
+                held.chip_objects.push(c);
+            }
+        }
     }
     Ok(held)
 }
 
-/// What device object `object` is: a mesh and its chips (each a live `Device`), or a chip.
+/// What device object `object` is: a mesh and its chips (each a live `Device`), or a chip;
+/// with the chips' `Device` objects and ids.
 fn describe(
     mem: &Memory,
     r: &Reading,
     object: u64,
     mesh: bool,
     device_vptr: u64,
-) -> Option<DeviceRef> {
+) -> Option<(DeviceRef, Vec<(u64, i32)>)> {
     let chip_id = |d: u64| -> Option<i32> {
         let id = mem.chains(&[d], &r.layout.device_id)[0]?;
         Some(id as u32 as i32)
     };
     if !mesh {
-        return Some(DeviceRef {
-            handle: object,
-            chips: vec![chip_id(object)?],
-            mesh: false,
-        });
+        let id = chip_id(object)?;
+        return Some((
+            DeviceRef {
+                handle: object,
+                chips: vec![id],
+                mesh: false,
+            },
+            vec![(object, id)],
+        ));
     }
     let (hops, at) = r.layout.mesh_devices.as_ref()?;
     let mut p = object;
@@ -613,17 +563,20 @@ fn describe(
     let mut chips = Vec::with_capacity(n);
     for d in mem.words(&devices).into_iter().flatten() {
         if d != 0 && mem.word(d) == Some(device_vptr) {
-            chips.push(chip_id(d)?);
+            chips.push((d, chip_id(d)?));
         }
     }
     if chips.is_empty() {
         return None;
     }
-    Some(DeviceRef {
-        handle: object,
+    Some((
+        DeviceRef {
+            handle: object,
+            chips: chips.iter().map(|(_, id)| *id).collect(),
+            mesh: true,
+        },
         chips,
-        mesh: true,
-    })
+    ))
 }
 
 /// The `AllocatorImpl`s of a device object (none when it is closed).

@@ -161,3 +161,24 @@ pub const SUB_DEVICE_ALLOCATOR: &str =
     "_ZN2tt8tt_metal16SubDeviceManager20sub_device_allocatorEN4ttsl10StrongTypeIhNS0_14SubDeviceIdTagEEE";
 pub const DEVICE_ALLOCATOR_IMPL_OF: &str =
     "_ZNK2tt8tt_metal6Device14allocator_implEN4ttsl10StrongTypeIhNS0_14SubDeviceIdTagEEE";
+
+/// The programs a device holds and their circular buffers (runtime/programs.rs): the set of
+/// `ProgramImpl*` `Device::register_program` inserts into (and `unregister_program` erases
+/// from), each program's vector of `shared_ptr<CircularBufferImpl>` (returned as a span by
+/// `ProgramImpl::circular_buffers() const`, copied by `Program::circular_buffers() const`),
+/// and a CB's fields, read by the `CircularBuffer` accessors (through its pointer to the
+/// implementation) and the `CircularBufferImpl` methods.
+pub const PROGRAM_IMPL_CIRCULAR_BUFFERS: &str =
+    "_ZNK2tt8tt_metal6detail11ProgramImpl16circular_buffersEv";
+pub const PROGRAM_CIRCULAR_BUFFERS: &str = "_ZNK2tt8tt_metal7Program16circular_buffersEv";
+pub const CB_CORE_RANGES: &str = "_ZNK2tt8tt_metal14CircularBuffer11core_rangesEv";
+pub const CB_SIZE: &str = "_ZNK2tt8tt_metal14CircularBuffer4sizeEv";
+pub const CB_GLOBALLY_ALLOCATED: &str = "_ZNK2tt8tt_metal14CircularBuffer18globally_allocatedEv";
+pub const CB_IMPL_ADDRESS: &str = "_ZNK2tt8tt_metal18CircularBufferImpl7addressEv";
+pub const CB_IMPL_ASSIGN_GLOBAL_ADDRESS: &str =
+    "_ZN2tt8tt_metal18CircularBufferImpl21assign_global_addressEv";
+pub const CB_IMPL_NUM_PAGES: &str = "_ZNK2tt8tt_metal18CircularBufferImpl9num_pagesEj";
+pub const CB_IMPL_ON_CORE_RANGE: &str =
+    "_ZNK2tt8tt_metal18CircularBufferImpl23is_on_logical_corerangeERKNS0_9CoreRangeE";
+pub const CB_IMPL_ON_CORE: &str =
+    "_ZNK2tt8tt_metal18CircularBufferImpl18is_on_logical_coreERKNS_7xy_pairE";

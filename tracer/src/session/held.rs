@@ -40,10 +40,16 @@ pub fn read(pid: u32, plan: &ProbePlan) -> Result<Read> {
     };
     let (_, base) = discover::library_in_process(pid)?
         .ok_or_else(|| anyhow!("PID {pid} does not map the tt-metal runtime library"))?;
+    let programs = match (&plan.programs, &plan.core_ranges) {
+        (Ok(p), Ok(r)) => Ok((p, r)),
+        (Err(e), _) => Err(format!("their layout does not calibrate: {e}")),
+        (_, Err(e)) => Err(format!("the layout of core ranges does not calibrate: {e}")),
+    };
     let reading = Reading {
         layout: &plan.layout,
         allocator,
         held: held_layout,
+        programs,
         device_vptr,
         mesh_vptr,
     };
@@ -81,6 +87,14 @@ pub fn events(pid: u32, held: &Held, ts_ns: u64) -> Vec<Event> {
         out.push(ev(EventKind::Held {
             device: b.device.clone(),
             buffer: b.buffer.clone(),
+        }));
+    }
+    // Programs without a CB hold nothing the ledger counts (the probes announce none either).
+    for p in held.programs.iter().filter(|p| !p.buffers.is_empty()) {
+        out.push(ev(EventKind::HeldCircularBuffers {
+            device: p.device.clone(),
+            program: p.program,
+            buffers: p.buffers.clone(),
         }));
     }
     out

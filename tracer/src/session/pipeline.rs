@@ -165,6 +165,15 @@ impl Session {
         decoder.announce(pid);
         decoder.attached(pid);
         let mut seed = seeding::read(pid, decoder.plan());
+        decoder.held_programs(
+            pid,
+            seed.events.iter().filter_map(|e| match &e.kind {
+                crate::model::EventKind::HeldCircularBuffers {
+                    device, program, ..
+                } => Some((device.handle, *program)),
+                _ => None,
+            }),
+        );
         // Every buffer it holds is known now: its frees need carry only their object.
         if let Some(objects) = seed.objects.take() {
             decoder.know_objects(pid, objects);

@@ -64,6 +64,16 @@ pub fn read(pid: u32, plan: &ProbePlan) -> Seed {
                 held::MEMORY_SOURCE,
                 (read.between.1 - read.between.0) as f64 / 1e6
             );
+            match &h.programs_unread {
+                None => note.push_str(&format!(
+                    ", and the circular buffers of {} program(s) placed on its chips",
+                    h.programs.len()
+                )),
+                Some(why) => note.push_str(&format!(
+                    "; the circular buffers of programs placed before the attach were not read \
+                     ({why}): CB figures count programs placed after it"
+                )),
+            }
             if let Some(d) = shm_disagrees(pid, &read.held) {
                 note.push_str(&format!("; note: {SHM_SOURCE} disagrees: {d}"));
             }

@@ -65,17 +65,27 @@ pub fn snapshot(pid: u32, json: bool, lib: Option<PathBuf>) -> Result<i32> {
             "heap_searched_bytes": h.scanned,
             "retries": h.retries,
             "sharded_without_footprint": estimated,
+            "programs": h.programs.len(),
+            "circular_buffers_unread": h.programs_unread,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         println!(
-            "snapshot of PID {pid}: {} buffer(s) on {} device object(s), read from its memory in \
-             {:.1} ms ({} of heap searched for device objects)",
+            "snapshot of PID {pid}: {} buffer(s) on {} device object(s) and {} program(s) placed \
+             on its chips, read from its memory in {:.1} ms ({} of heap searched for device \
+             objects)",
             h.buffers.len(),
             h.devices.len(),
+            h.programs.len(),
             read_time.as_secs_f64() * 1e3,
             human_bytes(h.scanned)
         );
+        if let Some(why) = &h.programs_unread {
+            println!(
+                "note: the circular buffers of its programs were not read ({why}): CB figures \
+                 are missing"
+            );
+        }
         if estimated > 0 {
             println!(
                 "note: {estimated} sharded buffer(s) without readable shard parameters: their \

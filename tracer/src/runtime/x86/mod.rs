@@ -19,6 +19,7 @@ pub mod abi;
 pub mod accessor;
 pub mod array;
 pub mod chain;
+pub mod choice;
 pub mod constructor;
 pub mod engine;
 pub mod getter;
@@ -42,6 +43,7 @@ pub(crate) mod fixture;
 
 pub use accessor::accessor_chain;
 pub use chain::Chain;
+pub use choice::{member_address, member_stores, returned_paths, Path, Tested};
 pub use constructor::{constructor_stores, copied_stores, result_stores, Stored};
 pub use getter::{vector_getter, vector_scan};
 pub use image::Image;

@@ -7,6 +7,7 @@ mod free_object;
 mod held;
 mod new_era;
 mod old_era;
+mod programs;
 mod releases;
 
 use super::{
