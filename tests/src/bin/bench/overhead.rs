@@ -186,7 +186,8 @@ pub fn traced_script(
     };
     let mut session = Session::new(probes, Decoder::new(plan.clone()), quiet_opts());
     let pid = child.pid;
-    session.source.primary_mut().probes.track(pid)?;
+    // Held until now: every allocation is seen, so frees carry their object alone.
+    session.source.primary_mut().probes.track_by_object(pid)?;
     child.release("sh")?;
     let code = rt.block_on(async {
         let waiter = tokio::task::spawn_blocking(move || launch::wait_exit(pid));
