@@ -256,6 +256,16 @@ pub fn bare_command(plan: &ProbePlan, mut workload: Command) -> Result<(f64, Run
 }
 
 /// Best of the rounds: other load on the machine only ever adds time.
+pub fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
 pub fn best(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::INFINITY, f64::min)
 }
@@ -352,6 +362,22 @@ pub fn bench(opts: BenchOpts) -> Result<()> {
     }
     let ratio = (tracer_t - none) / (bare_t - none);
     println!("cost per tracked event, tracer / bare uprobe on the same functions: {ratio:.3} (target <= 1.3; {:.3} with --python-stacks)", (stacks_t - none) / (bare_t - none));
+    // The best round of each configuration may come from different moments; on a noisy
+    // machine a lucky round of one of them moves the ratio a lot. Each round ran every
+    // configuration back to back: the median of each one's overhead within its round is the
+    // steadier figure.
+    let overheads = |t: &[f64]| -> Vec<f64> { t.iter().zip(&t_none).map(|(t, u)| t - u).collect() };
+    let (m_bare, m_tracer, m_shm) = (
+        median(&overheads(&t_bare)),
+        median(&overheads(&t_nostacks)),
+        median(&overheads(&t_shm)),
+    );
+    println!(
+        "the same from each round's overheads over its own untraced run (median of {} rounds): tracer / bare uprobe {:.3}, tracer / SHM tracker {:.3}",
+        opts.rounds,
+        m_tracer / m_bare,
+        m_tracer / m_shm
+    );
     println!(
         "overhead vs untraced: tracer {:+.1}%, SHM tracker {:+.1}%; tracer cost / SHM tracker cost: {:.3} (target <= 0.5)",
         (tracer_t / none - 1.0) * 100.0,
