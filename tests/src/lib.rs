@@ -64,6 +64,18 @@ pub fn workload(name: &str) -> PathBuf {
 
 /// The environment that makes the real runtime open the bundled 8-chip mock mesh, for any
 /// process a test starts (tracer, or a workload it attaches to).
+/// `program` in a mount namespace of its own with a private /dev/shm: tt-metal's SHM tracker,
+/// a ground truth of several tests, shares one table per chip between every process on the
+/// machine and never reclaims the records of processes that died with devices open, so on a
+/// busy machine it fills up and a new process goes untracked.
+pub fn with_private_shm(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new("unshare");
+    c.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg("mount -t tmpfs tmpfs /dev/shm && exec \"$0\" \"$@\"")
+        .arg(program);
+    c
+}
+
 pub fn mock(c: &mut Command) -> &mut Command {
     c.env(
         "TT_METAL_MOCK_CLUSTER_DESC_PATH",

@@ -439,10 +439,7 @@ fn attach_to_a_process_that_sees_the_library_under_another_root() {
 /// double count) and loses nothing (allocations and frees balance).
 #[test]
 fn attach_to_a_busy_process() {
-    let mut c = Command::new("unshare");
-    c.args(["--mount", "--propagation", "private", "sh", "-c"])
-        .arg("mount -t tmpfs tmpfs /dev/shm && exec \"$0\" \"$@\"")
-        .arg(python(ERA));
+    let mut c = with_private_shm(python(ERA));
     let mut target = mock(&mut c)
         .arg(workload("alloc_loop.py"))
         .arg("1000000")

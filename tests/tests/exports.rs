@@ -680,16 +680,7 @@ fn recorded_real_model() -> (PathBuf, Value, Value) {
     let dir = tempdir();
     let file = dir.join("model.trec");
     let truth_file = dir.join("truth.json");
-    let mut cmd = Command::new("unshare");
-    cmd.args([
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        "mount -t tmpfs tmpfs /dev/shm && exec \"$0\" \"$@\"",
-    ])
-    .arg(tracer_bin());
+    let mut cmd = with_private_shm(tracer_bin());
     mock(&mut cmd);
     let out = cmd
         .args(["run", "--quiet", "-o"])

@@ -3,7 +3,7 @@
 //! recording up to that moment is compared, per chip, with what tt-metal itself said at that
 //! moment (`get_memory_view` per buffer type, the SHM tracker's circular-buffer bytes) and with
 //! the workload's own count of live tensors.
-use std::{ops::ControlFlow, process::Command};
+use std::ops::ControlFlow;
 
 use serde_json::Value;
 use tracer::{
@@ -33,16 +33,7 @@ fn record_on(
     // tracker, the CB ground truth here, shares one table per chip between every process on
     // the machine and never reclaims the records of processes that died with devices open, so
     // on a busy machine it fills up and a new process goes untracked.
-    let mut cmd = Command::new("unshare");
-    cmd.args([
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        "mount -t tmpfs tmpfs /dev/shm && exec \"$0\" \"$@\"",
-    ])
-    .arg(tracer_bin());
+    let mut cmd = with_private_shm(tracer_bin());
     mock(&mut cmd);
     cmd.args(["run", "--quiet", "-o"])
         .arg(&rec)
@@ -310,16 +301,7 @@ impl HeldRealOps {
     fn start_script(era: &str, script: &str, args: &[&str], signals: (&str, &str)) -> Self {
         let dir = tempdir();
         let (truth, ready, go) = (dir.join("truth.json"), dir.join("ready"), dir.join("go"));
-        let mut w = Command::new("unshare");
-        w.args([
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            "mount -t tmpfs tmpfs /dev/shm && exec \"$0\" \"$@\"",
-        ])
-        .arg(python(era));
+        let mut w = with_private_shm(python(era));
         mock(&mut w)
             .arg(workload(script))
             .args(args)

@@ -638,10 +638,7 @@ fn attach_recording_reports_the_live_summary() {
     let dir = tempdir();
     let (ready, go, truth) = (dir.join("ready"), dir.join("go"), dir.join("truth.json"));
     // A private /dev/shm, as the attach tests do: tt-metal's SHM tracker of its own.
-    let mut target = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c"])
-        .arg("mount -t tmpfs tmpfs /dev/shm && exec \"$0\" \"$@\"")
-        .arg(python(ERA))
+    let mut target = with_private_shm(python(ERA))
         .arg(workload("attach_target.py"))
         .arg("--ready")
         .arg(&ready)
