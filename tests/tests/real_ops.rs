@@ -355,7 +355,7 @@ impl HeldRealOps {
 /// workload's count of live tensors and tt-metal's SHM tracker's CB bytes per chip after every
 /// later step.
 fn attach_to_real_ops(era: &str) {
-    let (cb_steps, checked, _) = attach_and_check(era, HeldRealOps::start(era), "real_ops");
+    let (cb_steps, checked, data) = attach_and_check(era, HeldRealOps::start(era), "real_ops");
     // Steps 9..20, and the free-all one.
     assert!(
         checked >= 12,
@@ -363,6 +363,73 @@ fn attach_to_real_ops(era: &str) {
     );
     // The CBs compared were not all zeros.
     assert!(cb_steps > 0, "{era}: no later step had circular buffers");
+    sqlite_has_what_was_held(era, &data);
+}
+
+/// The SQLite export of an attach's recording, read by the sqlite3 CLI: on every chip, one
+/// `buffers` row per buffer read at the attach (as many as the ledger seeded), and the
+/// circular buffers of the programs placed before it.
+fn sqlite_has_what_was_held(era: &str, data: &[u8]) {
+    let file = tempdir().join("attach.trace");
+    std::fs::write(&file, data).unwrap();
+    let db = export(&file, "sqlite", "sqlite");
+    let query = |sql: &str| -> std::collections::BTreeMap<i64, u64> {
+        let out = std::process::Command::new("sqlite3")
+            .arg(&db)
+            .arg(sql)
+            .output()
+            .expect("sqlite3 CLI (scripts/setup.sh installs it)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let (chip, n) = l.split_once('|').unwrap();
+                (chip.parse().unwrap(), n.parse().unwrap())
+            })
+            .collect()
+    };
+    let held = query(
+        "SELECT d.chip, COUNT(*) FROM buffers b JOIN devices d \
+         ON d.pid = b.pid AND d.handle = b.device_handle \
+         WHERE b.held_at_attach = 1 GROUP BY d.chip",
+    );
+    let out = tracer()
+        .arg("report")
+        .arg("--json")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seeded: std::collections::BTreeMap<i64, u64> = summary["processes"][0]["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["device"].as_i64().unwrap(),
+                d["seeded"]["buffers"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(held, seeded, "{era}: buffers held at the attach, per chip");
+    assert!(held.values().all(|n| *n > 0), "{era}: {held:?}");
+    let cbs =
+        query("SELECT chip, COUNT(*) FROM circular_buffers WHERE held_at_attach = 1 GROUP BY chip");
+    assert_eq!(
+        cbs.keys().collect::<Vec<_>>(),
+        held.keys().collect::<Vec<_>>(),
+        "{era}: circular buffers of programs placed before the attach, on every chip: {cbs:?}"
+    );
 }
 
 /// Attaches to `w`, lets it finish, and checks the attach's recording against its ground

@@ -27,7 +27,10 @@ CREATE TABLE buffers(id INTEGER PRIMARY KEY, pid INTEGER, device_handle INTEGER,
                      -- Where it was allocated: the program's Python line and the ttnn op it
                      -- called; site_stack is the kept frames as JSON (NULL: no stack read).
                      site_file TEXT, site_line INTEGER, site_function TEXT, site_op TEXT,
-                     site_stack TEXT);
+                     site_stack TEXT,
+                     -- 1: held when tracer attached (read from the process's memory;
+                     -- allocated_ns is when it was read).
+                     held_at_attach INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE events(seq INTEGER PRIMARY KEY, ts_ns INTEGER, pid INTEGER, kind TEXT,
                     buffer INTEGER REFERENCES buffers(id), detail TEXT);
 -- One row per circular buffer of a program on a chip: size bytes of L1 on each of its cores
@@ -35,7 +38,10 @@ CREATE TABLE events(seq INTEGER PRIMARY KEY, ts_ns INTEGER, pid INTEGER, kind TE
 CREATE TABLE circular_buffers(id INTEGER PRIMARY KEY, pid INTEGER, chip INTEGER,
                               program INTEGER, address INTEGER, size INTEGER, cores INTEGER,
                               core_ranges TEXT, globally_allocated INTEGER,
-                              placed_ns INTEGER, released_ns INTEGER);
+                              placed_ns INTEGER, released_ns INTEGER,
+                              -- 1: its program was placed before tracer attached (read from
+                              -- the process's memory; placed_ns is when it was read).
+                              held_at_attach INTEGER NOT NULL DEFAULT 0);
 -- Highest reserved bytes per chip and type over all processes, and when first reached.
 CREATE TABLE peaks(chip INTEGER, type TEXT, reserved INTEGER, at_ns INTEGER,
                    PRIMARY KEY(chip, type));
@@ -63,6 +69,8 @@ pub fn export(rec: &Recording, out: &Path) -> Result<Replayed> {
     let tx = db.transaction()?;
     let mut totals = ChipTotals::default();
     let mut live: HashMap<(u32, u64, u64), i64> = HashMap::new();
+    // Rows of buffers read at the attach that no allocation event has matched yet.
+    let mut held_rows: std::collections::HashSet<i64> = Default::default();
     // Rows of the circular buffers a program holds on a chip: (pid, chip, program) -> ids.
     let mut placed: HashMap<(u32, i32, u64), Vec<i64>> = HashMap::new();
     let mut err: Option<rusqlite::Error> = None;
@@ -73,13 +81,18 @@ pub fn export(rec: &Recording, out: &Path) -> Result<Replayed> {
         let mut ins_buf = tx.prepare(
             "INSERT INTO buffers(pid, device_handle, unique_id, buffer_id, type, requested,
              page_size, reserved, allocated_ns, site_file, site_line, site_function, site_op,
-             site_stack) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+             site_stack, held_at_attach)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         )?;
+        // A buffer both read at the attach and seen allocated is one lifetime, allocated then.
+        let mut raced_buf =
+            tx.prepare("UPDATE buffers SET allocated_ns = ?2, held_at_attach = 0 WHERE id = ?1")?;
         let mut end_buf =
             tx.prepare("UPDATE buffers SET freed_ns = ?2, outcome = ?3 WHERE id = ?1")?;
         let mut ins_cb = tx.prepare(
             "INSERT INTO circular_buffers(pid, chip, program, address, size, cores, core_ranges,
-             globally_allocated, placed_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             globally_allocated, placed_ns, held_at_attach)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?;
         let mut end_cb =
             tx.prepare("UPDATE circular_buffers SET released_ns = ?2 WHERE id = ?1")?;
@@ -92,42 +105,59 @@ pub fn export(rec: &Recording, out: &Path) -> Result<Replayed> {
                 let ts = ev.ts_ns as i64;
                 let mut buffer_row = None;
                 let kind = match &ev.kind {
-                    EventKind::Alloc { device, buffer } => {
+                    EventKind::Alloc { device, buffer } | EventKind::Held { device, buffer } => {
+                        let held_now = matches!(ev.kind, EventKind::Held { .. });
                         insert_device(&mut ins_dev, ev.pid, device)?;
                         let key = (ev.pid, device.handle, buffer.unique_id);
-                        if let Some(old) = live.remove(&key) {
-                            end_buf.execute(params![old, ts, "replaced"])?;
+                        let raced = live
+                            .get(&key)
+                            .copied()
+                            .filter(|old| !held_now && held_rows.contains(old));
+                        if let Some(old) = raced {
+                            held_rows.remove(&old);
+                            raced_buf.execute(params![old, ts])?;
+                            buffer_row = Some(old);
+                        } else {
+                            if let Some(old) = live.remove(&key) {
+                                held_rows.remove(&old);
+                                end_buf.execute(params![old, ts, "replaced"])?;
+                            }
+                            let held = ledger
+                                .processes
+                                .get(&ev.pid)
+                                .and_then(|p| p.held(device.handle, buffer.unique_id));
+                            let reserved = held.map_or(buffer.size, |h| h.reserved);
+                            let site = held.and_then(|h| h.site.as_deref());
+                            let user = site.and_then(|s| s.user_frame());
+                            ins_buf.execute(params![
+                                ev.pid,
+                                device.handle as i64,
+                                buffer.unique_id as i64,
+                                buffer.address as i64,
+                                buffer.kind.name(),
+                                buffer.size as i64,
+                                buffer.page_size as i64,
+                                reserved as i64,
+                                ts,
+                                user.map(|f| f.file.as_str()),
+                                user.map(|f| f.line),
+                                user.map(|f| f.function.as_str()),
+                                site.and_then(|s| s.op.as_deref()),
+                                site.map(|s| super::json::site(Some(s))["stack"].to_string()),
+                                held_now,
+                            ])?;
+                            let id = tx.last_insert_rowid();
+                            live.insert(key, id);
+                            if held_now {
+                                held_rows.insert(id);
+                            }
+                            buffer_row = Some(id);
                         }
-                        let held = ledger
-                            .processes
-                            .get(&ev.pid)
-                            .and_then(|p| p.held(device.handle, buffer.unique_id));
-                        let reserved = held.map_or(buffer.size, |h| h.reserved);
-                        let site = held.and_then(|h| h.site.as_deref());
-                        let user = site.and_then(|s| s.user_frame());
-                        ins_buf.execute(params![
-                            ev.pid,
-                            device.handle as i64,
-                            buffer.unique_id as i64,
-                            buffer.address as i64,
-                            buffer.kind.name(),
-                            buffer.size as i64,
-                            buffer.page_size as i64,
-                            reserved as i64,
-                            ts,
-                            user.map(|f| f.file.as_str()),
-                            user.map(|f| f.line),
-                            user.map(|f| f.function.as_str()),
-                            site.and_then(|s| s.op.as_deref()),
-                            site.map(|s| super::json::site(Some(s))["stack"].to_string()),
-                        ])?;
-                        let id = tx.last_insert_rowid();
-                        live.insert(key, id);
-                        buffer_row = Some(id);
-                        "alloc".to_string()
+                        if held_now { "held" } else { "alloc" }.to_string()
                     }
                     EventKind::Free { device, buffer } => {
                         if let Some(id) = live.remove(&(ev.pid, device.handle, buffer.unique_id)) {
+                            held_rows.remove(&id);
                             end_buf.execute(params![id, ts, "freed"])?;
                             buffer_row = Some(id);
                         }
@@ -165,7 +195,13 @@ pub fn export(rec: &Recording, out: &Path) -> Result<Replayed> {
                         device,
                         program,
                         buffers,
+                    }
+                    | EventKind::HeldCircularBuffers {
+                        device,
+                        program,
+                        buffers,
                     } => {
+                        let held_now = matches!(ev.kind, EventKind::HeldCircularBuffers { .. });
                         insert_device(&mut ins_dev, ev.pid, device)?;
                         for chip in &device.chips {
                             let rows = placed.entry((ev.pid, *chip, *program)).or_default();
@@ -184,12 +220,18 @@ pub fn export(rec: &Recording, out: &Path) -> Result<Replayed> {
                                     b.cores() as i64,
                                     ranges.join(" "),
                                     b.global,
-                                    ts
+                                    ts,
+                                    held_now
                                 ])?;
                                 rows.push(tx.last_insert_rowid());
                             }
                         }
-                        "circular_buffers".to_string()
+                        if held_now {
+                            "held_circular_buffers"
+                        } else {
+                            "circular_buffers"
+                        }
+                        .to_string()
                     }
                     EventKind::ProgramReleased { device, program } => {
                         for chip in &device.chips {
