@@ -400,6 +400,23 @@ pub fn torch_memory_viz() -> PathBuf {
 /// The flamegraph.pl that Debian's libdevel-nytprof-perl ships (scripts/setup.sh --all).
 pub const FLAMEGRAPH_PL: &str = "/usr/share/perl5/Devel/NYTProf/flamegraph.pl";
 
+/// `tracer report FILE --json`: the summary a recording replays to.
+pub fn report_json(file: &Path) -> serde_json::Value {
+    let out = tracer()
+        .arg("report")
+        .arg(file)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "report {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// `tracer export FILE --format FORMAT -o FILE.EXT`; returns the written file.
 pub fn export(file: &Path, format: &str, ext: &str) -> PathBuf {
     let out_file = file.with_extension(ext);

@@ -27,18 +27,7 @@ fn recorded() -> (Traced, PathBuf, Value) {
         &["--quiet", "--python-stacks", "-o", file.to_str().unwrap()],
     );
     assert!(t.output.status.success(), "{}", t.stderr());
-    let out = tracer()
-        .arg("report")
-        .arg(&file)
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report = serde_json::from_slice(&out.stdout).unwrap();
+    let report = report_json(&file);
     (t, file, report)
 }
 
@@ -702,14 +691,8 @@ fn recorded_real_model() -> (PathBuf, Value, Value) {
         String::from_utf8_lossy(&out.stderr)
     );
     let truth = serde_json::from_str(&std::fs::read_to_string(&truth_file).unwrap()).unwrap();
-    let out = tracer()
-        .arg("report")
-        .arg(&file)
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    (file, truth, serde_json::from_slice(&out.stdout).unwrap())
+    let report = report_json(&file);
+    (file, truth, report)
 }
 
 /// A real model's recording: the page shows each chip's DRAM, L1 and circular-buffer peaks as

@@ -41,18 +41,7 @@ fn run(era: &str) -> (Value, Value, String) {
     };
     let live = read(&summary);
     // The recording carries the sites: its replay lists the same ones.
-    let report = tracer()
-        .arg("report")
-        .arg(&rec)
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(
-        report.status.success(),
-        "{}",
-        String::from_utf8_lossy(&report.stderr)
-    );
-    let replayed: Value = serde_json::from_slice(&report.stdout).unwrap();
+    let replayed = report_json(&rec);
     let sites = |s: &Value| -> Vec<Value> {
         s["processes"][0]["outstanding"]
             .as_array()

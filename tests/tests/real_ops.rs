@@ -63,14 +63,7 @@ fn record_on(
     )
     .unwrap();
     // The recording replays to the live session's circular-buffer figures.
-    let report = tracer()
-        .arg("report")
-        .arg(&rec)
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(report.status.success());
-    let replayed: Value = serde_json::from_slice(&report.stdout).unwrap();
+    let replayed = report_json(&rec);
     let live: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
     let cbs = |s: &Value| -> Vec<Value> {
         s["processes"][0]["devices"]
@@ -398,18 +391,7 @@ fn sqlite_has_what_was_held(era: &str, data: &[u8]) {
          ON d.pid = b.pid AND d.handle = b.device_handle \
          WHERE b.held_at_attach = 1 GROUP BY d.chip",
     );
-    let out = tracer()
-        .arg("report")
-        .arg("--json")
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary = report_json(&file);
     let seeded: std::collections::BTreeMap<i64, u64> = summary["processes"][0]["devices"]
         .as_array()
         .unwrap()

@@ -13,7 +13,7 @@ use anyhow::{anyhow, bail, Result};
 use iced_x86::Register;
 
 use super::{
-    elf::{demangle, parameters},
+    elf::parameters,
     free_object::FreeObject,
     symbols as sym,
     x86::{
@@ -39,6 +39,27 @@ pub struct BufferLayout {
     /// Where a sharded buffer's shard and page shapes live (its `reserved` is pages per shard
     /// in every bank).
     pub shard: Option<ShardShape>,
+}
+
+impl BufferLayout {
+    /// The offset of the `Buffer`'s pointer to the object that holds its fields (a
+    /// `BufferImpl`), where every field is one hop behind it; `None` where the fields lie in
+    /// the `Buffer` itself. That object is what a free is matched to its allocation by.
+    pub fn pimpl(&self) -> Option<i32> {
+        let fields = [
+            &self.device,
+            &self.address,
+            &self.size,
+            &self.page_size,
+            &self.kind,
+            &self.unique_id,
+        ];
+        let hop = *fields[0].offsets.first()?;
+        fields
+            .iter()
+            .all(|c| c.offsets.len() == 2 && c.offsets[0] == hop)
+            .then_some(hop)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -650,9 +671,7 @@ fn mesh_devices(lib: &dyn Image) -> Result<FieldSources> {
     )
 }
 
-pub fn pretty(mangled: &str) -> String {
-    demangle(mangled).unwrap_or_else(|| mangled.to_string())
-}
+pub use super::elf::pretty;
 
 #[cfg(test)]
 mod tests {

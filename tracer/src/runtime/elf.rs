@@ -260,6 +260,11 @@ fn map(path: &Path) -> Result<&'static [u8]> {
     Ok(Box::leak(Box::new(mapped)))
 }
 
+/// A symbol as messages name it: demangled where it can be.
+pub fn pretty(mangled: &str) -> String {
+    demangle(mangled).unwrap_or_else(|| mangled.to_string())
+}
+
 pub fn demangle(mangled: &str) -> Option<String> {
     let sym = cpp_demangle::Symbol::new(mangled).ok()?;
     sym.demangle(&Default::default()).ok()

@@ -11,7 +11,7 @@
 use iced_x86::Register;
 
 use super::{
-    elf::demangle,
+    elf::pretty,
     symbols as sym,
     x86::{kept::this_kept_at_calls, Image},
 };
@@ -22,10 +22,6 @@ pub struct FreeObject {
     pub register: Register,
     /// Which caller keeps it there, for `doctor`.
     pub how: String,
-}
-
-fn pretty(mangled: &str) -> String {
-    demangle(mangled).unwrap_or_else(|| mangled.to_string())
 }
 
 /// The register, or why frees must read the object from memory.

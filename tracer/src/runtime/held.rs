@@ -676,15 +676,8 @@ fn read_buffers(
         read(&b.unique_id),
     );
     let memory_layout = b.memory_layout.as_ref().map(read);
-    // Where every field lies behind one pointer of the `Buffer` (its implementation), that
-    // pointer is the buffer's object; else the `Buffer*` itself.
-    let fields = [&b.address, &b.size, &b.page_size, &b.kind, &b.unique_id];
-    let pimpl = fields[0].offsets.first().copied().filter(|hop| {
-        fields
-            .iter()
-            .all(|c| c.offsets.len() == 2 && c.offsets[0] == *hop)
-    });
-    let objects = match pimpl {
+    // The buffer's object: its implementation behind the `Buffer`, or the `Buffer*` itself.
+    let objects = match b.pimpl() {
         Some(hop) => mem.chains(pointers, &Chain::field(hop, 8)),
         None => pointers.iter().map(|p| Some(*p)).collect(),
     };

@@ -76,8 +76,8 @@ pub fn spec(layout: &Layout) -> Result<SlotSpec> {
 pub fn free_spec(alloc: &SlotSpec, layout: &Layout) -> SlotSpec {
     let kept = layout.free_object.as_ref().ok().map(|f| f.register);
     // The register holds the `BufferImpl*`: the window must be that one hop from the `Buffer*`.
-    let pimpl = layout.buffer.address.offsets.first();
-    let behind_pimpl = alloc.window.steps == 1 && pimpl == Some(&alloc.window.offsets[0]);
+    let pimpl = layout.buffer.pimpl();
+    let behind_pimpl = alloc.window.steps == 1 && pimpl == Some(alloc.window.offsets[0]);
     let mut spec = *alloc;
     if let (Some(register), true) = (kept.and_then(saved_register), behind_pimpl) {
         spec.window = register;
