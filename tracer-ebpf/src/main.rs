@@ -22,8 +22,8 @@ use tracer_common::{
     CFG_MESH_HOPS, CFG_TASK_FSBASE_OFF, CFG_TASK_TGID_OFF, CFG_WAKEUP_BYTES, FLAG_ALL_PROCESSES,
     FLAG_DEBUG, MAX_MESH, MAX_PY_FRAMES, MAX_SLOTS, MAX_STEPS, MAX_VALUES, MESH_MAX_HOPS,
     PROCESSES_PER_ENTRY, PY_FRAME_BYTES, PY_TSTATE_STEPS, SEEN, SLOT_BY_OBJECT, SLOT_DEVICE,
-    SLOT_FORGETS_DEVICE, SLOT_LIBRARY_CHANGE, SLOT_PROCESS_EXIT, SLOT_STACK, TAIL_BYTES, TRACKED,
-    UNTRACKED, WINDOW_BYTES,
+    SLOT_FORGETS_DEVICE, SLOT_LIBRARY_CHANGE, SLOT_PROCESS_EXIT, SLOT_STACK, SLOT_WINDOW_VALUES,
+    TAIL_BYTES, TRACKED, UNTRACKED, WINDOW_BYTES,
 };
 
 #[map]
@@ -415,6 +415,156 @@ pub fn tracer_probe(ctx: ProbeContext) -> u32 {
     0
 }
 
+/// Attached instead of `tracer_probe` to the slots whose values all lie in their window
+/// ([`SLOT_WINDOW_VALUES`]: a buffer's allocation and free, the hot path). A program of its
+/// own, so the verifier walks it apart and its stack holds no register copy.
+#[uprobe]
+pub fn tracer_buffer(ctx: ProbeContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let Some(state) = traced_state((pid_tgid >> 32) as u32) else {
+        return 0;
+    };
+    if stop_after(PART_FILTER) {
+        return 0;
+    }
+    let slot = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
+    let Some(spec) = SLOTS.get(slot) else {
+        return 0;
+    };
+    window_values(&ctx, spec, slot, state, pid_tgid)
+}
+
+/// The hot path: a buffer's allocation or free. It needs one register (the window's base),
+/// loads each value at its window offset with no branch between (userspace narrows them, see
+/// [`SLOT_WINDOW_VALUES`]), and never copies the registers or walks a path per value. It logs
+/// nothing under `--debug-probes`: the log's code, shared with `tracer_probe`, would be a
+/// subprogram whose stack adds to the caller's past the kernel's limit. A full ring buffer
+/// is counted all the same, and an unreadable window arrives as values marked unread.
+#[inline(always)]
+fn window_values(ctx: &ProbeContext, spec: &SlotSpec, slot: u32, state: u8, pid_tgid: u64) -> u32 {
+    let tgid = (pid_tgid >> 32) as u32;
+    let base = register(ctx, spec.window.arg);
+    if stop_after(PART_REGISTERS) {
+        return 0;
+    }
+    let object = follow(base, &spec.window).unwrap_or(0);
+    if state == BY_OBJECT && spec.flags & SLOT_BY_OBJECT != 0 {
+        if stop_after(PART_WINDOW) {
+            return 0;
+        }
+        if emit_head(object, slot, pid_tgid).is_none() {
+            bump(&LOST, 0);
+        }
+        return 0;
+    }
+    let window = read_window(object, spec);
+    if stop_after(PART_WINDOW) {
+        return 0;
+    }
+    let copied = window.is_some();
+    let scratch = window.unwrap_or(core::ptr::null());
+    let at = |i: usize| -> u64 {
+        let off = (spec.fields[i].offsets[0] as u32 as usize) & (WINDOW_BYTES - 1);
+        unsafe { core::ptr::read_unaligned(scratch.add(off) as *const u64) }
+    };
+    if copied && spec.device_field != 0 {
+        let handle = at(0);
+        if handle != 0 {
+            ensure_described(tgid, handle, spec.flags & SLOT_FORGETS_DEVICE != 0);
+        }
+    }
+    if stop_after(PART_DEVICE) {
+        return 0;
+    }
+    let Some(mut entry) = EVENTS.reserve::<RawEvent>(0) else {
+        bump(&LOST, 0);
+        return 0;
+    };
+    if stop_after(PART_RESERVE) {
+        entry.discard(BPF_RB_NO_WAKEUP);
+        return 0;
+    }
+    let ev = entry.as_mut_ptr();
+    let n = spec.nfields;
+    for i in 0..MAX_VALUES {
+        let v = if copied && (i as u32) < n { at(i) } else { 0 };
+        unsafe { (*ev).values[i] = v };
+    }
+    unsafe {
+        (*ev).slot = slot;
+        (*ev).pid = tgid;
+        (*ev).tid = pid_tgid as u32;
+        (*ev).ts_ns = bpf_ktime_get_ns();
+        (*ev).object = object;
+        (*ev).nvalues = n as u16;
+        (*ev).valid = if copied {
+            ((1u32 << n.min(MAX_VALUES as u32)) - 1) as u16
+        } else {
+            0
+        };
+    }
+    if stop_after(PART_VALUES) {
+        entry.discard(BPF_RB_NO_WAKEUP);
+        return 0;
+    }
+    entry.submit(wakeup_flags());
+    0
+}
+
+/// Word `w` of the probed call's `struct pt_regs`: one load at a constant offset (the only
+/// kind of context load the kernel allows), picked by a branch per word; every branch leaves
+/// the same kind of value, so the verifier walks the rest once.
+#[inline(always)]
+fn register(ctx: &ProbeContext, w: u8) -> u64 {
+    let r = ctx.as_ptr() as *const u64;
+    let at = |i: usize| unsafe { core::ptr::read_volatile(r.add(i)) };
+    match w {
+        0 => at(0),
+        1 => at(1),
+        2 => at(2),
+        3 => at(3),
+        4 => at(4),
+        5 => at(5),
+        6 => at(6),
+        7 => at(7),
+        8 => at(8),
+        9 => at(9),
+        10 => at(10),
+        11 => at(11),
+        12 => at(12),
+        13 => at(13),
+        14 => at(14),
+        15 => at(15),
+        16 => at(16),
+        17 => at(17),
+        18 => at(18),
+        19 => at(19),
+        _ => 0,
+    }
+}
+
+/// The loads of `path` after its register (`base`): the window's base object.
+#[inline(always)]
+fn follow(base: u64, path: &FieldPath) -> Option<u64> {
+    let mut v = base;
+    for s in 0..MAX_STEPS {
+        if s as u8 >= path.steps {
+            break;
+        }
+        let width = if s as u8 + 1 == path.steps {
+            path.width
+        } else {
+            8
+        };
+        v = read_user(v.wrapping_add(path.offsets[s] as i64 as u64), width)?;
+    }
+    Some(if path.steps == 0 {
+        mask(v, path.width)
+    } else {
+        v
+    })
+}
+
 #[inline(always)]
 fn lost(ctx: &ProbeContext, slot: u32, tgid: u32) -> u32 {
     bump(&LOST, 0);
@@ -542,13 +692,14 @@ fn emit_with_tail(
     Some(valid)
 }
 
-/// `tracer_probe`, for `tracer_stack` to hand over to (set by userspace at load).
+/// `tracer_probe` (0) and `tracer_buffer` (1), for `tracer_stack` to hand over to (set by
+/// userspace at load).
 #[map]
-static PROBES: ProgramArray = ProgramArray::with_max_entries(1, 0);
+static PROBES: ProgramArray = ProgramArray::with_max_entries(2, 0);
 
 /// Attached instead of `tracer_probe` where a hit is to carry the caller's Python stack (a
-/// buffer's allocation): emits the stack, then becomes `tracer_probe` (a tail call: the
-/// probe's own work, and its stack budget, are untouched; the stack precedes the event).
+/// buffer's allocation): emits the stack, then becomes the slot's probe program (a tail call:
+/// the probe's own work, and its stack budget, are untouched; the stack precedes the event).
 #[uprobe]
 pub fn tracer_stack(ctx: ProbeContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -556,7 +707,12 @@ pub fn tracer_stack(ctx: ProbeContext) -> u32 {
     if traced_state(tgid).is_some() {
         emit_stack(tgid, pid_tgid);
     }
-    unsafe { PROBES.tail_call(&ctx, 0) };
+    let slot = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
+    let next = match SLOTS.get(slot) {
+        Some(spec) if spec.flags & SLOT_WINDOW_VALUES != 0 => 1,
+        _ => 0,
+    };
+    unsafe { PROBES.tail_call(&ctx, next) };
     // Only when the tail call failed (no program set): nothing else to do.
     0
 }
@@ -674,14 +830,18 @@ fn debugging() -> bool {
 #[inline(always)]
 fn copy_window(regs: Regs, spec: &SlotSpec) -> (u64, Option<*const u8>) {
     let object = read_path(regs, None, &spec.window).unwrap_or(0);
+    (object, read_window(object, spec))
+}
+
+/// Copies the slot's window of `object` into this CPU's scratch.
+#[inline(always)]
+fn read_window(object: u64, spec: &SlotSpec) -> Option<*const u8> {
     let len = spec.window_len as usize;
     if len == 0 || len > WINDOW_BYTES || object == 0 {
-        return (object, None);
+        return None;
     }
     let start = object.wrapping_add(spec.window_off as i64 as u64);
-    let Some(scratch) = WINDOW.get_ptr_mut(0) else {
-        return (object, None);
-    };
+    let scratch = WINDOW.get_ptr_mut(0)?;
     let rc = unsafe {
         aya_ebpf::helpers::generated::bpf_probe_read_user(
             scratch as *mut core::ffi::c_void,
@@ -689,7 +849,7 @@ fn copy_window(regs: Regs, spec: &SlotSpec) -> (u64, Option<*const u8>) {
             start as *const core::ffi::c_void,
         )
     };
-    (object, (rc == 0).then_some(scratch as *const u8))
+    (rc == 0).then_some(scratch as *const u8)
 }
 
 /// Follows one [`FieldPath`] from the saved registers (or from the window copy).
@@ -720,7 +880,9 @@ fn read_path(regs: Regs, window: Option<*const u8>, f: &FieldPath) -> Option<u64
 
 /// Emits a [`RawDevice`]: the object's vtable pointer and id field, and the device pointers
 /// (with their vtable pointers and ids) found along the calibrated mesh path. False when the
-/// ring buffer had no room (the next hit on this device tries again).
+/// ring buffer had no room (the next hit on this device tries again). Inlined: as a
+/// subprogram (both probe programs use it) its stack would add to theirs past the limit.
+#[inline(always)]
 fn describe_device(tgid: u32, handle: u64) -> bool {
     let Some(mut entry) = EVENTS.reserve::<RawDevice>(0) else {
         bump(&LOST, 0);

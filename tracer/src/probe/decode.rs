@@ -1,6 +1,8 @@
 //! Raw probe records -> events: each probe kind (plan::kinds) says what its values mean; the
 //! decoder adds which chips a device object stands for and when a process first shows up.
-use tracer_common::{RawDevice, RawEvent, RawStack, RawTailEvent, SLOT_PROCESS_EXIT};
+use tracer_common::{
+    RawDevice, RawEvent, RawStack, RawTailEvent, MAX_VALUES, SLOT_PROCESS_EXIT, SLOT_WINDOW_VALUES,
+};
 
 use super::devices::{DeviceResolver, Vptrs};
 use crate::{
@@ -54,6 +56,9 @@ pub struct Decoder {
     pub unmatched_frees: u64,
     /// Frees that carried their object alone (the rest read every field).
     pub frees_by_object: u64,
+    /// Per slot whose probe copies its values unnarrowed ([`SLOT_WINDOW_VALUES`]), each
+    /// value's width.
+    widths: Vec<Option<[u8; MAX_VALUES]>>,
 }
 
 /// The device a buffer known by object lives on.
@@ -95,6 +100,13 @@ impl Decoder {
             by_object: Default::default(),
             unmatched_frees: 0,
             frees_by_object: 0,
+            widths: (0..plan.probes.len())
+                .map(|i| {
+                    let spec = kinds::slot_spec(&plan, i);
+                    (spec.flags & SLOT_WINDOW_VALUES != 0)
+                        .then(|| std::array::from_fn(|v| spec.fields[v].width))
+                })
+                .collect(),
             plan,
         }
     }
@@ -228,6 +240,17 @@ impl Decoder {
         if let Some(n) = self.records.get_mut(raw.slot as usize) {
             *n += 1;
         }
+        let mut narrowed;
+        let raw = match self.widths.get(raw.slot as usize) {
+            Some(Some(widths)) => {
+                narrowed = *raw;
+                for (v, w) in narrowed.values.iter_mut().zip(widths) {
+                    *v = kinds::narrowed(*v, *w);
+                }
+                &narrowed
+            }
+            _ => raw,
+        };
         if self.plan.role(raw.slot) == Some(Role::AllocatorGeometry) {
             return self.geometry(raw);
         }

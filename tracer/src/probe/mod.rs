@@ -119,28 +119,46 @@ fn load_object_logged(
     loader.load(OBJECT)
 }
 
-/// Loads `tracer_stack` and points its tail call at the loaded `tracer_probe`.
+/// The probe programs, in the order of `tracer_stack`'s tail-call array: any slot, and the
+/// slots whose values all lie in their window (`SLOT_WINDOW_VALUES`, the hot path).
+const PROBE_PROGRAMS: [&str; 2] = ["tracer_probe", "tracer_buffer"];
+
+/// The program a slot's uprobe runs (without a Python stack).
+fn probe_program(spec: &tracer_common::SlotSpec) -> &'static str {
+    if spec.flags & tracer_common::SLOT_WINDOW_VALUES != 0 {
+        PROBE_PROGRAMS[1]
+    } else {
+        PROBE_PROGRAMS[0]
+    }
+}
+
+/// Loads `tracer_stack` and points its tail calls at the loaded probe programs.
 fn load_stack_program(ebpf: &mut Ebpf) -> Result<()> {
-    let probe: &mut UProbe = ebpf.program_mut("tracer_probe").unwrap().try_into()?;
-    let probe_fd = probe.fd()?.try_clone()?;
+    let mut fds = Vec::new();
+    for name in PROBE_PROGRAMS {
+        let probe: &mut UProbe = ebpf.program_mut(name).unwrap().try_into()?;
+        fds.push(probe.fd()?.try_clone()?);
+    }
     let stack: &mut UProbe = ebpf.program_mut("tracer_stack").unwrap().try_into()?;
     stack
         .load()
         .context("the kernel rejected the Python stack program")?;
     let mut next = aya::maps::ProgramArray::try_from(ebpf.map_mut("PROBES").unwrap())?;
-    next.set(0, &probe_fd, 0)?;
+    for (i, fd) in fds.iter().enumerate() {
+        next.set(i as u32, fd, 0)?;
+    }
     Ok(())
 }
 
 /// The last lines of the verifier's log for the probe program (loaded again with logging on,
 /// which the normal load skips for speed).
-fn verifier_log_tail(stop: u32) -> String {
+fn verifier_log_tail(stop: u32, program: &str) -> String {
     let logged =
         load_object_logged(stop, aya::VerifierLogLevel::VERBOSE).map_err(|e| e.to_string());
     let failure = logged.and_then(|mut ebpf| {
         let probe: &mut UProbe = ebpf
-            .program_mut("tracer_probe")
-            .ok_or("no tracer_probe program")?
+            .program_mut(program)
+            .ok_or(format!("no {program} program"))?
             .try_into()
             .map_err(|e: aya::programs::ProgramError| e.to_string())?;
         match probe.load() {
@@ -183,8 +201,19 @@ pub struct Probes {
     /// `--debug-probes`: the programs' log records.
     log: Option<aya_log::EbpfLogger<ProbeLog>>,
     /// The allocator geometry probes (mid-run attach only), removed once not needed.
-    geometry_links: Vec<aya::programs::uprobe::UProbeLinkId>,
+    geometry_links: Vec<(&'static str, aya::programs::uprobe::UProbeLinkId)>,
+    /// The allocation and free probes (program, slot, file offset, link while attached), for
+    /// [`Probes::set_hot_probes`].
+    hot: Vec<HotProbe>,
+    library: std::path::PathBuf,
     processes: processes::ProcessStates,
+}
+
+struct HotProbe {
+    program: &'static str,
+    slot: usize,
+    file_offset: u64,
+    link: Option<aya::programs::uprobe::UProbeLinkId>,
 }
 
 /// The raw tracepoints that follow the traced process tree (program, tracepoint).
@@ -233,18 +262,24 @@ impl Loaded {
             let p: &mut RawTracePoint = ebpf.program_mut(prog).unwrap().try_into()?;
             p.load().with_context(|| format!("loading {prog}"))?;
         }
-        let probe: &mut UProbe = ebpf.program_mut("tracer_probe").unwrap().try_into()?;
-        if let Err(e) = probe.load() {
-            bail!(
-                "the kernel rejected the uprobe program ({e}); the verifier said:\n{}",
-                verifier_log_tail(stop)
-            );
+        for name in PROBE_PROGRAMS {
+            let probe: &mut UProbe = ebpf.program_mut(name).unwrap().try_into()?;
+            if let Err(e) = probe.load() {
+                bail!(
+                    "the kernel rejected the uprobe program {name} ({e}); the verifier said:\n{}",
+                    verifier_log_tail(stop, name)
+                );
+            }
         }
         if timing {
-            let insns = probe
-                .info()
-                .ok()
-                .and_then(|i| i.verified_instruction_count());
+            let insns: Vec<_> = PROBE_PROGRAMS
+                .iter()
+                .map(|p| {
+                    ebpf.program(p)
+                        .and_then(|p| p.info().ok())
+                        .and_then(|i| i.verified_instruction_count())
+                })
+                .collect();
             eprintln!(
                 "tracer: timing: programs verified in {:.1} ms ({insns:?} instructions verified)",
                 t.elapsed().as_secs_f64() * 1e3
@@ -321,6 +356,7 @@ impl Loaded {
                 .with_context(|| format!("cannot attach to the raw tracepoint {tp}"))?;
         }
         let mut geometry_links = Vec::new();
+        let mut hot = Vec::new();
         {
             for (slot, p) in plan.probes.iter().enumerate() {
                 let geometry = p.role == Role::AllocatorGeometry;
@@ -332,7 +368,7 @@ impl Loaded {
                 let program = if p.role == Role::Alloc && stacks {
                     "tracer_stack"
                 } else {
-                    "tracer_probe"
+                    probe_program(&crate::plan::kinds::slot_spec(plan, slot))
                 };
                 let probe: &mut UProbe = ebpf.program_mut(program).unwrap().try_into()?;
                 let point = UProbeAttachPoint {
@@ -349,7 +385,14 @@ impl Loaded {
                         )
                     })?;
                 if geometry {
-                    geometry_links.push(link);
+                    geometry_links.push((program, link));
+                } else if matches!(p.role, Role::Alloc | Role::Free) {
+                    hot.push(HotProbe {
+                        program,
+                        slot,
+                        file_offset: p.file_offset,
+                        link: Some(link),
+                    });
                 }
             }
         }
@@ -371,6 +414,8 @@ impl Loaded {
             ring,
             log,
             geometry_links,
+            hot,
+            library: plan.library.clone(),
         })
     }
 }
@@ -400,21 +445,47 @@ impl Probes {
     /// Removes the allocator geometry probes (every process attached mid-run has reported):
     /// they trap on every allocation.
     pub fn detach_geometry(&mut self) {
-        if self.geometry_links.is_empty() {
-            return;
-        }
-        let Some(Ok(probe)) = self
-            .ebpf
-            .program_mut("tracer_probe")
-            .map(<&mut UProbe>::try_from)
-        else {
-            return;
-        };
-        for link in self.geometry_links.drain(..) {
+        for (program, link) in self.geometry_links.drain(..) {
+            let Some(Ok(probe)) = self.ebpf.program_mut(program).map(<&mut UProbe>::try_from)
+            else {
+                continue;
+            };
             if let Err(e) = probe.detach(link) {
                 eprintln!("tracer: warning: cannot remove the allocator geometry probe: {e}");
             }
         }
+    }
+
+    /// Removes (`false`) or puts back (`true`) the allocation and free probes, everything else
+    /// staying as it is: the benchmark's in-process comparison, where one process runs its
+    /// loop untraced, under a bare uprobe and under tracer in turn. Not for tracing: a buffer
+    /// allocated while they are off is never seen.
+    pub fn set_hot_probes(&mut self, on: bool) -> Result<()> {
+        for h in &mut self.hot {
+            let probe: &mut UProbe = self.ebpf.program_mut(h.program).unwrap().try_into()?;
+            match (on, h.link.take()) {
+                (false, Some(link)) => probe.detach(link)?,
+                (true, None) => {
+                    let point = UProbeAttachPoint {
+                        location: UProbeAttachLocation::AbsoluteOffset(h.file_offset),
+                        cookie: Some(h.slot as u64),
+                    };
+                    h.link = Some(
+                        probe
+                            .attach(point, &self.library, UProbeScope::AllProcesses)
+                            .with_context(|| {
+                                format!(
+                                    "cannot attach slot {} again in {}",
+                                    h.slot,
+                                    self.library.display()
+                                )
+                            })?,
+                    );
+                }
+                (_, link) => h.link = link,
+            }
+        }
+        Ok(())
     }
 
     /// Starts reporting `pid` (and, from now on, its descendants); one already reported with
@@ -471,6 +542,18 @@ impl Probes {
     /// on).
     pub fn run_stats(&self, program: &str) -> RunStats {
         run_stats(&self.ebpf, program)
+    }
+
+    /// The same, summed over the probe programs (`tracer_probe`, `tracer_buffer`).
+    pub fn probe_run_stats(&self) -> RunStats {
+        let mut sum = None::<(u64, std::time::Duration)>;
+        for p in PROBE_PROGRAMS {
+            if let Some((runs, t)) = run_stats(&self.ebpf, p) {
+                let (r0, t0) = sum.unwrap_or_default();
+                sum = Some((r0 + runs, t0 + t));
+            }
+        }
+        sum
     }
 
     /// Waits for events (woken when the ring buffer fills, or after `DRAIN_EVERY`) and hands

@@ -1,8 +1,9 @@
 //! `cargo xtask bench [ARGS]`: tracer's cost measured side by side in one run, on the real
 //! runtime (not part of the shipped binary).
 //!
-//! - default: one allocate/deallocate loop untraced, under a bare uprobe on the same two
-//!   functions, under tracer, and under tt-metal's SHM tracker; traps per mesh allocation;
+//! - default: the allocate/deallocate loop untraced, under a bare uprobe on the same two
+//!   functions and under tracer, block by block in one process; then the same loop in a process
+//!   per configuration, with tt-metal's SHM tracker too; traps per mesh allocation;
 //!   attach latency; `tracer snapshot` of a process holding 1,000 buffers.
 //! - `--real-ops N`: N iterations of real ops (matmul, softmax, add), per op untraced, under
 //!   tracer and under the SHM tracker.
@@ -11,6 +12,7 @@
 //!   synthesized stand-in recording.
 mod attach;
 mod overhead;
+mod paired;
 mod profile;
 mod real_ops;
 mod recording;
@@ -41,6 +43,15 @@ struct Args {
     /// Keep the stand-in recording at FILE (to profile `tracer report FILE`).
     #[arg(long, value_name = "FILE")]
     stand_in: Option<PathBuf>,
+    /// Rounds of the in-process comparison (one block per configuration each; 0: skip it).
+    #[arg(long, default_value_t = 30)]
+    paired_rounds: usize,
+    /// Pairs per block of the in-process comparison.
+    #[arg(long, default_value_t = 3000)]
+    block_pairs: u64,
+    /// Only the in-process comparison.
+    #[arg(long)]
+    paired_only: bool,
     /// Attaches to a live ttnn process, timing command start to `attached:`.
     #[arg(long, default_value_t = 5)]
     attach_rounds: usize,
@@ -57,7 +68,8 @@ struct Args {
     /// and under tt-metal's SHM tracker.
     #[arg(long, value_name = "ITERATIONS")]
     real_ops: Option<u64>,
-    /// Instead: the probe program's in-kernel cost part by part (PAIRS pairs per variant).
+    /// Instead: the probe program's cost part by part, inside and outside the program
+    /// (PAIRED_ROUNDS rounds of one BLOCK_PAIRS block per variant, in one process).
     #[arg(long)]
     profile_probe: bool,
 }
@@ -68,7 +80,7 @@ fn main() -> Result<()> {
         return real_ops::bench(&a.python, iterations, a.rounds);
     }
     if a.profile_probe {
-        return profile::bench(&a.python, a.pairs, a.rounds);
+        return profile::bench(&a.python, a.block_pairs, a.paired_rounds);
     }
     if a.recording {
         return recording::bench_recording(&a.python, a.pairs, a.events, a.stand_in);
@@ -81,5 +93,8 @@ fn main() -> Result<()> {
         attach_only: a.attach_only,
         snapshot_rounds: a.snapshot_rounds,
         snapshot_only: a.snapshot_only,
+        paired_rounds: a.paired_rounds,
+        block_pairs: a.block_pairs,
+        paired_only: a.paired_only,
     })
 }

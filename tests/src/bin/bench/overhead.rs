@@ -24,6 +24,9 @@ pub struct BenchOpts {
     pub attach_only: bool,
     pub snapshot_rounds: usize,
     pub snapshot_only: bool,
+    pub paired_rounds: usize,
+    pub block_pairs: u64,
+    pub paired_only: bool,
 }
 
 fn report_snapshot_time(opts: &BenchOpts) -> Result<()> {
@@ -210,13 +213,12 @@ pub fn traced_script(
         free: first.decoder.records_of(Role::Free),
     };
     // With stacks, allocations enter through `tracer_stack` (which tail-calls the probe: its
-    // run time includes the probe's); without, every hit runs `tracer_probe`.
-    let program = if Probes::stacks_enabled() {
-        "tracer_stack"
+    // run time includes the probe's); without, every hit runs a probe program.
+    let stats = if Probes::stacks_enabled() {
+        first.probes.run_stats("tracer_stack")
     } else {
-        "tracer_probe"
+        first.probes.probe_run_stats()
     };
-    let stats = first.probes.run_stats(program);
     Ok((seconds, traps, stats))
 }
 
@@ -281,11 +283,18 @@ pub fn bench(opts: BenchOpts) -> Result<()> {
     if opts.snapshot_only {
         return report_snapshot_time(&opts);
     }
+    println!("runtime: {}", lib.display());
+    if opts.paired_rounds > 0 {
+        super::paired::overhead(&opts.python, &plan, opts.block_pairs, opts.paired_rounds)?
+            .print_overhead();
+    }
+    if opts.paired_only {
+        return Ok(());
+    }
     println!(
-        "benchmark: {} allocate+deallocate pairs of a 2x4-mesh DRAM tensor, {} rounds",
+        "in a process per configuration: {} allocate+deallocate pairs of a 2x4-mesh DRAM tensor, {} rounds",
         opts.pairs, opts.rounds
     );
-    println!("runtime: {}", lib.display());
     let (mut t_none, mut t_bare, mut t_tracer, mut t_shm) = (vec![], vec![], vec![], vec![]);
     let mut t_nostacks = vec![];
     let (mut k_bare, mut k_tracer) = (KernelTime::default(), KernelTime::default());
@@ -405,7 +414,7 @@ pub fn bench(opts: BenchOpts) -> Result<()> {
     );
     if stats.is_some() && k_tracer.runs > 0 && k_nostacks.runs > 0 {
         println!(
-            "in-kernel per allocation hit: {:.0} ns with the stack (tracer_stack, the probe included), {:.0} ns per hit without (tracer_probe)",
+            "in-kernel per allocation hit: {:.0} ns with the stack (tracer_stack, the probe included), {:.0} ns per hit without (the probe programs)",
             k_tracer.per_run(),
             k_nostacks.per_run()
         );

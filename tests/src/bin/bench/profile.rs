@@ -1,9 +1,13 @@
-//! `--profile-probe`: where the probe program's time goes, part by part.
+//! `--profile-probe`: where the probe program's time goes, part by part, and how much of a
+//! part's cost lands outside the program.
 //!
-//! The same allocate/deallocate loop runs under the probe program loaded to stop after each of
-//! its parts in turn (a read-only global the verifier folds, so each variant runs exactly its
-//! parts), with the kernel's run-time counters on; a part's cost is the difference between two
-//! consecutive variants. The bare (empty) program on the same functions is the floor.
+//! The probe program is loaded once per variant, stopped after each of its parts in turn (a
+//! read-only global the verifier folds, so each variant runs exactly its parts), all variants
+//! at once beside the bare (empty) program; one workload process runs a block under each in
+//! turn (`paired`), with the kernel's run-time counters on. Per variant: ns inside the program
+//! per hit, and ns it adds to the workload's loop per event. Their difference is what the
+//! variant costs outside its program: the trap's own machinery for the bare program, and for
+//! the parts what they evict from the caches the workload comes back to.
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -15,24 +19,19 @@ use tracer::{
     runtime::discover,
 };
 
-use super::overhead::{bare_loop, traced_profiled};
+use super::paired::{self, Arm};
 
-/// ns per program run, from a configuration's run-time counters.
-fn per_run(stats: tracer::probe::RunStats) -> Option<f64> {
-    let (runs, t) = stats?;
-    (runs > 0).then(|| t.as_nanos() as f64 / runs as f64)
-}
-
-pub fn bench(python: &Path, pairs: u64, rounds: usize) -> Result<()> {
+pub fn bench(python: &Path, block_pairs: u64, rounds: usize) -> Result<()> {
     require_root()?;
     let lib = discover::library_for_command(None, &[python.display().to_string()])?;
     let plan = plan::for_library(&lib)?;
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)
         .context("cannot turn on the kernel's BPF run-time statistics")?;
     println!(
-        "probe profile: {pairs} allocate+deallocate pairs of a 2x4-mesh DRAM tensor per variant, \
-         best of {rounds} rounds, ns inside the eBPF program per hit (kernel run-time counters)"
+        "probe profile: {rounds} rounds of one {block_pairs}-pair block (2x4-mesh DRAM tensor) per variant in one process; \
+         ns per hit inside the eBPF program (kernel run-time counters), ns per event the loop takes over untraced (median blocks)"
     );
+    println!("runtime: {}", lib.display());
     for (i, p) in plan.probes.iter().enumerate() {
         if !matches!(p.role, Role::Alloc | Role::Free) {
             continue;
@@ -41,7 +40,8 @@ pub fn bench(python: &Path, pairs: u64, rounds: usize) -> Result<()> {
         let reads = match (spec.window.steps, spec.window_len) {
             (0, 0) => "no user-memory read".to_string(),
             (_, 0) => "one read (its object's pointer)".to_string(),
-            (_, n) => format!("one read (a window of {n} bytes)"),
+            (0, n) => format!("one read (a window of {n} bytes)"),
+            (_, n) => format!("two reads (its object's pointer, then a window of {n} bytes)"),
         };
         if spec.flags & tracer_common::SLOT_BY_OBJECT != 0 {
             // The workload is launched: every allocation is seen, frees carry their object.
@@ -54,56 +54,53 @@ pub fn bench(python: &Path, pairs: u64, rounds: usize) -> Result<()> {
         }
         println!("  {:?} probe: {} values, {reads}", p.role, spec.nfields);
     }
-    // Variant 0 is the whole program; it runs last in each round, after every stop.
+    // Stop 0 is the whole program.
     let stops: Vec<u32> = (1..=PROBE_PARTS.len() as u32).chain([0]).collect();
-    let mut best = vec![f64::INFINITY; stops.len()];
-    let mut bare = f64::INFINITY;
-    // Wall time of the loop per allocate+free pair (the counters' clock reads included, the
-    // same in every variant): what the parts cost the workload, outside the program too.
-    let mut wall = vec![f64::INFINITY; stops.len()];
-    let mut bare_wall = f64::INFINITY;
-    let us_per_pair = |secs: f64| secs * 1e6 / pairs as f64;
-    for round in 0..rounds {
-        let (secs, k) = bare_loop(python, &plan, pairs)?;
-        bare_wall = bare_wall.min(us_per_pair(secs));
-        if let Some(ns) = per_run(k) {
-            bare = bare.min(ns);
-        }
-        for (i, stop) in stops.iter().enumerate() {
-            let (secs, _, k) = traced_profiled(python, &plan, pairs, (2, 4), *stop)?;
-            wall[i] = wall[i].min(us_per_pair(secs));
-            if let Some(ns) = per_run(k) {
-                best[i] = best[i].min(ns);
-            }
-        }
-        eprintln!("round {} done", round + 1);
-    }
+    let mut arms = vec![Arm::Untraced, Arm::Bare];
+    arms.extend(stops.iter().map(|s| Arm::Stop(*s)));
+    let b = paired::run(python, &plan, &arms, block_pairs, rounds)?;
+    let names = PROBE_PARTS
+        .iter()
+        .copied()
+        .chain(["submit (whole program)"]);
     println!(
-        "  {:<28} {:>9} {:>9} {:>14}",
-        "part", "total", "this part", "loop us/pair"
+        "  {:<28} {:>9} {:>9} {:>11} {:>13} {:>11}",
+        "part", "in kernel", "this part", "loop/event", "outside prog", "this part"
     );
+    let bare_in = b.kernel_ns(Arm::Bare).unwrap_or(f64::NAN);
+    let bare_loop = b.loop_ns(Arm::Bare);
     println!(
-        "  {:<28} {:>9.0} {:>9} {:>14.2}",
-        "empty program (bare uprobe)", bare, "", bare_wall
+        "  {:<28} {:>9.0} {:>9} {:>11.0} {:>13.0} {:>11}",
+        "empty program (bare uprobe)",
+        bare_in,
+        "",
+        bare_loop,
+        bare_loop - bare_in,
+        ""
     );
-    let mut before = bare;
-    for (i, name) in PROBE_PARTS.iter().enumerate() {
+    let (mut before_in, mut before_out) = (bare_in, bare_loop - bare_in);
+    for (stop, name) in stops.iter().zip(names) {
+        let arm = Arm::Stop(*stop);
+        let inside = b.kernel_ns(arm).unwrap_or(f64::NAN);
+        let total = b.loop_ns(arm);
+        let outside = total - inside;
         println!(
-            "  {:<28} {:>9.0} {:>+9.0} {:>14.2}",
+            "  {:<28} {:>9.0} {:>+9.0} {:>11.0} {:>13.0} {:>+11.0}",
             name,
-            best[i],
-            best[i] - before,
-            wall[i]
+            inside,
+            inside - before_in,
+            total,
+            outside,
+            outside - before_out
         );
-        before = best[i];
+        (before_in, before_out) = (inside, outside);
     }
-    let last = stops.len() - 1;
+    let whole = Arm::Stop(0);
     println!(
-        "  {:<28} {:>9.0} {:>+9.0} {:>14.2}",
-        "submit (whole program)",
-        best[last],
-        best[last] - before,
-        wall[last]
+        "  whole program over the bare uprobe: {:.0} ns per event inside the program, {:.0} ns outside it; ratio to the bare uprobe {:.3}",
+        b.kernel_ns(whole).unwrap_or(f64::NAN) - bare_in,
+        (b.loop_ns(whole) - b.kernel_ns(whole).unwrap_or(f64::NAN)) - (bare_loop - bare_in),
+        b.loop_ns(whole) / bare_loop
     );
     Ok(())
 }

@@ -10,7 +10,7 @@ pub mod refusal;
 
 use super::{types::Role, ProbePlan};
 use crate::model::{BufferInfo, BufferType, CbClash, CircularBuffer, Geometry, Refusal};
-use tracer_common::SlotSpec;
+use tracer_common::{SlotSpec, SLOT_WINDOW_VALUES};
 
 /// The values one probe hit read, with which of them could be read.
 pub struct Values<'a> {
@@ -125,8 +125,31 @@ pub fn decode(plan: &ProbePlan, role: Role, v: &Values) -> Hit {
 /// what it carries in processes whose buffers are known by object ([`buffer::free_spec`]).
 pub fn slot_spec(plan: &ProbePlan, slot: usize) -> SlotSpec {
     let p = &plan.probes[slot];
-    if p.role == Role::Free {
-        return buffer::free_spec(&p.spec, &plan.layout);
+    let spec = if p.role == Role::Free {
+        buffer::free_spec(&p.spec, &plan.layout)
+    } else {
+        p.spec
+    };
+    mark_window_values(spec)
+}
+
+/// Sets [`SLOT_WINDOW_VALUES`] on a slot whose every value is one load in its window.
+fn mark_window_values(mut spec: SlotSpec) -> SlotSpec {
+    let n = (spec.nfields as usize).min(tracer_common::MAX_VALUES);
+    let plain = spec.fields[..n]
+        .iter()
+        .all(|f| f.arg == tracer_common::ARG_WINDOW && f.steps == 1);
+    if n > 0 && plain && spec.window_len > 0 && spec.tail == 0 {
+        spec.flags |= SLOT_WINDOW_VALUES;
     }
-    p.spec
+    spec
+}
+
+/// A value as the probe's path reads it: `width` bytes, zero-extended. Slots with
+/// [`SLOT_WINDOW_VALUES`] leave this to userspace; for the others it changes nothing.
+pub fn narrowed(v: u64, width: u8) -> u64 {
+    match width {
+        1..=7 => v & ((1u64 << (8 * u32::from(width))) - 1),
+        _ => v,
+    }
 }
