@@ -78,6 +78,19 @@ fn doctor(era: &str) {
         library.contains("allocator geometry (read after a mid-run attach): AllocatorImpl{"),
         "{era}: {library}"
     );
+    // A buffer's allocation and free take the hot path (tracer_buffer) on every release.
+    for role in ["Alloc", "Free"] {
+        let slot = library
+            .split(&format!(": {role} at file offset"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("{era}: no {role} slot:\n{library}"));
+        let next = slot.find("    slot ").unwrap_or(slot.len());
+        assert!(
+            slot[..next].contains("hot path: every value one word of the window"),
+            "{era}: the {role} slot is not on the hot path:\n{}",
+            &slot[..next]
+        );
+    }
     for field in confirmed_in(era) {
         let line = library
             .lines()

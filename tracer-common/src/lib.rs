@@ -102,9 +102,10 @@ pub const SLOT_FORGETS_DEVICE: u16 = 1;
 /// window's base object alone (a free, matched by userspace to the allocation it saw).
 pub const SLOT_BY_OBJECT: u16 = 2;
 /// `SlotSpec::flags` bit: every value is one load at an offset of the window copy (no further
-/// pointer to follow, no tail), as for a buffer's allocation. The probe then copies each value
-/// as the 8 bytes at its offset and leaves the narrowing to `width` to userspace, which does it
-/// to every value anyway: the hot path does one load per value, with no branch on its path.
+/// pointer to follow, no tail), as for a buffer's allocation, and lies within one aligned
+/// 8-byte word of the window. The probe then copies each value as its word shifted down to it
+/// and leaves the narrowing to `width` to userspace: the hot path does one load per value,
+/// with no branch on its path.
 pub const SLOT_WINDOW_VALUES: u16 = 4;
 /// Python frames one [`RawStack`] carries at most (innermost first).
 pub const MAX_PY_FRAMES: usize = 16;

@@ -457,15 +457,20 @@ fn window_values(ctx: &ProbeContext, spec: &SlotSpec, slot: u32, state: u8, pid_
         }
         return 0;
     }
-    let window = read_window(object, spec);
+    let Some(scratch) = WINDOW.get_ptr_mut(0) else {
+        return 0;
+    };
+    let copied = copy_into(scratch as *mut u8, object, spec);
+    let scratch = scratch as *const u8;
     if stop_after(PART_WINDOW) {
         return 0;
     }
-    let copied = window.is_some();
-    let scratch = window.unwrap_or(core::ptr::null());
+    // The word holding the value, shifted down to it: one aligned load (an unaligned one is
+    // eight byte loads in BPF). Userspace only sets the flag when no value straddles a word.
     let at = |i: usize| -> u64 {
         let off = (spec.fields[i].offsets[0] as u32 as usize) & (WINDOW_BYTES - 1);
-        unsafe { core::ptr::read_unaligned(scratch.add(off) as *const u64) }
+        let word = unsafe { *(scratch.add(off & !7) as *const u64) };
+        word >> ((off & 7) * 8)
     };
     if copied && spec.device_field != 0 {
         let handle = at(0);
@@ -486,9 +491,10 @@ fn window_values(ctx: &ProbeContext, spec: &SlotSpec, slot: u32, state: u8, pid_
     }
     let ev = entry.as_mut_ptr();
     let n = spec.nfields;
+    // Every value slot is written, with no branch: past `n`, and when the window could not be
+    // read (`valid` 0), userspace ignores them.
     for i in 0..MAX_VALUES {
-        let v = if copied && (i as u32) < n { at(i) } else { 0 };
-        unsafe { (*ev).values[i] = v };
+        unsafe { (*ev).values[i] = at(i) };
     }
     unsafe {
         (*ev).slot = slot;
@@ -836,12 +842,18 @@ fn copy_window(regs: Regs, spec: &SlotSpec) -> (u64, Option<*const u8>) {
 /// Copies the slot's window of `object` into this CPU's scratch.
 #[inline(always)]
 fn read_window(object: u64, spec: &SlotSpec) -> Option<*const u8> {
+    let scratch = WINDOW.get_ptr_mut(0)?;
+    copy_into(scratch as *mut u8, object, spec).then_some(scratch as *const u8)
+}
+
+/// Copies the slot's window of `object` into `scratch`; false if it could not be read.
+#[inline(always)]
+fn copy_into(scratch: *mut u8, object: u64, spec: &SlotSpec) -> bool {
     let len = spec.window_len as usize;
     if len == 0 || len > WINDOW_BYTES || object == 0 {
-        return None;
+        return false;
     }
     let start = object.wrapping_add(spec.window_off as i64 as u64);
-    let scratch = WINDOW.get_ptr_mut(0)?;
     let rc = unsafe {
         aya_ebpf::helpers::generated::bpf_probe_read_user(
             scratch as *mut core::ffi::c_void,
@@ -849,7 +861,7 @@ fn read_window(object: u64, spec: &SlotSpec) -> Option<*const u8> {
             start as *const core::ffi::c_void,
         )
     };
-    (rc == 0).then_some(scratch as *const u8)
+    rc == 0
 }
 
 /// Follows one [`FieldPath`] from the saved registers (or from the window copy).

@@ -253,6 +253,12 @@ pub fn doctor(lib: Option<PathBuf>, pid: Option<u32>, cmd: Vec<String>) -> Resul
                             String::new()
                         }
                     );
+                    let spec = crate::plan::kinds::slot_spec(&plan, slot);
+                    if spec.flags & tracer_common::SLOT_WINDOW_VALUES != 0 {
+                        println!(
+                            "      hot path: every value one word of the window (program tracer_buffer)"
+                        );
+                    }
                     if !p.detail.is_empty() {
                         println!("        {}", p.detail);
                     }
