@@ -339,7 +339,7 @@ pub fn run(
                 }
             })?;
             let mut ran = None;
-            if let Some(s) = target.as_deref_mut() {
+            if let Some(s) = target {
                 s.source.primary_mut().probes.set_hot_probes(false)?;
                 take_all(s);
                 ran = s.source.primary().probes.probe_run_stats();
