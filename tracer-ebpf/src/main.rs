@@ -211,12 +211,31 @@ impl Regs {
     }
 }
 
+/// Records this CPU submitted since it last looked how full the ring buffer is.
+#[map]
+static SINCE_QUERY: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Records a CPU submits between two looks at the ring buffer's fill: a few KiB, against a
+/// wake-up threshold of a quarter of the ring (at least 16 KiB).
+const QUERY_EVERY: u64 = 16;
+
 /// Waking the collector for every event costs a context switch per traced call; it drains
-/// on a short timer instead, and is woken only when the ring buffer fills up.
+/// on a short timer instead, and is woken only when the ring buffer fills up. How full it
+/// is, a helper call, is looked at every [`QUERY_EVERY`] records per CPU.
 #[inline(always)]
 fn wakeup_flags() -> u64 {
     const BPF_RB_FORCE_WAKEUP: u64 = 2;
     const BPF_RB_AVAIL_DATA: u64 = 0;
+    let Some(since) = SINCE_QUERY.get_ptr_mut(0) else {
+        return BPF_RB_NO_WAKEUP;
+    };
+    unsafe {
+        *since += 1;
+        if *since < QUERY_EVERY {
+            return BPF_RB_NO_WAKEUP;
+        }
+        *since = 0;
+    }
     let mut threshold = config(CFG_WAKEUP_BYTES);
     if threshold == 0 {
         threshold = RING_BYTES / 4;
@@ -329,6 +348,23 @@ fn stop_after(part: u32) -> bool {
     stop != 0 && stop <= part
 }
 
+/// [`PROFILE_STOP`], loaded once by the hot path: each later check is a compare of a register
+/// the verifier knows, instead of a load of the global.
+#[derive(Clone, Copy)]
+struct Profile(u32);
+
+impl Profile {
+    #[inline(always)]
+    fn load() -> Self {
+        Self(unsafe { core::ptr::read_volatile(&PROFILE_STOP) })
+    }
+
+    #[inline(always)]
+    fn stops_after(self, part: u32) -> bool {
+        self.0 != 0 && self.0 <= part
+    }
+}
+
 #[uprobe]
 pub fn tracer_probe(ctx: ProbeContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -352,7 +388,7 @@ pub fn tracer_probe(ctx: ProbeContext) -> u32 {
         if stop_after(PART_WINDOW) {
             return 0;
         }
-        if emit_head(object, slot, pid_tgid).is_none() {
+        if emit_head(object, slot, pid_tgid, Profile::load()).is_none() {
             return lost(&ctx, slot, tgid);
         }
         return 0;
@@ -373,7 +409,7 @@ pub fn tracer_probe(ctx: ProbeContext) -> u32 {
     let valid = if spec.tail != 0 {
         emit_with_tail(regs, object, window, spec, slot, pid_tgid)
     } else if spec.nfields == 0 {
-        emit_head(object, slot, pid_tgid)
+        emit_head(object, slot, pid_tgid, Profile::load())
     } else {
         let Some(mut entry) = EVENTS.reserve::<RawEvent>(0) else {
             return lost(&ctx, slot, tgid);
@@ -420,18 +456,19 @@ pub fn tracer_probe(ctx: ProbeContext) -> u32 {
 /// own, so the verifier walks it apart and its stack holds no register copy.
 #[uprobe]
 pub fn tracer_buffer(ctx: ProbeContext) -> u32 {
+    let profile = Profile::load();
     let pid_tgid = bpf_get_current_pid_tgid();
     let Some(state) = traced_state((pid_tgid >> 32) as u32) else {
         return 0;
     };
-    if stop_after(PART_FILTER) {
+    if profile.stops_after(PART_FILTER) {
         return 0;
     }
     let slot = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
     let Some(spec) = SLOTS.get(slot) else {
         return 0;
     };
-    window_values(&ctx, spec, slot, state, pid_tgid)
+    window_values(&ctx, spec, slot, state, pid_tgid, profile)
 }
 
 /// The hot path: a buffer's allocation or free. It needs one register (the window's base),
@@ -441,18 +478,25 @@ pub fn tracer_buffer(ctx: ProbeContext) -> u32 {
 /// subprogram whose stack adds to the caller's past the kernel's limit. A full ring buffer
 /// is counted all the same, and an unreadable window arrives as values marked unread.
 #[inline(always)]
-fn window_values(ctx: &ProbeContext, spec: &SlotSpec, slot: u32, state: u8, pid_tgid: u64) -> u32 {
+fn window_values(
+    ctx: &ProbeContext,
+    spec: &SlotSpec,
+    slot: u32,
+    state: u8,
+    pid_tgid: u64,
+    profile: Profile,
+) -> u32 {
     let tgid = (pid_tgid >> 32) as u32;
     let base = register(ctx, spec.window.arg);
-    if stop_after(PART_REGISTERS) {
+    if profile.stops_after(PART_REGISTERS) {
         return 0;
     }
     let object = follow(base, &spec.window).unwrap_or(0);
     if state == BY_OBJECT && spec.flags & SLOT_BY_OBJECT != 0 {
-        if stop_after(PART_WINDOW) {
+        if profile.stops_after(PART_WINDOW) {
             return 0;
         }
-        if emit_head(object, slot, pid_tgid).is_none() {
+        if emit_head(object, slot, pid_tgid, profile).is_none() {
             bump(&LOST, 0);
         }
         return 0;
@@ -462,7 +506,7 @@ fn window_values(ctx: &ProbeContext, spec: &SlotSpec, slot: u32, state: u8, pid_
     };
     let copied = copy_into(scratch as *mut u8, object, spec);
     let scratch = scratch as *const u8;
-    if stop_after(PART_WINDOW) {
+    if profile.stops_after(PART_WINDOW) {
         return 0;
     }
     // The word holding the value, shifted down to it: one aligned load (an unaligned one is
@@ -478,14 +522,14 @@ fn window_values(ctx: &ProbeContext, spec: &SlotSpec, slot: u32, state: u8, pid_
             ensure_described(tgid, handle, spec.flags & SLOT_FORGETS_DEVICE != 0);
         }
     }
-    if stop_after(PART_DEVICE) {
+    if profile.stops_after(PART_DEVICE) {
         return 0;
     }
     let Some(mut entry) = EVENTS.reserve::<RawEvent>(0) else {
         bump(&LOST, 0);
         return 0;
     };
-    if stop_after(PART_RESERVE) {
+    if profile.stops_after(PART_RESERVE) {
         entry.discard(BPF_RB_NO_WAKEUP);
         return 0;
     }
@@ -509,7 +553,7 @@ fn window_values(ctx: &ProbeContext, spec: &SlotSpec, slot: u32, state: u8, pid_
             0
         };
     }
-    if stop_after(PART_VALUES) {
+    if profile.stops_after(PART_VALUES) {
         entry.discard(BPF_RB_NO_WAKEUP);
         return 0;
     }
@@ -620,9 +664,9 @@ fn fill(
 
 /// A hit that reads no values: its object alone, in a record a third the size of a full one.
 #[inline(always)]
-fn emit_head(object: u64, slot: u32, pid_tgid: u64) -> Option<u16> {
+fn emit_head(object: u64, slot: u32, pid_tgid: u64, profile: Profile) -> Option<u16> {
     let mut entry = EVENTS.reserve::<RawEventHead>(0)?;
-    if stop_after(PART_RESERVE) {
+    if profile.stops_after(PART_RESERVE) {
         entry.discard(BPF_RB_NO_WAKEUP);
         return Some(0);
     }
@@ -636,7 +680,7 @@ fn emit_head(object: u64, slot: u32, pid_tgid: u64) -> Option<u16> {
         (*ev).ts_ns = bpf_ktime_get_ns();
         (*ev).object = object;
     }
-    if stop_after(PART_VALUES) {
+    if profile.stops_after(PART_VALUES) {
         entry.discard(BPF_RB_NO_WAKEUP);
         return Some(0);
     }
