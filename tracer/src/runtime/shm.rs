@@ -6,10 +6,14 @@
 //! the figures read here against `ttnn.get_memory_view` and the workload's own buffer sizes):
 //! - header: `u32 version` at 0, `u32 records in use` at 4, `u32 chip id` (`Device::id()`) at
 //!   0x28;
-//! - per-process records from 0x350, 0x78 bytes each: `u64 pid` at +0x08, then the bytes
-//!   (`Buffer::size()` sums) the process holds on the chip: DRAM at +0x10, L1 at +0x18; the
-//!   words at +0x20..+0x30 were always zero in our runs (their meaning is not verified, so they
-//!   are reported, not used); a timestamp at +0x38 and the process name at +0x40.
+//! - per-process records from 0x350, 0x78 bytes each (tt-metal's `ProcessStats`, counted from
+//!   8 bytes before its `pid`): `u64 pid` at +0x08, then the bytes the process holds on the
+//!   chip: DRAM at +0x10, L1 at +0x18 (`Buffer::size()` sums), L1_SMALL at +0x20, TRACE at
+//!   +0x28, circular buffers at +0x30 (`Device::get_total_cb_allocated()`, which the real-ops
+//!   tests compare with the ledger); a timestamp at +0x38 and the process name at +0x40.
+//!
+//! A seed from the tracker carries DRAM and L1 only (the kinds whose buffers it sums the
+//! same way the ledger does); the other words, when not zero, are said to stay unseeded.
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -21,7 +25,12 @@ const RECORD_LEN: usize = 0x78;
 const PID: usize = 0x08;
 const DRAM: usize = 0x10;
 const L1: usize = 0x18;
-const UNVERIFIED: [usize; 3] = [0x20, 0x28, 0x30];
+/// The words a seed from the tracker does not carry, and what they count.
+const NOT_SEEDED: [(usize, &str); 3] = [
+    (0x20, "L1_SMALL"),
+    (0x28, "TRACE"),
+    (0x30, "circular buffers"),
+];
 
 /// What one chip's region says about one process.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,12 +93,12 @@ pub fn parse(bytes: &[u8], pid: u32, warnings: &mut Vec<String>) -> Result<Recor
         if u64_at(bytes, off + PID) == u64::from(pid) {
             out.dram = u64_at(bytes, off + DRAM);
             out.l1 = u64_at(bytes, off + L1);
-            for u in UNVERIFIED {
-                let v = u64_at(bytes, off + u);
+            for (at, what) in NOT_SEEDED {
+                let v = u64_at(bytes, off + at);
                 if v != 0 {
                     warnings.push(format!(
-                        "SHM tracker record of PID {pid} on chip {chip} has {v} at +{u:#x}, a field \
-                         this tracer does not understand (L1_SMALL/TRACE?): not seeded"
+                        "the SHM tracker counts {v} B of {what} for PID {pid} on chip {chip}; a \
+                         seed from the tracker carries DRAM and L1 only, so these stay unseeded"
                     ));
                 }
             }
@@ -211,6 +220,21 @@ mod tests {
                 chip: 2,
                 full: true
             }
+        );
+    }
+
+    #[test]
+    fn kinds_a_tracker_seed_does_not_carry_are_named() {
+        let mut b = region(3, &[(42, 4096, 2048)]);
+        // Circular buffers: the word `real_ops.py` reads as the tracker's CB figure.
+        b[RECORDS + 0x30..RECORDS + 0x38].copy_from_slice(&1351680u64.to_le_bytes());
+        let mut w = Vec::new();
+        assert!(matches!(parse(&b, 42, &mut w).unwrap(), Record::Found(_)));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("1351680 B of circular buffers for PID 42 on chip 3"),
+            "{}",
+            w[0]
         );
     }
 
