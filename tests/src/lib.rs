@@ -418,6 +418,22 @@ pub fn report_json(file: &Path) -> serde_json::Value {
 }
 
 /// `tracer export FILE --format FORMAT -o FILE.EXT`; returns the written file.
+/// What the real sqlite3 CLI prints for `sql` on the database `db` (rows as `a|b|c` lines).
+pub fn sqlite(db: &Path, sql: &str) -> String {
+    let out = Command::new("sqlite3")
+        .arg(db)
+        .arg(sql)
+        .output()
+        .expect("sqlite3 CLI (scripts/setup.sh installs it)");
+    assert!(
+        out.status.success(),
+        "sqlite3 {}: {}",
+        db.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 pub fn export(file: &Path, format: &str, ext: &str) -> PathBuf {
     let out_file = file.with_extension(ext);
     let out = tracer()

@@ -367,18 +367,7 @@ fn sqlite_has_what_was_held(era: &str, data: &[u8]) {
     std::fs::write(&file, data).unwrap();
     let db = export(&file, "sqlite", "sqlite");
     let query = |sql: &str| -> std::collections::BTreeMap<i64, u64> {
-        let out = std::process::Command::new("sqlite3")
-            .arg(&db)
-            .arg(sql)
-            .output()
-            .expect("sqlite3 CLI (scripts/setup.sh installs it)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .unwrap()
+        sqlite(&db, sql)
             .lines()
             .map(|l| {
                 let (chip, n) = l.split_once('|').unwrap();

@@ -558,17 +558,7 @@ fn readme_query() -> String {
 fn sqlite_export_answers_who_held_the_most_l1_on_chip_3_at_the_peak() {
     let (t, file) = record(&["--leave", "3", "--exit-open"]);
     let db = export(&file, "sqlite", "sqlite");
-    let out = Command::new("sqlite3")
-        .arg(&db)
-        .arg(readme_query())
-        .output()
-        .expect("sqlite3 CLI (scripts/setup.sh installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let row = String::from_utf8(out.stdout).unwrap();
+    let row = sqlite(&db, &readme_query());
     let fields: Vec<&str> = row.trim().split('|').collect();
     assert_eq!(fields.len(), 4, "pid|command|chip|bytes: {row}");
     let p = t.process("seed_scenario.py");

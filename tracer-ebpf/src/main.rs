@@ -342,13 +342,7 @@ fn mask(v: u64, width: u8) -> u64 {
 #[unsafe(no_mangle)]
 static PROFILE_STOP: u32 = 0;
 
-#[inline(always)]
-fn stop_after(part: u32) -> bool {
-    let stop = unsafe { core::ptr::read_volatile(&PROFILE_STOP) };
-    stop != 0 && stop <= part
-}
-
-/// [`PROFILE_STOP`], loaded once by the hot path: each later check is a compare of a register
+/// [`PROFILE_STOP`], loaded once per program run: each later check is a compare of a register
 /// the verifier knows, instead of a load of the global.
 #[derive(Clone, Copy)]
 struct Profile(u32);
@@ -367,12 +361,13 @@ impl Profile {
 
 #[uprobe]
 pub fn tracer_probe(ctx: ProbeContext) -> u32 {
+    let profile = Profile::load();
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     let Some(state) = traced_state(tgid) else {
         return 0;
     };
-    if stop_after(PART_FILTER) {
+    if profile.stops_after(PART_FILTER) {
         return 0;
     }
     let slot = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
@@ -380,21 +375,21 @@ pub fn tracer_probe(ctx: ProbeContext) -> u32 {
         return 0;
     };
     let regs = Regs::of(&ctx);
-    if stop_after(PART_REGISTERS) {
+    if profile.stops_after(PART_REGISTERS) {
         return 0;
     }
     if state == BY_OBJECT && spec.flags & SLOT_BY_OBJECT != 0 {
         let object = read_path(regs, None, &spec.window).unwrap_or(0);
-        if stop_after(PART_WINDOW) {
+        if profile.stops_after(PART_WINDOW) {
             return 0;
         }
-        if emit_head(object, slot, pid_tgid, Profile::load()).is_none() {
+        if emit_head(object, slot, pid_tgid, profile).is_none() {
             return lost(&ctx, slot, tgid);
         }
         return 0;
     }
     let (object, window) = copy_window(regs, spec);
-    if stop_after(PART_WINDOW) {
+    if profile.stops_after(PART_WINDOW) {
         return 0;
     }
     if spec.device_field != 0 {
@@ -403,18 +398,18 @@ pub fn tracer_probe(ctx: ProbeContext) -> u32 {
             ensure_described(tgid, handle, spec.flags & SLOT_FORGETS_DEVICE != 0);
         }
     }
-    if stop_after(PART_DEVICE) {
+    if profile.stops_after(PART_DEVICE) {
         return 0;
     }
     let valid = if spec.tail != 0 {
         emit_with_tail(regs, object, window, spec, slot, pid_tgid)
     } else if spec.nfields == 0 {
-        emit_head(object, slot, pid_tgid, Profile::load())
+        emit_head(object, slot, pid_tgid, profile)
     } else {
         let Some(mut entry) = EVENTS.reserve::<RawEvent>(0) else {
             return lost(&ctx, slot, tgid);
         };
-        if stop_after(PART_RESERVE) {
+        if profile.stops_after(PART_RESERVE) {
             entry.discard(BPF_RB_NO_WAKEUP);
             return 0;
         }
@@ -427,7 +422,7 @@ pub fn tracer_probe(ctx: ProbeContext) -> u32 {
             slot,
             pid_tgid,
         );
-        if stop_after(PART_VALUES) {
+        if profile.stops_after(PART_VALUES) {
             entry.discard(BPF_RB_NO_WAKEUP);
             return 0;
         }

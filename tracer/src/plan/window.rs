@@ -4,7 +4,7 @@
 //! buffer's fields are ~6 loads through the same pointer. Copying the span that holds them once
 //! (`SlotSpec::window`) and picking the fields out of the copy keeps the probe near the cost of
 //! a bare uprobe. Nothing here knows tt-metal: it works on whatever paths calibration produced.
-use tracer_common::{FieldPath, SlotSpec, ARG_WINDOW, MAX_STEPS, WINDOW_BYTES};
+use tracer_common::{FieldPath, SlotSpec, ARG_WINDOW, MAX_STEPS, SLOT_WINDOW_VALUES, WINDOW_BYTES};
 
 /// The fields that load through the same `prefix` (argument + leading offsets) and then read
 /// at least one more offset.
@@ -87,6 +87,39 @@ fn end_of(f: &FieldPath, k: usize) -> i64 {
     i64::from(f.offsets[k]) + i64::from(width)
 }
 
+/// Sets [`SLOT_WINDOW_VALUES`] on a slot whose every value is one load in its window, within
+/// one 8-byte word of it. The window starts on a word boundary of the object (moved down to
+/// one), so a naturally aligned field never straddles two words.
+pub fn mark_window_values(spec: SlotSpec) -> SlotSpec {
+    let n = (spec.nfields as usize).min(tracer_common::MAX_VALUES);
+    let plain = spec.fields[..n]
+        .iter()
+        .all(|f| f.arg == ARG_WINDOW && f.steps == 1);
+    if n == 0 || !plain || spec.window_len == 0 || spec.tail != 0 {
+        return spec;
+    }
+    let mut aligned = spec;
+    let shift = spec.window_off.rem_euclid(8);
+    aligned.window_off -= shift;
+    aligned.window_len += shift as u32;
+    for f in &mut aligned.fields[..n] {
+        f.offsets[0] += shift;
+    }
+    let within_words = aligned.fields[..n].iter().all(|f| {
+        let width = if f.width == 0 || f.width > 8 {
+            8
+        } else {
+            f.width
+        };
+        (f.offsets[0] & 7) + i32::from(width) <= 8
+    });
+    if !within_words || aligned.window_len as usize > WINDOW_BYTES {
+        return spec;
+    }
+    aligned.flags |= SLOT_WINDOW_VALUES;
+    aligned
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,5 +180,56 @@ mod tests {
         assert_eq!(with_window(lone), lone);
         let far = spec(&[path(13, &[0x0], 8), path(13, &[0x10_000], 8)]);
         assert_eq!(with_window(far), far);
+    }
+
+    /// One value one load into the window at `off`.
+    fn word(off: i32, width: u8) -> FieldPath {
+        path(ARG_WINDOW, &[off], width)
+    }
+
+    fn windowed(window_off: i32, window_len: u32, fields: &[FieldPath]) -> SlotSpec {
+        SlotSpec {
+            window_off,
+            window_len,
+            ..spec(fields)
+        }
+    }
+
+    #[test]
+    fn word_aligned_window_values_are_flagged_unchanged() {
+        let s = windowed(0x10, 0x10, &[word(0, 8), word(8, 4), word(0xc, 4)]);
+        let m = mark_window_values(s);
+        assert_ne!(m.flags & SLOT_WINDOW_VALUES, 0);
+        assert_eq!((m.window_off, m.window_len), (0x10, 0x10));
+        assert_eq!(m.fields[2].offsets[0], 0xc);
+    }
+
+    #[test]
+    fn a_window_starting_inside_a_word_moves_down_to_it() {
+        // Object offsets 0x14 (4 bytes) and 0x18 (8 bytes).
+        let s = windowed(0x14, 0xc, &[word(0, 4), word(4, 8)]);
+        let m = mark_window_values(s);
+        assert_ne!(m.flags & SLOT_WINDOW_VALUES, 0);
+        assert_eq!((m.window_off, m.window_len), (0x10, 0x10));
+        assert_eq!((m.fields[0].offsets[0], m.fields[1].offsets[0]), (4, 8));
+    }
+
+    #[test]
+    fn a_value_across_two_words_keeps_the_general_path() {
+        let s = windowed(0, 0x10, &[word(4, 8), word(0, 4)]);
+        let m = mark_window_values(s);
+        assert_eq!(m.flags & SLOT_WINDOW_VALUES, 0);
+        assert_eq!(m.fields[0].offsets[0], 4);
+    }
+
+    #[test]
+    fn a_value_behind_a_pointer_keeps_the_general_path() {
+        let s = windowed(0, 0x10, &[word(0, 8), path(ARG_WINDOW, &[8, 0], 8)]);
+        assert_eq!(mark_window_values(s).flags & SLOT_WINDOW_VALUES, 0);
+        let tailed = SlotSpec {
+            tail: 1,
+            ..windowed(0, 8, &[word(0, 8)])
+        };
+        assert_eq!(mark_window_values(tailed).flags & SLOT_WINDOW_VALUES, 0);
     }
 }

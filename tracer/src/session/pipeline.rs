@@ -192,7 +192,8 @@ impl Session {
         eprintln!("tracer: {}", seed.note);
     }
 
-    fn decode_and_apply(&mut self, raws: Vec<(usize, crate::probe::Raw)>) {
+    /// Decodes raw records of the session's probe sets and applies the events they make.
+    pub fn decode_and_apply(&mut self, raws: Vec<(usize, crate::probe::Raw)>) {
         for (set, raw) in raws {
             for ev in self.source.decode(set, raw) {
                 self.apply(&ev);

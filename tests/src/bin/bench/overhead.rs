@@ -136,24 +136,13 @@ fn traced(
     pairs: u64,
     shape: (u32, u32),
 ) -> Result<(f64, Traps, RunStats)> {
-    traced_profiled(&opts.python, plan, pairs, shape, 0)
-}
-
-/// [`traced`] with the probe program stopping after part `profile_stop` (0: whole).
-pub fn traced_profiled(
-    python: &std::path::Path,
-    plan: &ProbePlan,
-    pairs: u64,
-    shape: (u32, u32),
-    profile_stop: u32,
-) -> Result<(f64, Traps, RunStats)> {
     let args = [
         script("alloc_loop.py").display().to_string(),
         pairs.to_string(),
         shape.0.to_string(),
         shape.1.to_string(),
     ];
-    traced_script(python, plan, &args, profile_stop)
+    traced_script(&opts.python, plan, &args)
 }
 
 /// Runs `python ARGS... TIMING_FILE` under the full tracer (the SHM tracker off).
@@ -161,7 +150,6 @@ pub fn traced_script(
     python: &std::path::Path,
     plan: &ProbePlan,
     args: &[String],
-    profile_stop: u32,
 ) -> Result<(f64, Traps, RunStats)> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -180,7 +168,7 @@ pub fn traced_script(
     argv.extend(args.iter().cloned());
     argv.push(out_file.display().to_string());
     let mut child = launch::spawn_gated(&argv, None)?;
-    let probes = match Loaded::profiled(profile_stop).and_then(|l| l.attach(plan, Scope::Tracked)) {
+    let probes = match Loaded::new().and_then(|l| l.attach(plan, Scope::Tracked)) {
         Ok(p) => p,
         Err(e) => {
             child.abort();

@@ -235,11 +235,7 @@ impl Workload {
 fn take_all(session: &mut Session) {
     let mut raws = Vec::new();
     session.source.drain(&mut raws);
-    for (set, raw) in raws {
-        for ev in session.source.decode(set, raw) {
-            session.apply(&ev);
-        }
-    }
+    session.decode_and_apply(raws);
 }
 
 /// Runs `rounds` rounds (after one uncounted warm-up round) of one block per arm.
@@ -330,11 +326,7 @@ pub fn run(
                     }
                     let t = std::time::Instant::now();
                     consumed.0 += raws.len() as u64;
-                    for (set, raw) in raws {
-                        for ev in s.source.decode(set, raw) {
-                            s.apply(&ev);
-                        }
-                    }
+                    s.decode_and_apply(raws);
                     consumed.1 += t.elapsed();
                 }
             })?;

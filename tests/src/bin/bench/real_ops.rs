@@ -44,7 +44,7 @@ pub fn bench(python: &Path, iterations: u64, rounds: usize) -> Result<()> {
                 0 => none.push(untraced(python, iterations, false)?),
                 3 => bare.push(bare_command(&plan, op_loop(python, iterations))?.0),
                 1 => {
-                    let (t, h, _) = traced_script(python, &plan, &args, 0)?;
+                    let (t, h, _) = traced_script(python, &plan, &args)?;
                     traced.push(t);
                     traps = Some(h);
                 }

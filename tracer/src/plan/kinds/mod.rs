@@ -10,7 +10,7 @@ pub mod refusal;
 
 use super::{types::Role, ProbePlan};
 use crate::model::{BufferInfo, BufferType, CbClash, CircularBuffer, Geometry, Refusal};
-use tracer_common::{SlotSpec, SLOT_WINDOW_VALUES};
+use tracer_common::SlotSpec;
 
 /// The values one probe hit read, with which of them could be read.
 pub struct Values<'a> {
@@ -130,44 +130,11 @@ pub fn slot_spec(plan: &ProbePlan, slot: usize) -> SlotSpec {
     } else {
         p.spec
     };
-    mark_window_values(spec)
-}
-
-/// Sets [`SLOT_WINDOW_VALUES`] on a slot whose every value is one load in its window, within
-/// one 8-byte word of it. The window starts on a word boundary of the object (moved down to
-/// one), so a naturally aligned field never straddles two words.
-fn mark_window_values(spec: SlotSpec) -> SlotSpec {
-    let n = (spec.nfields as usize).min(tracer_common::MAX_VALUES);
-    let plain = spec.fields[..n]
-        .iter()
-        .all(|f| f.arg == tracer_common::ARG_WINDOW && f.steps == 1);
-    if n == 0 || !plain || spec.window_len == 0 || spec.tail != 0 {
-        return spec;
-    }
-    let mut aligned = spec;
-    let shift = spec.window_off.rem_euclid(8);
-    aligned.window_off -= shift;
-    aligned.window_len += shift as u32;
-    for f in &mut aligned.fields[..n] {
-        f.offsets[0] += shift;
-    }
-    let within_words = aligned.fields[..n].iter().all(|f| {
-        let width = if f.width == 0 || f.width > 8 {
-            8
-        } else {
-            f.width
-        };
-        (f.offsets[0] & 7) + i32::from(width) <= 8
-    });
-    if !within_words || aligned.window_len as usize > tracer_common::WINDOW_BYTES {
-        return spec;
-    }
-    aligned.flags |= SLOT_WINDOW_VALUES;
-    aligned
+    super::window::mark_window_values(spec)
 }
 
 /// A value as the probe's path reads it: `width` bytes, zero-extended. Slots with
-/// [`SLOT_WINDOW_VALUES`] leave this to userspace; for the others it changes nothing.
+/// [`tracer_common::SLOT_WINDOW_VALUES`] leave this to userspace; for the others it changes nothing.
 pub fn narrowed(v: u64, width: u8) -> u64 {
     match width {
         1..=7 => v & ((1u64 << (8 * u32::from(width))) - 1),
@@ -178,72 +145,6 @@ pub fn narrowed(v: u64, width: u8) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tracer_common::{FieldPath, ARG_WINDOW, MAX_STEPS};
-
-    fn in_window(off: i32, width: u8, steps: u8) -> FieldPath {
-        let mut offsets = [0; MAX_STEPS];
-        offsets[0] = off;
-        FieldPath {
-            arg: ARG_WINDOW,
-            steps,
-            width,
-            _pad: 0,
-            offsets,
-        }
-    }
-
-    fn windowed(window_off: i32, window_len: u32, fields: &[FieldPath]) -> SlotSpec {
-        let mut s = SlotSpec {
-            nfields: fields.len() as u32,
-            window_off,
-            window_len,
-            ..Default::default()
-        };
-        s.fields[..fields.len()].copy_from_slice(fields);
-        s
-    }
-
-    #[test]
-    fn word_aligned_window_values_are_flagged_unchanged() {
-        let s = windowed(
-            0x10,
-            0x10,
-            &[in_window(0, 8, 1), in_window(8, 4, 1), in_window(0xc, 4, 1)],
-        );
-        let m = mark_window_values(s);
-        assert_ne!(m.flags & SLOT_WINDOW_VALUES, 0);
-        assert_eq!((m.window_off, m.window_len), (0x10, 0x10));
-        assert_eq!(m.fields[2].offsets[0], 0xc);
-    }
-
-    #[test]
-    fn a_window_starting_inside_a_word_moves_down_to_it() {
-        // Object offsets 0x14 (4 bytes) and 0x18 (8 bytes).
-        let s = windowed(0x14, 0xc, &[in_window(0, 4, 1), in_window(4, 8, 1)]);
-        let m = mark_window_values(s);
-        assert_ne!(m.flags & SLOT_WINDOW_VALUES, 0);
-        assert_eq!((m.window_off, m.window_len), (0x10, 0x10));
-        assert_eq!((m.fields[0].offsets[0], m.fields[1].offsets[0]), (4, 8));
-    }
-
-    #[test]
-    fn a_value_across_two_words_keeps_the_general_path() {
-        let s = windowed(0, 0x10, &[in_window(4, 8, 1), in_window(0, 4, 1)]);
-        let m = mark_window_values(s);
-        assert_eq!(m.flags & SLOT_WINDOW_VALUES, 0);
-        assert_eq!(m.fields[0].offsets[0], 4);
-    }
-
-    #[test]
-    fn a_value_behind_a_pointer_keeps_the_general_path() {
-        let s = windowed(0, 0x10, &[in_window(0, 8, 1), in_window(8, 8, 2)]);
-        assert_eq!(mark_window_values(s).flags & SLOT_WINDOW_VALUES, 0);
-        let tailed = SlotSpec {
-            tail: 1,
-            ..windowed(0, 8, &[in_window(0, 8, 1)])
-        };
-        assert_eq!(mark_window_values(tailed).flags & SLOT_WINDOW_VALUES, 0);
-    }
 
     #[test]
     fn narrowing_keeps_the_fields_own_bytes() {
