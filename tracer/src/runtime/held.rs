@@ -451,8 +451,8 @@ fn scan(pid: u32, mem: &Memory, needles: &[u64]) -> Result<(Vec<(u64, usize)>, u
             let len = (end - at).min(CHUNK) as usize;
             if mem.read_into(at, &mut buf[..len]).is_ok() {
                 scanned += len as u64;
-                for (i, w) in buf[..len].chunks_exact(8).enumerate() {
-                    let w = u64::from_le_bytes(w.try_into().unwrap());
+                for (i, w) in buf[..len].as_chunks::<8>().0.iter().enumerate() {
+                    let w = u64::from_le_bytes(*w);
                     if let Some(n) = needles.iter().position(|x| *x == w) {
                         out.push((at + 8 * i as u64, n));
                     }

@@ -16,7 +16,7 @@ pub fn line_at(format: LineFormat, table: &[u8], first: i32, offset: u64) -> Opt
 /// 3.10: each entry is (bytes of bytecode, signed line delta), -128 meaning "no line".
 fn pairs(table: &[u8], first: i32, offset: u64) -> Option<i32> {
     let (mut end, mut line) = (0u64, first);
-    for pair in table.chunks_exact(2) {
+    for pair in table.as_chunks::<2>().0 {
         let start = end;
         end += u64::from(pair[0]);
         let delta = pair[1] as i8;
