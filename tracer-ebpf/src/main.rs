@@ -1003,6 +1003,25 @@ pub fn tracer_bare(_ctx: ProbeContext) -> u32 {
     0
 }
 
+/// The benchmark's floor: the least a probe that reports buffers does on a hit, and nothing
+/// more. The cookie is `word << 1 | read`: the `struct pt_regs` word of the buffer's
+/// register, and whether to read 8 bytes of user memory at it (the allocation: any report of
+/// one reads the buffer); then one record, the smallest there is. What tracer costs over
+/// this is its own doing; the rest any such probe pays on this machine.
+#[uprobe]
+pub fn tracer_floor(ctx: ProbeContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let cookie = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
+    let mut object = register(&ctx, (cookie >> 1) as u8);
+    if cookie & 1 != 0 {
+        object = read_or_zero(object, 8);
+    }
+    if emit_head(object, 0, pid_tgid, Profile(0)).is_none() {
+        bump(&LOST, 0);
+    }
+    0
+}
+
 fn emit_lifecycle(slot: u32, pid: u32, a: u64, b: u64) {
     let Some(mut entry) = EVENTS.reserve::<RawEvent>(0) else {
         bump(&LOST, 0);

@@ -426,18 +426,41 @@ impl Probes {
         Loaded::new()?.attach(plan, scope)
     }
 
-    /// Only the do-nothing program, on the functions of `roles` (the benchmark's baseline:
-    /// the cost of the trap itself).
-    pub fn attach_bare_only(plan: &ProbePlan, roles: &[Role]) -> Result<Ebpf> {
+    /// A reference program alone on the functions of `roles`, what the benchmark measures
+    /// tracer against. Take the floor's records with [`drain_reference`].
+    pub fn attach_reference(
+        plan: &ProbePlan,
+        reference: Reference,
+        roles: &[Role],
+    ) -> Result<Ebpf> {
         let mut ebpf = load_object(0)?;
-        let bare: &mut UProbe = ebpf.program_mut("tracer_bare").unwrap().try_into()?;
-        bare.load()?;
-        for p in plan.probes.iter().filter(|p| roles.contains(&p.role)) {
-            bare.attach(
-                UProbeAttachLocation::AbsoluteOffset(p.file_offset),
-                &plan.library,
-                UProbeScope::AllProcesses,
-            )?;
+        let program: &mut UProbe = ebpf.program_mut(reference.program()).unwrap().try_into()?;
+        program.load()?;
+        for (i, p) in plan.probes.iter().enumerate() {
+            if !roles.contains(&p.role) {
+                continue;
+            }
+            let cookie = match reference {
+                Reference::Empty => None,
+                Reference::Floor => {
+                    let word = crate::plan::kinds::slot_spec(plan, i).window.arg as u64;
+                    Some(word << 1 | u64::from(p.role == Role::Alloc))
+                }
+            };
+            let point = UProbeAttachPoint {
+                location: UProbeAttachLocation::AbsoluteOffset(p.file_offset),
+                cookie,
+            };
+            program
+                .attach(point, &plan.library, UProbeScope::AllProcesses)
+                .with_context(|| {
+                    format!(
+                        "cannot attach {} at {:#x} in {}",
+                        reference.program(),
+                        p.file_offset,
+                        plan.library.display()
+                    )
+                })?;
         }
         Ok(ebpf)
     }
@@ -625,6 +648,38 @@ fn parse(bytes: &[u8]) -> Raw {
 pub type RunStats = Option<(u64, std::time::Duration)>;
 
 /// Runs and in-kernel time of one of the loaded programs (see [`Probes::run_stats`]).
+/// What the benchmark compares tracer's probe programs with.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Reference {
+    /// The do-nothing program: the trap alone.
+    Empty,
+    /// The least a probe that reports buffers does: one 8-byte read of the allocation's
+    /// buffer, one small record per hit.
+    Floor,
+}
+
+impl Reference {
+    pub fn program(self) -> &'static str {
+        match self {
+            Reference::Empty => "tracer_bare",
+            Reference::Floor => "tracer_floor",
+        }
+    }
+}
+
+/// Takes every record a reference program left in its ring buffer; how many.
+pub fn drain_reference(ebpf: &mut Ebpf) -> Result<u64> {
+    let mut ring = RingBuf::try_from(
+        ebpf.map_mut("EVENTS")
+            .context("the eBPF object has no EVENTS ring buffer")?,
+    )?;
+    let mut n = 0;
+    while ring.next().is_some() {
+        n += 1;
+    }
+    Ok(n)
+}
+
 pub fn run_stats(ebpf: &Ebpf, program: &str) -> RunStats {
     let info = ebpf.program(program)?.info().ok()?;
     Some((info.run_count(), info.run_time()))

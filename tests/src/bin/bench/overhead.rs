@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use tracer::{
     exit::require_root,
     plan::{self, ProbePlan, Role},
-    probe::{decode::Decoder, Loaded, Probes, RunStats, Scope},
+    probe::{decode::Decoder, Loaded, Probes, Reference, RunStats, Scope},
     runtime::discover,
     session::{launch, Options, Session, Stop},
 };
@@ -239,7 +239,7 @@ pub fn bare_command(plan: &ProbePlan, mut workload: Command) -> Result<(f64, Run
         .enable_all()
         .build()?;
     let _g = rt.enter();
-    let bare = Probes::attach_bare_only(plan, &[Role::Alloc, Role::Free])?;
+    let bare = Probes::attach_reference(plan, Reference::Empty, &[Role::Alloc, Role::Free])?;
     workload.env("TT_METAL_SHM_TRACKING_DISABLED", "1");
     let t = loop_seconds(workload.output()?)?;
     Ok((t, tracer::probe::run_stats(&bare, "tracer_bare")))

@@ -19,7 +19,7 @@ use anyhow::{bail, Context, Result};
 
 use tracer::{
     plan::{ProbePlan, Role},
-    probe::{decode::Decoder, Loaded, Probes, Scope},
+    probe::{decode::Decoder, Loaded, Probes, Reference, Scope},
     session::{Options, Session},
 };
 use tracer_tests::workload as script;
@@ -31,6 +31,9 @@ pub enum Arm {
     Untraced,
     /// The do-nothing program on the same two functions: the trap alone.
     Bare,
+    /// The floor program on them (`Reference::Floor`): the trap, one read of the allocation's
+    /// buffer and one record per hit, what any probe that reports buffers pays.
+    Floor,
     /// Tracer's probes, the session taking their records as they come.
     Tracer,
     /// Tracer's probes, the session taking their records only after the block: the cost in
@@ -51,6 +54,8 @@ pub struct Blocks {
     /// Allocations and frees the tracer's decoder saw, and the pairs its blocks ran.
     pub seen: (u64, u64),
     pub traced_pairs: u64,
+    /// Records the floor program's ring buffer held after its blocks, and the events they ran.
+    pub floor_records: (u64, u64),
     /// Records the session took while the workload ran, and its time decoding and applying.
     pub consumed: (u64, Duration),
 }
@@ -87,9 +92,13 @@ impl Blocks {
         for (a, name) in [
             (Arm::Untraced, "untraced"),
             (Arm::Bare, "bare uprobe x2"),
+            (Arm::Floor, "floor x2"),
             (Arm::Tracer, "tracer"),
             (Arm::TracerIdle, "tracer, idle session"),
         ] {
+            if !self.arms.contains(&a) {
+                continue;
+            }
             let v = self.of(a);
             println!(
                 "  {name:<22} best {:6.2} us, median {:6.2} us",
@@ -124,6 +133,19 @@ impl Blocks {
             self.loop_ns(Arm::Tracer) - trap,
             self.loop_ns(Arm::TracerIdle) - trap
         );
+        if self.arms.contains(&Arm::Floor) {
+            println!(
+                "  the floor (the trap, one 8-byte read of the allocation's buffer, one 40-byte record per event): {:.3} of a bare uprobe from the best blocks, {:.3} from the median; tracer is {:.3} of the floor (best), {:.0} ns per event above it (median)",
+                self.ratio(Arm::Floor, best),
+                self.ratio(Arm::Floor, median),
+                self.ratio(Arm::Tracer, best) / self.ratio(Arm::Floor, best),
+                self.loop_ns(Arm::Tracer) - self.loop_ns(Arm::Floor)
+            );
+            println!(
+                "  the floor's blocks: {} events run, {} records taken",
+                self.floor_records.1, self.floor_records.0
+            );
+        }
         println!(
             "  the tracer's blocks: {} pairs run, {} allocations and {} frees decoded",
             self.traced_pairs, self.seen.0, self.seen.1
@@ -289,13 +311,23 @@ pub fn run(
     let mut kernel = vec![(0u64, Duration::ZERO); arms.len()];
     let mut traced_pairs = 0;
     let mut consumed = (0u64, Duration::ZERO);
+    let mut floor_records = (0u64, 0u64);
     for round in 0..=rounds {
         for step in 0..arms.len() {
             let i = (step + round) % arms.len();
             let arm = arms[i];
-            let mut bare = match arm {
-                Arm::Bare => Some(Probes::attach_bare_only(plan, &[Role::Alloc, Role::Free])?),
+            let reference = match arm {
+                Arm::Bare => Some(Reference::Empty),
+                Arm::Floor => Some(Reference::Floor),
                 _ => None,
+            };
+            let mut bare = match reference {
+                Some(r) => Some(Probes::attach_reference(
+                    plan,
+                    r,
+                    &[Role::Alloc, Role::Free],
+                )?),
+                None => None,
             };
             let target: Option<&mut Session> = match arm {
                 Arm::Tracer | Arm::TracerIdle => Some(&mut session),
@@ -336,8 +368,12 @@ pub fn run(
                 take_all(s);
                 ran = s.source.primary().probes.probe_run_stats();
             }
-            if let Some(b) = bare.take() {
-                ran = tracer::probe::run_stats(&b, "tracer_bare");
+            if let (Some(mut b), Some(r)) = (bare.take(), reference) {
+                ran = tracer::probe::run_stats(&b, r.program());
+                if r == Reference::Floor {
+                    floor_records.0 += tracer::probe::drain_reference(&mut b)?;
+                    floor_records.1 += 2 * block_pairs;
+                }
             }
             if matches!(arm, Arm::Tracer | Arm::TracerIdle) {
                 traced_pairs += block_pairs;
@@ -362,6 +398,7 @@ pub fn run(
         block_pairs,
         seen: (d.records_of(Role::Alloc), d.records_of(Role::Free)),
         traced_pairs,
+        floor_records,
         consumed,
     })
 }
@@ -376,7 +413,13 @@ pub fn overhead(
     run(
         python,
         plan,
-        &[Arm::Untraced, Arm::Bare, Arm::Tracer, Arm::TracerIdle],
+        &[
+            Arm::Untraced,
+            Arm::Bare,
+            Arm::Floor,
+            Arm::Tracer,
+            Arm::TracerIdle,
+        ],
         block_pairs,
         rounds,
     )

@@ -56,7 +56,7 @@ pub fn bench(python: &Path, block_pairs: u64, rounds: usize) -> Result<()> {
     }
     // Stop 0 is the whole program.
     let stops: Vec<u32> = (1..=PROBE_PARTS.len() as u32).chain([0]).collect();
-    let mut arms = vec![Arm::Untraced, Arm::Bare];
+    let mut arms = vec![Arm::Untraced, Arm::Bare, Arm::Floor];
     arms.extend(stops.iter().map(|s| Arm::Stop(*s)));
     let b = paired::run(python, &plan, &arms, block_pairs, rounds)?;
     let names = PROBE_PARTS
@@ -77,6 +77,17 @@ pub fn bench(python: &Path, block_pairs: u64, rounds: usize) -> Result<()> {
         bare_loop,
         bare_loop - bare_in,
         ""
+    );
+    let floor_in = b.kernel_ns(Arm::Floor).unwrap_or(f64::NAN);
+    let floor_loop = b.loop_ns(Arm::Floor);
+    println!(
+        "  {:<28} {:>9.0} {:>+9.0} {:>11.0} {:>13.0} {:>+11.0}   (not a part: the least any such probe does)",
+        "floor: 1 read + 1 record",
+        floor_in,
+        floor_in - bare_in,
+        floor_loop,
+        floor_loop - floor_in,
+        (floor_loop - floor_in) - (bare_loop - bare_in)
     );
     let (mut before_in, mut before_out) = (bare_in, bare_loop - bare_in);
     for (stop, name) in stops.iter().zip(names) {
@@ -101,6 +112,13 @@ pub fn bench(python: &Path, block_pairs: u64, rounds: usize) -> Result<()> {
         b.kernel_ns(whole).unwrap_or(f64::NAN) - bare_in,
         (b.loop_ns(whole) - b.kernel_ns(whole).unwrap_or(f64::NAN)) - (bare_loop - bare_in),
         b.loop_ns(whole) / bare_loop
+    );
+    println!(
+        "  the floor over the bare uprobe: {:.0} ns per event inside, {:.0} ns outside; ratio {:.3}; the whole program is {:.0} ns per event above the floor",
+        floor_in - bare_in,
+        (floor_loop - floor_in) - (bare_loop - bare_in),
+        floor_loop / bare_loop,
+        b.loop_ns(whole) - floor_loop
     );
     Ok(())
 }
