@@ -359,21 +359,27 @@ impl Profile {
     }
 }
 
+/// How both probe programs start: the process filter, then the hit's slot. `None`: nothing
+/// to report (an untraced process, no slot, or a profile stopped after the filter).
+#[inline(always)]
+fn hit_of(ctx: &ProbeContext, profile: Profile) -> Option<(u64, u8, u32, &'static SlotSpec)> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let state = traced_state((pid_tgid >> 32) as u32)?;
+    if profile.stops_after(PART_FILTER) {
+        return None;
+    }
+    let slot = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
+    let spec = SLOTS.get(slot)?;
+    Some((pid_tgid, state, slot, spec))
+}
+
 #[uprobe]
 pub fn tracer_probe(ctx: ProbeContext) -> u32 {
     let profile = Profile::load();
-    let pid_tgid = bpf_get_current_pid_tgid();
+    let Some((pid_tgid, state, slot, spec)) = hit_of(&ctx, profile) else {
+        return 0;
+    };
     let tgid = (pid_tgid >> 32) as u32;
-    let Some(state) = traced_state(tgid) else {
-        return 0;
-    };
-    if profile.stops_after(PART_FILTER) {
-        return 0;
-    }
-    let slot = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
-    let Some(spec) = SLOTS.get(slot) else {
-        return 0;
-    };
     let regs = Regs::of(&ctx);
     if profile.stops_after(PART_REGISTERS) {
         return 0;
@@ -452,15 +458,7 @@ pub fn tracer_probe(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn tracer_buffer(ctx: ProbeContext) -> u32 {
     let profile = Profile::load();
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let Some(state) = traced_state((pid_tgid >> 32) as u32) else {
-        return 0;
-    };
-    if profile.stops_after(PART_FILTER) {
-        return 0;
-    }
-    let slot = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
-    let Some(spec) = SLOTS.get(slot) else {
+    let Some((pid_tgid, state, slot, spec)) = hit_of(&ctx, profile) else {
         return 0;
     };
     window_values(&ctx, spec, slot, state, pid_tgid, profile)

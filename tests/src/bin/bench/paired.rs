@@ -321,7 +321,7 @@ pub fn run(
                 Arm::Floor => Some(Reference::Floor),
                 _ => None,
             };
-            let mut bare = match reference {
+            let mut reference_probes = match reference {
                 Some(r) => Some(Probes::attach_reference(
                     plan,
                     r,
@@ -368,7 +368,7 @@ pub fn run(
                 take_all(s);
                 ran = s.source.primary().probes.probe_run_stats();
             }
-            if let (Some(mut b), Some(r)) = (bare.take(), reference) {
+            if let (Some(mut b), Some(r)) = (reference_probes.take(), reference) {
                 ran = tracer::probe::run_stats(&b, r.program());
                 if r == Reference::Floor {
                     floor_records.0 += tracer::probe::drain_reference(&mut b)?;

@@ -19,7 +19,7 @@ use tracer::{
     runtime::discover,
 };
 
-use super::paired::{self, Arm};
+use super::paired::{self, Arm, Blocks};
 
 pub fn bench(python: &Path, block_pairs: u64, rounds: usize) -> Result<()> {
     require_root()?;
@@ -67,58 +67,79 @@ pub fn bench(python: &Path, block_pairs: u64, rounds: usize) -> Result<()> {
         "  {:<28} {:>9} {:>9} {:>11} {:>13} {:>11}",
         "part", "in kernel", "this part", "loop/event", "outside prog", "this part"
     );
-    let bare_in = b.kernel_ns(Arm::Bare).unwrap_or(f64::NAN);
-    let bare_loop = b.loop_ns(Arm::Bare);
-    println!(
-        "  {:<28} {:>9.0} {:>9} {:>11.0} {:>13.0} {:>11}",
-        "empty program (bare uprobe)",
-        bare_in,
-        "",
-        bare_loop,
-        bare_loop - bare_in,
-        ""
-    );
-    let floor_in = b.kernel_ns(Arm::Floor).unwrap_or(f64::NAN);
-    let floor_loop = b.loop_ns(Arm::Floor);
-    println!(
-        "  {:<28} {:>9.0} {:>+9.0} {:>11.0} {:>13.0} {:>+11.0}   (not a part: the least any such probe does)",
+    let bare = Cost::of(&b, Arm::Bare);
+    row("empty program (bare uprobe)", bare, None, "");
+    let floor = Cost::of(&b, Arm::Floor);
+    row(
         "floor: 1 read + 1 record",
-        floor_in,
-        floor_in - bare_in,
-        floor_loop,
-        floor_loop - floor_in,
-        (floor_loop - floor_in) - (bare_loop - bare_in)
+        floor,
+        Some(bare),
+        "   (not a part: the least any such probe does)",
     );
-    let (mut before_in, mut before_out) = (bare_in, bare_loop - bare_in);
+    let mut before = bare;
     for (stop, name) in stops.iter().zip(names) {
-        let arm = Arm::Stop(*stop);
-        let inside = b.kernel_ns(arm).unwrap_or(f64::NAN);
-        let total = b.loop_ns(arm);
-        let outside = total - inside;
-        println!(
-            "  {:<28} {:>9.0} {:>+9.0} {:>11.0} {:>13.0} {:>+11.0}",
-            name,
-            inside,
-            inside - before_in,
-            total,
-            outside,
-            outside - before_out
-        );
-        (before_in, before_out) = (inside, outside);
+        let part = Cost::of(&b, Arm::Stop(*stop));
+        row(name, part, Some(before), "");
+        before = part;
     }
-    let whole = Arm::Stop(0);
+    let whole = Cost::of(&b, Arm::Stop(0));
     println!(
         "  whole program over the bare uprobe: {:.0} ns per event inside the program, {:.0} ns outside it; ratio to the bare uprobe {:.3}",
-        b.kernel_ns(whole).unwrap_or(f64::NAN) - bare_in,
-        (b.loop_ns(whole) - b.kernel_ns(whole).unwrap_or(f64::NAN)) - (bare_loop - bare_in),
-        b.loop_ns(whole) / bare_loop
+        whole.inside - bare.inside,
+        whole.outside() - bare.outside(),
+        whole.total / bare.total
     );
     println!(
         "  the floor over the bare uprobe: {:.0} ns per event inside, {:.0} ns outside; ratio {:.3}; the whole program is {:.0} ns per event above the floor",
-        floor_in - bare_in,
-        (floor_loop - floor_in) - (bare_loop - bare_in),
-        floor_loop / bare_loop,
-        b.loop_ns(whole) - floor_loop
+        floor.inside - bare.inside,
+        floor.outside() - bare.outside(),
+        floor.total / bare.total,
+        whole.total - floor.total
     );
     Ok(())
+}
+
+/// A variant's line: ns per hit inside its program, ns per event it adds to the loop.
+#[derive(Clone, Copy)]
+struct Cost {
+    inside: f64,
+    total: f64,
+}
+
+impl Cost {
+    fn of(b: &Blocks, arm: Arm) -> Self {
+        Self {
+            inside: b.kernel_ns(arm).unwrap_or(f64::NAN),
+            total: b.loop_ns(arm),
+        }
+    }
+
+    /// What the variant costs outside its program.
+    fn outside(self) -> f64 {
+        self.total - self.inside
+    }
+}
+
+/// Prints `c`, with its differences from `against` when there is one.
+fn row(name: &str, c: Cost, against: Option<Cost>, note: &str) {
+    match against {
+        None => println!(
+            "  {:<28} {:>9.0} {:>9} {:>11.0} {:>13.0} {:>11}",
+            name,
+            c.inside,
+            "",
+            c.total,
+            c.outside(),
+            ""
+        ),
+        Some(a) => println!(
+            "  {:<28} {:>9.0} {:>+9.0} {:>11.0} {:>13.0} {:>+11.0}{note}",
+            name,
+            c.inside,
+            c.inside - a.inside,
+            c.total,
+            c.outside(),
+            c.outside() - a.outside()
+        ),
+    }
 }
