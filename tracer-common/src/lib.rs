@@ -178,8 +178,8 @@ pub struct RawDevice {
 
 pub const SLOT_DEVICE: u32 = 0xfffd;
 
-/// Indexes into the CONFIG array (u64 values written by userspace before attaching).
-pub const CFG_FLAGS: u32 = 0;
+/// Indexes into the CONFIG array (u64 values written by userspace before attaching). Index 0 is
+/// unused: what it held (the scope, the debug switch) is now read-only globals set at load.
 /// Offset of `tgid` in the kernel's `struct task_struct` (from the kernel's BTF).
 pub const CFG_TASK_TGID_OFF: u32 = 1;
 /// Offset of the thread pointer (`thread.fsbase`) in `struct task_struct` (from the BTF): where
@@ -197,12 +197,6 @@ pub const MESH_MAX_HOPS: u32 = 4;
 /// the ring buffer's size, which userspace chooses at load time).
 pub const CFG_WAKEUP_BYTES: u32 = 11;
 pub const CFG_LEN: u32 = 16;
-
-/// `CFG_FLAGS` bit: trace every process, not only those in the TRACKED map.
-pub const FLAG_ALL_PROCESSES: u64 = 1;
-/// `CFG_FLAGS` bit: log why a probe could not read a value or emit a record (aya-log, drained
-/// by userspace with `--debug-probes`); off, the programs log nothing.
-pub const FLAG_DEBUG: u64 = 2;
 
 /// One probe hit, as it leaves the kernel.
 #[repr(C)]

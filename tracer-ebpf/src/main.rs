@@ -18,12 +18,11 @@ use aya_ebpf::{
 use aya_log_ebpf::warn;
 use tracer_common::{
     FieldPath, PyStackSpec, RawDevice, RawEvent, RawEventHead, RawStack, RawTailEvent, SlotSpec,
-    ARG_WINDOW, BY_OBJECT, CFG_DEVICE_ID_OFF, CFG_FLAGS, CFG_LEN, CFG_MESH_ADD, CFG_MESH_HOP0,
-    CFG_MESH_HOPS, CFG_TASK_FSBASE_OFF, CFG_TASK_TGID_OFF, CFG_WAKEUP_BYTES, FLAG_ALL_PROCESSES,
-    FLAG_DEBUG, MAX_MESH, MAX_PY_FRAMES, MAX_SLOTS, MAX_STEPS, MAX_VALUES, MESH_MAX_HOPS,
-    PROCESSES_PER_ENTRY, PY_FRAME_BYTES, PY_TSTATE_STEPS, SEEN, SLOT_BY_OBJECT, SLOT_DEVICE,
-    SLOT_FORGETS_DEVICE, SLOT_LIBRARY_CHANGE, SLOT_PROCESS_EXIT, SLOT_STACK, SLOT_WINDOW_VALUES,
-    TAIL_BYTES, TRACKED, UNTRACKED, WINDOW_BYTES,
+    ARG_WINDOW, BY_OBJECT, CFG_DEVICE_ID_OFF, CFG_LEN, CFG_MESH_ADD, CFG_MESH_HOP0, CFG_MESH_HOPS,
+    CFG_TASK_FSBASE_OFF, CFG_TASK_TGID_OFF, CFG_WAKEUP_BYTES, MAX_MESH, MAX_PY_FRAMES, MAX_SLOTS,
+    MAX_STEPS, MAX_VALUES, MESH_MAX_HOPS, PROCESSES_PER_ENTRY, PY_FRAME_BYTES, PY_TSTATE_STEPS,
+    SEEN, SLOT_BY_OBJECT, SLOT_DEVICE, SLOT_FORGETS_DEVICE, SLOT_LIBRARY_CHANGE, SLOT_PROCESS_EXIT,
+    SLOT_STACK, SLOT_WINDOW_VALUES, TAIL_BYTES, TRACKED, UNTRACKED, WINDOW_BYTES,
 };
 
 #[map]
@@ -270,7 +269,7 @@ fn tracked(state: u8) -> bool {
 fn traced_state(tgid: u32) -> Option<u8> {
     let state = process_state(tgid)?;
     let now = unsafe { *state };
-    if config(CFG_FLAGS) & FLAG_ALL_PROCESSES == 0 {
+    if !all_processes() {
         return tracked(now).then_some(now);
     }
     // Under --all, remember who used the runtime: only their exits are reported.
@@ -341,6 +340,22 @@ fn mask(v: u64, width: u8) -> u64 {
 /// exactly its parts, with no branch left on the path that tracer runs.
 #[unsafe(no_mangle)]
 static PROFILE_STOP: u32 = 0;
+
+/// Set at load: every process that runs the probed code is traced (`attach --all`), not only
+/// the tracked ones. Read-only like [`PROFILE_STOP`]: the verifier walks one scope's paths,
+/// and a hit reads no configuration to learn it.
+#[unsafe(no_mangle)]
+static ALL_PROCESSES: u32 = 0;
+
+/// Set at load (`--debug-probes`): the programs log why a read or a record failed (aya-log).
+/// Off, the verifier drops every log call with the code that builds it.
+#[unsafe(no_mangle)]
+static DEBUG_PROBES: u32 = 0;
+
+#[inline(always)]
+fn all_processes() -> bool {
+    unsafe { core::ptr::read_volatile(&ALL_PROCESSES) != 0 }
+}
 
 /// [`PROFILE_STOP`], loaded once per program run: each later check is a compare of a register
 /// the verifier knows, instead of a load of the global.
@@ -864,7 +879,7 @@ fn emit_stack(tgid: u32, pid_tgid: u64) {
 /// `--debug-probes`: the programs say why a read or a record failed.
 #[inline(always)]
 fn debugging() -> bool {
-    config(CFG_FLAGS) & FLAG_DEBUG != 0
+    unsafe { core::ptr::read_volatile(&DEBUG_PROBES) != 0 }
 }
 
 /// The slot's object (its window's base: the `Buffer*` argument, or the object it points
@@ -1097,7 +1112,7 @@ fn task_u32(task: u64, offset_index: u32) -> u32 {
 /// A raw tracepoint (`sched_process_fork(parent, child)`): no tracefs needed.
 #[raw_tracepoint(tracepoint = "sched_process_fork")]
 pub fn tracer_fork(ctx: RawTracePointContext) -> u32 {
-    if config(CFG_FLAGS) & FLAG_ALL_PROCESSES != 0 {
+    if all_processes() {
         return 0;
     }
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;

@@ -47,8 +47,8 @@ pub struct LoaderWatch {
 impl LoaderWatch {
     /// Probes `linker`'s hook for the processes given to [`Self::track`] and their descendants.
     pub fn attach(linker: &Path) -> Result<Self> {
-        let mut ebpf =
-            super::load_object(0).map_err(|e| anyhow!("cannot load the eBPF programs: {e}"))?;
+        let mut ebpf = super::load_object(0, super::Scope::Tracked)
+            .map_err(|e| anyhow!("cannot load the eBPF programs: {e}"))?;
         let task = TaskLayout::of_running_kernel()?;
         Array::<_, u64>::try_from(ebpf.map_mut("CONFIG").context("no CONFIG map")?)?.set(
             CFG_TASK_TGID_OFF,

@@ -19,10 +19,9 @@ use aya::{
 };
 use tokio::io::unix::AsyncFd;
 use tracer_common::{
-    PyStackSpec, RawDevice, RawEvent, RawStack, RawTailEvent, CFG_DEVICE_ID_OFF, CFG_FLAGS,
-    CFG_MESH_ADD, CFG_MESH_HOP0, CFG_MESH_HOPS, CFG_TASK_FSBASE_OFF, CFG_TASK_TGID_OFF,
-    CFG_WAKEUP_BYTES, FLAG_ALL_PROCESSES, FLAG_DEBUG, MAX_SLOTS, MESH_MAX_HOPS, SLOT_DEVICE,
-    SLOT_STACK,
+    PyStackSpec, RawDevice, RawEvent, RawStack, RawTailEvent, CFG_DEVICE_ID_OFF, CFG_MESH_ADD,
+    CFG_MESH_HOP0, CFG_MESH_HOPS, CFG_TASK_FSBASE_OFF, CFG_TASK_TGID_OFF, CFG_WAKEUP_BYTES,
+    MAX_SLOTS, MESH_MAX_HOPS, SLOT_DEVICE, SLOT_STACK,
 };
 
 use crate::plan::{ProbePlan, Role};
@@ -99,19 +98,26 @@ pub fn ring_bytes(spec: &str) -> Result<u32> {
 /// offsets userspace found in the kernel's BTF, see [`task_layout`]) and without verifier
 /// logs: relocating against vmlinux BTF and logging the verifier's work took most of the
 /// attach latency.
-fn load_object(profile_stop: u32) -> Result<Ebpf, aya::EbpfError> {
-    load_object_logged(profile_stop, aya::VerifierLogLevel::DISABLE)
+fn load_object(profile_stop: u32, scope: Scope) -> Result<Ebpf, aya::EbpfError> {
+    load_object_logged(profile_stop, scope, aya::VerifierLogLevel::DISABLE)
 }
 
+/// The read-only globals (the profile stop, the scope, the debug switch) are set here: the
+/// verifier folds them, so each load walks and runs only the paths they leave.
 fn load_object_logged(
     profile_stop: u32,
+    scope: Scope,
     log: aya::VerifierLogLevel,
 ) -> Result<Ebpf, aya::EbpfError> {
     let mut loader = aya::EbpfLoader::new();
+    let all = u32::from(scope == Scope::All);
+    let debug = u32::from(settings().debug);
     loader
         .btf(None)
         .verifier_log_level(log)
-        .override_global("PROFILE_STOP", &profile_stop, true);
+        .override_global("PROFILE_STOP", &profile_stop, true)
+        .override_global("ALL_PROCESSES", &all, true)
+        .override_global("DEBUG_PROBES", &debug, true);
     if let Some(bytes) = settings().ring_bytes {
         loader.map_max_entries("EVENTS", bytes);
     }
@@ -152,9 +158,9 @@ fn load_stack_program(ebpf: &mut Ebpf) -> Result<()> {
 
 /// The last lines of the verifier's log for the probe program (loaded again with logging on,
 /// which the normal load skips for speed).
-fn verifier_log_tail(stop: u32, program: &str) -> String {
+fn verifier_log_tail(stop: u32, scope: Scope, program: &str) -> String {
     let logged =
-        load_object_logged(stop, aya::VerifierLogLevel::VERBOSE).map_err(|e| e.to_string());
+        load_object_logged(stop, scope, aya::VerifierLogLevel::VERBOSE).map_err(|e| e.to_string());
     let failure = logged.and_then(|mut ebpf| {
         let probe: &mut UProbe = ebpf
             .program_mut(program)
@@ -240,15 +246,21 @@ pub const PROBE_PARTS: [&str; 6] = [
 ];
 
 impl Loaded {
-    pub fn new() -> Result<Self> {
-        Self::profiled(0)
+    /// The programs for the processes of `scope` (fixed at load: the verifier walks that
+    /// scope's paths alone).
+    pub fn new(scope: Scope) -> Result<Self> {
+        Self::load(0, scope)
     }
 
     /// The benchmark's profile: the probe program stops after part `stop` (1-based, see
-    /// [`PROBE_PARTS`]; 0 runs it whole).
+    /// [`PROBE_PARTS`]; 0 runs it whole), for tracked processes.
     pub fn profiled(stop: u32) -> Result<Self> {
+        Self::load(stop, Scope::Tracked)
+    }
+
+    fn load(stop: u32, scope: Scope) -> Result<Self> {
         let t = std::time::Instant::now();
-        let mut ebpf = load_object(stop).map_err(|e| {
+        let mut ebpf = load_object(stop, scope).map_err(|e| {
             anyhow!("cannot load the eBPF programs: {e}. Is this root, on a kernel with BPF? (`tracer doctor` checks)")
         })?;
         let timing = std::env::var_os("TRACER_TIMING").is_some();
@@ -267,7 +279,7 @@ impl Loaded {
             if let Err(e) = probe.load() {
                 bail!(
                     "the kernel rejected the uprobe program {name} ({e}); the verifier said:\n{}",
-                    verifier_log_tail(stop, name)
+                    verifier_log_tail(stop, scope, name)
                 );
             }
         }
@@ -298,7 +310,7 @@ impl Loaded {
     /// Writes the plan into the maps and attaches. Probes detach when the result is dropped,
     /// and the kernel detaches them by itself if the tracer dies (they live only as long as
     /// our descriptors).
-    pub fn attach(self, plan: &ProbePlan, scope: Scope) -> Result<Probes> {
+    pub fn attach(self, plan: &ProbePlan) -> Result<Probes> {
         let mut ebpf = self.ebpf;
         let stacks;
         if plan.probes.len() as u32 > MAX_SLOTS {
@@ -309,15 +321,6 @@ impl Loaded {
         }
         {
             let mut config: Array<_, u64> = Array::try_from(ebpf.map_mut("CONFIG").unwrap())?;
-            let mut flags = if scope == Scope::All {
-                FLAG_ALL_PROCESSES
-            } else {
-                0
-            };
-            if settings().debug {
-                flags |= FLAG_DEBUG;
-            }
-            config.set(CFG_FLAGS, flags, 0)?;
             let ring = settings().ring_bytes.map_or(4 << 20, u64::from);
             config.set(CFG_WAKEUP_BYTES, ring / 4, 0)?;
             let task = task_layout::TaskLayout::of_running_kernel()?;
@@ -423,7 +426,7 @@ impl Loaded {
 impl Probes {
     /// Loads and attaches everything.
     pub fn attach(plan: &ProbePlan, scope: Scope) -> Result<Self> {
-        Loaded::new()?.attach(plan, scope)
+        Loaded::new(scope)?.attach(plan)
     }
 
     /// A reference program alone on the functions of `roles`, what the benchmark measures
@@ -433,7 +436,7 @@ impl Probes {
         reference: Reference,
         roles: &[Role],
     ) -> Result<Ebpf> {
-        let mut ebpf = load_object(0)?;
+        let mut ebpf = load_object(0, Scope::Tracked)?;
         let program: &mut UProbe = ebpf.program_mut(reference.program()).unwrap().try_into()?;
         program.load()?;
         for (i, p) in plan.probes.iter().enumerate() {

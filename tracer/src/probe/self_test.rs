@@ -37,7 +37,7 @@ pub struct Outcome {
 /// Runs every step that can run; a step that cannot (an earlier one failed) is left out.
 pub fn run() -> Vec<Outcome> {
     let mut out = Vec::new();
-    let loaded = Loaded::new();
+    let loaded = Loaded::new(super::Scope::Tracked);
     out.push(Outcome {
         what: "the eBPF programs load (the kernel's verifier accepts them)",
         result: loaded

@@ -60,7 +60,7 @@ fn probe_library(source: &mut Source, pid: u32, lib: &Path) -> Result<()> {
     for w in &plan.warnings {
         eprintln!("tracer: warning: {}: {w}", lib.display());
     }
-    let mut probes = Loaded::new()?.attach(&plan, Scope::Tracked)?;
+    let mut probes = Loaded::new(Scope::Tracked)?.attach(&plan)?;
     // Stopped at the library's load, before any of its code ran: every allocation is seen.
     probes.track_by_object(pid)?;
     eprintln!("tracer: PID {pid} loaded {}: probed", lib.display());

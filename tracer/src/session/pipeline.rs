@@ -287,7 +287,7 @@ impl Session {
     /// processes already using it.
     fn add_prepared(&mut self, p: PreparedSet) {
         let library = p.plan.library.display().to_string();
-        let probes = match p.loaded.attach(&p.plan, p.scope) {
+        let probes = match p.loaded.attach(&p.plan) {
             Ok(probes) => probes,
             Err(e) => {
                 eprintln!("tracer: warning: not traced: {library}: {e:#}");

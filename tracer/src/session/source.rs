@@ -7,7 +7,7 @@ use anyhow::Result;
 use crate::{
     model::{Event, EventKind},
     plan::ProbePlan,
-    probe::{decode::Decoder, Loaded, Probes, Raw, Scope},
+    probe::{decode::Decoder, Loaded, Probes, Raw},
     runtime::{
         process,
         python::{self, resolve::Resolver},
@@ -31,8 +31,8 @@ impl ProbeSet {
 /// processes already using it.
 pub struct PreparedSet {
     pub plan: ProbePlan,
+    /// Loaded for every process (`Scope::All`).
     pub loaded: Loaded,
-    pub scope: Scope,
     /// Processes already using the library: attached mid-run.
     pub users: Vec<u32>,
 }

@@ -168,7 +168,7 @@ pub fn traced_script(
     argv.extend(args.iter().cloned());
     argv.push(out_file.display().to_string());
     let mut child = launch::spawn_gated(&argv, None)?;
-    let probes = match Loaded::new().and_then(|l| l.attach(plan, Scope::Tracked)) {
+    let probes = match Loaded::new(Scope::Tracked).and_then(|l| l.attach(plan)) {
         Ok(p) => p,
         Err(e) => {
             child.abort();

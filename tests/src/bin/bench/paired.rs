@@ -292,7 +292,7 @@ pub fn run(
     let mut variants: Vec<(u32, Session)> = Vec::new();
     for a in arms {
         if let Arm::Stop(stop) = a {
-            let mut p = Loaded::profiled(*stop)?.attach(plan, Scope::Tracked)?;
+            let mut p = Loaded::profiled(*stop)?.attach(plan)?;
             p.set_hot_probes(false)?;
             p.track_by_object(pid)?;
             let s = Session::new(

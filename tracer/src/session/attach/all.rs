@@ -68,13 +68,13 @@ pub fn attach_all(
         .collect();
     let mut plans = plans.into_iter().map(|(_, _, p)| p);
     let primary = plans.next().unwrap();
-    let probes = joined(loading)?.attach(&primary, Scope::All)?;
+    let probes = joined(loading)?.attach(&primary)?;
     let mut session = Session::new(probes, Decoder::new(primary), opts);
     // The header names the first library's build and layout (the usual single-install case).
     session.open_recording("attach --all")?;
     session.report_exits();
     for plan in plans {
-        let probes = Loaded::new()?.attach(&plan, Scope::All)?;
+        let probes = Loaded::new(Scope::All)?.attach(&plan)?;
         session
             .source
             .add(ProbeSet::new(probes, Decoder::new(plan)));

@@ -10,14 +10,18 @@ use std::time::Instant;
 use anyhow::Result;
 
 use super::Options;
-use crate::{exit::require_root, probe::Loaded};
+use crate::{
+    exit::require_root,
+    probe::{Loaded, Scope},
+};
 
 pub fn attach(opts: Options, pids: Vec<u32>, all: bool) -> Result<i32> {
     let started = Instant::now();
     require_root()?;
     crate::probe::configure(opts.probes);
     // The kernel verifies the programs while the library is calibrated.
-    let loading = std::thread::spawn(Loaded::new);
+    let scope = if all { Scope::All } else { Scope::Tracked };
+    let loading = std::thread::spawn(move || Loaded::new(scope));
     if all {
         all::attach_all(opts, started, loading)
     } else {

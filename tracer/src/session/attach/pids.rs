@@ -7,7 +7,7 @@ use super::targets::{joined, library_of, pidfd, stage};
 use crate::{
     exit::{fail, is_code, NOT_TT_METAL, TARGET_GONE},
     plan,
-    probe::{decode::Decoder, monotonic_ns, Loaded, Scope},
+    probe::{decode::Decoder, monotonic_ns, Loaded},
     runtime::discover,
     session::{Options, Session, Stop},
 };
@@ -80,7 +80,7 @@ pub fn attach_pids(
     let _rt_guard = rt.enter();
     let loaded = joined(loading)?;
     stage(started, "programs verified");
-    let probes = loaded.attach(&plan, Scope::Tracked)?;
+    let probes = loaded.attach(&plan)?;
     stage(started, "probes attached");
     let mut session = Session::new(probes, Decoder::new(plan), opts);
     let what = pids.iter().map(|p| p.to_string()).collect::<Vec<_>>();

@@ -32,7 +32,7 @@ pub fn start(mut known: Vec<(u64, u64)>) -> UnboundedReceiver<PreparedSet> {
             let prepared = plan::for_library(path).and_then(|mut plan| {
                 // Its processes opened their devices before the probes.
                 plan.mid_run = true;
-                Ok((plan, Loaded::new()?))
+                Ok((plan, Loaded::new(Scope::All)?))
             });
             let (plan, loaded) = match prepared {
                 Ok(p) => p,
@@ -49,7 +49,6 @@ pub fn start(mut known: Vec<(u64, u64)>) -> UnboundedReceiver<PreparedSet> {
             let set = PreparedSet {
                 plan,
                 loaded,
-                scope: Scope::All,
                 users,
             };
             if tx.send(set).is_err() {
